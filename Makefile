@@ -1,0 +1,27 @@
+# Shortcuts, as in the original project's README. Each uses .venv (made by
+# scripts/setup_env.sh). SOURCE may be music21, lakh or a folder of .mid files.
+SOURCE ?= music21
+DATA ?= data/m21
+PY := .venv/bin/python
+
+.PHONY: env parse tokenize test test-fast bench
+
+env:
+	bash scripts/setup_env.sh
+
+# MIDI files from the source (music21: converted into cache/music21), counted
+parse: env
+	$(PY) -m experiments.prepare --source=$(SOURCE) --out=$(DATA) --parse_only
+
+# parse + tokenize into array_record shards and manifest.json
+tokenize: env
+	$(PY) -m experiments.prepare --source=$(SOURCE) --out=$(DATA)
+
+test:
+	bash scripts/test.sh
+
+test-fast:
+	bash scripts/test.sh -m "not slow"
+
+bench: env
+	$(PY) -m benchmarks.data_throughput

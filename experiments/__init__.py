@@ -1,0 +1,1 @@
+"""Entry points: prepare, train, sample, serve. Only this package parses flags."""

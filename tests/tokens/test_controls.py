@@ -1,0 +1,65 @@
+"""Control annotation: values on a known sequence, packing, insertion, drop."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yoshimidi_jax.midi import NoteEvents, read_midi
+from yoshimidi_jax.tokens import Vocab, encode
+from yoshimidi_jax.tokens import controls as ctl
+
+VOCAB = Vocab()
+
+
+def test_annotate_known_melody_and_chord():
+    # C4, E4 (+4), C4 (-4), then a chord G3+B3+D4 struck hard, then D4 again (same)
+    events = NoteEvents.from_arrays(
+        onset_s=[0.0, 0.5, 1.0, 1.5, 1.5, 1.51, 2.0],
+        duration_s=[0.5, 0.5, 0.5, 0.5, 0.5, 0.49, 0.5],
+        pitch=[60, 64, 60, 55, 59, 62, 62],
+        velocity=[40, 40, 80, 110, 110, 110, 70],
+    )
+    seq = encode(events)
+    c = ctl.annotate(seq.ids, seq.times)
+    assert list(c.interval) == [ctl.ANY_INTERVAL, 2, 6, 6, 2, 2, 0]
+    assert list(c.chord) == [0, 0, 0, 2, 2, 2, 0]  # classes: 1 note, 3 notes
+    assert list(c.velocity) == [0, 0, 1, 2, 2, 2, 1]
+
+
+def test_interval_classes():
+    semis = np.array([0, 1, 2, 3, 5, 6, 11, 12, 30, -1, -2, -3, -5, -6, -11, -12, -40])
+    assert list(ctl.interval_class(semis)) == [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8]
+
+
+def test_pack_unpack_covers_the_block():
+    i, c, v = np.meshgrid(np.arange(10), np.arange(6), np.arange(4), indexing="ij")
+    ids = ctl.control_id(i.ravel(), c.ravel(), v.ravel())
+    assert sorted(ids) == list(range(VOCAB.control, VOCAB.size))
+    back = ctl.control_attributes(ids)
+    for a, b in zip(back, (i.ravel(), c.ravel(), v.ravel())):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_insert_controls_before_each_note_on(few_midi_files):
+    seq = encode(read_midi(few_midi_files[0]).events)
+    c = ctl.annotate(seq.ids, seq.times)
+    ids, times = ctl.insert_controls(seq.ids, seq.times, c)
+    is_ctrl = ids >= VOCAB.control
+    assert is_ctrl.sum() == len(c.position)
+    following = ids[np.flatnonzero(is_ctrl) + 1]
+    assert ((following >= VOCAB.note_on) & (following < VOCAB.note_off)).all()
+    # removing the controls gives the original back; annotation ignores them
+    np.testing.assert_array_equal(ids[~is_ctrl], seq.ids)
+    np.testing.assert_array_equal(times[~is_ctrl], seq.times)
+    again = ctl.annotate(ids, times)
+    np.testing.assert_array_equal(again.interval, c.interval)
+    np.testing.assert_array_equal(again.chord, c.chord)
+
+
+def test_drop_rates_match_their_probabilities():
+    n = 20_000
+    c = ctl.NoteControls(np.arange(n), np.zeros(n, int), np.zeros(n, int), np.zeros(n, int))
+    dropped, keep = ctl.drop_attributes(c, np.random.default_rng(0), p_drop_note=0.3, p_drop_attribute=0.1)
+    assert abs((~keep).mean() - 0.3) < 0.02
+    assert abs((dropped.interval == ctl.ANY_INTERVAL).mean() - 0.1) < 0.01
+    assert abs((dropped.velocity == ctl.ANY_VELOCITY).mean() - 0.1) < 0.01

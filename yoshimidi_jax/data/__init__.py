@@ -1,0 +1,1 @@
+"""Corpus sources, shard writing (prepare) and the grain batch pipeline."""

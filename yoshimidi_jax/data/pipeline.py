@@ -1,0 +1,112 @@
+"""Shards -> shuffled, packed, batched training windows, with grain.
+
+    array_record shards
+      -> one record per piece (shard by process for multi-host)
+      -> global shuffle per epoch (seeded), repeat
+      -> decode + insert control tokens (random drop, seeded per element)
+      -> concat-then-split into windows of seq_len + 1, no padding except at
+         the very end of a finite stream, pieces crossing window edges continue
+         in the next window (nothing dropped at shard or window boundaries)
+      -> inputs/targets shifted by one, segment ids, loss mask
+      -> batch
+
+The returned dataset is a grain IterDataset: `iter()` gives an iterator whose
+`get_state()` / `set_state()` resume exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import grain
+import numpy as np
+from array_record.python.array_record_data_source import ArrayRecordDataSource
+
+from yoshimidi_jax.data.prepare import shard_paths
+from yoshimidi_jax.data.records import deserialize
+from yoshimidi_jax.tokens import controls as ctl
+from yoshimidi_jax.tokens.vocab import Vocab
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSpec:
+    seq_len: int = 256  # model context: inputs and targets are [batch, seq_len]
+    batch_size: int = 8  # per process
+    seed: int = 0
+    shuffle: bool = True
+    num_epochs: int | None = None  # None: repeat forever
+    add_controls: bool = True
+    p_drop_control_note: float = 0.2  # a note gets no CONTROL token
+    p_drop_control_attribute: float = 0.2  # one attribute of a CONTROL is ANY
+    drop_remainder: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class _PieceToArrays(grain.transforms.RandomMap):
+    """Record bytes -> {"ids", "times"} with control tokens inserted."""
+
+    spec: BatchSpec
+    vocab: Vocab = Vocab()
+
+    def random_map(self, data: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        tokens = deserialize(data).tokens
+        ids, times = tokens.ids, tokens.times
+        if self.spec.add_controls:
+            controls = ctl.annotate(ids, times, self.vocab)
+            controls, keep = ctl.drop_attributes(
+                controls, rng, self.spec.p_drop_control_note, self.spec.p_drop_control_attribute
+            )
+            ids, times = ctl.insert_controls(ids, times, controls, keep, self.vocab)
+        return {"ids": ids.astype(np.int32), "times": times.astype(np.float32)}
+
+
+def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A packed window of seq_len + 1 -> shifted inputs/targets and masks."""
+    ids, times = window["ids"], window["times"]
+    seg = window["ids_segment_ids"]
+    return {
+        "inputs": ids[:-1],
+        "input_times": times[:-1],
+        "targets": ids[1:],
+        "target_times": times[1:],
+        "segment_ids": seg[:-1],
+        "positions": window["ids_positions"][:-1],
+        # a target counts if it is real and from the same piece as its input
+        "loss_mask": (seg[1:] != 0) & (seg[1:] == seg[:-1]),
+    }
+
+
+def piece_dataset(
+    paths: Sequence[str], spec: BatchSpec, process_index: int = 0, process_count: int = 1
+) -> grain.MapDataset:
+    """Records of this process's share, shuffled and repeated, as arrays."""
+    if not paths:
+        raise ValueError("no shards to read: the split is empty (see manifest.json)")
+    ds = grain.MapDataset.source(ArrayRecordDataSource(list(paths))).seed(spec.seed)
+    ds = ds[process_index::process_count]
+    if spec.shuffle:
+        ds = ds.shuffle()
+    if spec.num_epochs != 1:
+        ds = ds.repeat(spec.num_epochs)
+    return ds.random_map(_PieceToArrays(spec))
+
+
+def batches_from_paths(
+    paths: Sequence[str], spec: BatchSpec, process_index: int = 0, process_count: int = 1
+) -> grain.IterDataset:
+    ds = piece_dataset(paths, spec, process_index, process_count).to_iter_dataset()
+    length = spec.seq_len + 1
+    ds = grain.experimental.ConcatThenSplitIterDataset(
+        ds, length_struct={"ids": length, "times": length}, split_full_length_features=True
+    )
+    ds = ds.map(_to_example)
+    return ds.batch(spec.batch_size, drop_remainder=spec.drop_remainder)
+
+
+def make_batches(
+    data_dir: str, split: str, spec: BatchSpec, process_index: int = 0, process_count: int = 1
+) -> grain.IterDataset:
+    """Batches of one split of a prepared dataset (see experiments.prepare).
+    Same spec and seed -> the same batches, on any machine."""
+    return batches_from_paths(shard_paths(data_dir, split), spec, process_index, process_count)
