@@ -21,7 +21,6 @@ import time
 import mido
 from absl import app, flags
 
-from yoshimidi_jax.data.pipeline import BatchSpec, make_batches
 from yoshimidi_jax.data.prepare import PrepareOptions, prepare
 from yoshimidi_jax.data.sources.base import SourceFiles
 from yoshimidi_jax.data.sources.music21_corpus import convert_corpus
@@ -47,6 +46,10 @@ def main(argv):
         for path in paths:
             mido.MidiFile(path)
         mido_s = time.perf_counter() - start
+
+        # imported here, not at the top: worker processes import this module, and
+        # grain takes 0.6 s to import that `experiments.prepare` never pays
+        from yoshimidi_jax.data.pipeline import BatchSpec, make_batches
 
         spec = BatchSpec(seq_len=1024, batch_size=32, seed=0)
         it = iter(make_batches(out, "train", spec))

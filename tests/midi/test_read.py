@@ -104,9 +104,10 @@ def test_repeated_note_on_and_unclosed_notes(tmp_path):
     np.testing.assert_array_equal(r.events.pitch, [60, 60, 67])
 
 
-def test_unclosed_note_closed_at_end_of_track_delta(tmp_path):
+@pytest.mark.parametrize("channel", [0, 5, 15])
+def test_unclosed_note_closed_at_end_of_track_delta(tmp_path, channel):
     midi = mido.MidiFile(type=1, ticks_per_beat=480)
-    track = mido.MidiTrack([M("note_on", note=60, velocity=80, time=0)])
+    track = mido.MidiTrack([M("note_on", channel=channel, note=60, velocity=80, time=0)])
     track.append(mido.MetaMessage("end_of_track", time=960))
     midi.tracks.append(track)
     path = str(tmp_path / "eot.mid")
@@ -190,3 +191,20 @@ def test_readers_agree_on_the_whole_default_corpus(default_corpus):
     assert len(default_corpus.paths) > 500
     for path in default_corpus.paths:
         _both(path)
+
+
+def test_pitch_left_sounding_twice_is_closed_twice(tmp_path):
+    # as music21 writes some ties: note_off before note_on at one tick, so the
+    # off finds nothing sounding and both note_ons stay open to the end
+    msgs = [
+        M("note_on", note=50, velocity=80, time=0),
+        M("note_off", note=50, time=480),
+        M("note_on", note=50, velocity=80, time=0),
+        M("note_off", note=57, time=480),
+        M("note_on", note=50, velocity=80, time=0),
+        M("note_on", note=57, velocity=80, time=0),
+        M("note_off", note=62, time=960),
+    ]
+    r = _both(_save(tmp_path, [msgs]))
+    np.testing.assert_allclose(r.events.onset_s, [0.0, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(r.events.end_s, [0.5, 2.0, 2.0, 2.0])

@@ -16,6 +16,13 @@ class KeySignature:
     minor: bool
 
 
+def unique_key_signatures(time_s, sharps, minor) -> tuple[KeySignature, ...]:
+    """Key signatures in time order, each (time, key) once: type 1 files often
+    repeat the key in every track."""
+    rows = sorted({(float(t), int(s), bool(m)) for t, s, m in zip(time_s, sharps, minor)})
+    return tuple(KeySignature(time_s=t, sharps=s, minor=m) for t, s, m in rows)
+
+
 @dataclasses.dataclass(frozen=True)
 class NoteEvents:
     """Notes of one piece, sorted by (onset, pitch, duration).

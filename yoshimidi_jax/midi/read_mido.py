@@ -10,7 +10,7 @@ import mido
 import numpy as np
 
 from yoshimidi_jax.midi.errors import MidiRejected
-from yoshimidi_jax.midi.events import DRUM_CHANNEL, KeySignature, NoteEvents, ReadResult
+from yoshimidi_jax.midi.events import DRUM_CHANNEL, NoteEvents, ReadResult, unique_key_signatures
 from yoshimidi_jax.midi.header import check_header
 from yoshimidi_jax.midi.tempo_map import ticks_to_seconds
 
@@ -85,13 +85,11 @@ def read_midi_mido(source: str | bytes) -> ReadResult:
                 drum_notes += _add_note(cols, start, tick, note, velocity, channel, prog)
 
     tpb = header.ticks_per_beat
-    to_s = lambda t: ticks_to_seconds(np.asarray(t, dtype=np.int64), tempo_ticks, tempo_us, tpb)  # noqa: E731
-    onset = to_s(cols["start"])
-    end = to_s(cols["end"])
-    key_times = to_s([k[0] for k in keys])
-    key_signatures = tuple(
-        KeySignature(time_s=float(t), sharps=s, minor=m) for t, (_, s, m) in zip(key_times, keys)
-    )
+    ticks = np.concatenate([cols["start"], cols["end"], [k[0] for k in keys]]).astype(np.int64)
+    seconds = ticks_to_seconds(ticks, tempo_ticks, tempo_us, tpb)
+    n = len(cols["start"])
+    onset, end, key_times = seconds[:n], seconds[n : 2 * n], seconds[2 * n :]
+    key_signatures = unique_key_signatures(key_times, [k[1] for k in keys], [k[2] for k in keys])
     events = NoteEvents.from_arrays(
         onset_s=onset,
         duration_s=end - onset,

@@ -10,7 +10,7 @@ import numpy as np
 import symusic
 
 from yoshimidi_jax.midi.errors import MidiRejected
-from yoshimidi_jax.midi.events import DRUM_CHANNEL, KeySignature, NoteEvents, ReadResult
+from yoshimidi_jax.midi.events import DRUM_CHANNEL, NoteEvents, ReadResult, unique_key_signatures
 from yoshimidi_jax.midi.header import check_header
 from yoshimidi_jax.midi.read_mido import _read_bytes, read_midi_mido
 from yoshimidi_jax.midi.tempo_map import ticks_to_seconds
@@ -18,21 +18,32 @@ from yoshimidi_jax.midi.tempo_map import ticks_to_seconds
 _END_OF_TRACK = b"\xff\x2f\x00"
 
 
-def _closing_note_offs() -> bytes:
-    """note_off for every pitch of every non-drum channel, delta 0 between them
-    (the first takes the delta of the End of Track it replaces)."""
-    out = bytearray()
-    for channel in range(16):
-        if channel == DRUM_CHANNEL:
-            continue
-        for pitch in range(128):
-            if out:
-                out += b"\x00"
-            out += bytes((0x80 | channel, pitch, 0))
-    return bytes(out + b"\x00" + _END_OF_TRACK)
+def _note_offs_of_channel(channel: int) -> bytes:
+    """note_off for every pitch of one channel, each preceded by delta 0."""
+    return b"".join(b"\x00" + bytes((0x80 | channel, pitch, 0)) for pitch in range(128))
 
 
-_CLOSING = _closing_note_offs()
+_NOTE_OFFS = tuple(_note_offs_of_channel(c) for c in range(16))
+# note_offs close sounding notes first in first out, one each: a pitch left
+# sounding k times at the end of a track needs k rounds. Real files (the
+# corpus's ties written off-before-on) leave up to 2; 4 leaves a margin.
+_CLOSING_ROUNDS = 4
+
+
+def _closing(track: bytes) -> bytes:
+    """What replaces a track's End of Track: note_offs (_CLOSING_ROUNDS times)
+    for every pitch of every non-drum channel the track may play on, then End
+    of Track, all at delta 0
+    (the first note_off takes the End of Track's own delta).
+
+    A channel that has a note_on has at least one literal 0x9n status byte in
+    the track (running status starts with one), so the bytes of the form 0x9n
+    give a superset of its channels: other bytes may add a channel, which only
+    costs a few unused note_offs."""
+    raw = np.frombuffer(track, dtype=np.uint8)
+    channels = np.unique(raw[(raw & 0xF0) == 0x90] & 0x0F)
+    offs = b"".join(_NOTE_OFFS[c] for c in channels if c != DRUM_CHANNEL) * _CLOSING_ROUNDS
+    return offs[1:] + b"\x00" + _END_OF_TRACK if offs else _END_OF_TRACK
 
 
 def close_notes_at_track_end(data: bytes, header_length: int) -> bytes:
@@ -54,7 +65,7 @@ def close_notes_at_track_end(data: bytes, header_length: int) -> bytes:
                 "truncated", f"chunk {chunk_id!r} at byte {pos} declares {length} bytes, file has {len(body)} left"
             )
         if chunk_id == b"MTrk" and len(body) == length and body.endswith(_END_OF_TRACK):
-            body = body[: -len(_END_OF_TRACK)] + _CLOSING
+            body = body[: -len(_END_OF_TRACK)] + _closing(body)
         out += chunk_id + struct.pack(">I", len(body)) + body
         pos += 8 + length
     out += data[pos:]
@@ -95,11 +106,13 @@ def read_midi(source: str | bytes, fallback_to_mido: bool = True) -> ReadResult:
         velocities.append(notes["velocity"].astype(np.uint8).astype(np.int16))
         programs.append(np.full(len(notes["pitch"]), track.program, dtype=np.int16))
     cat = lambda parts, dtype: np.concatenate(parts) if parts else np.zeros(0, dtype)  # noqa: E731
-    key_signatures = tuple(
-        KeySignature(time_s=float(to_s(np.array([k.time]))[0]), sharps=int(k.key), minor=bool(k.tonality))
-        for k in score.key_signatures
-    )
-    onset_s, end_s = to_s(cat(starts, np.int64)), to_s(cat(ends, np.int64))
+    keys = score.key_signatures.numpy()
+    start_ticks, end_ticks = cat(starts, np.int64), cat(ends, np.int64)
+    # one tempo-map lookup for note starts, note ends and key signatures
+    seconds = to_s(np.concatenate([start_ticks, end_ticks, keys["time"].astype(np.int64)]))
+    n = start_ticks.shape[0]
+    onset_s, end_s, key_s = seconds[:n], seconds[n : 2 * n], seconds[2 * n :]
+    key_signatures = unique_key_signatures(key_s, keys["key"], keys["tonality"])
     events = NoteEvents.from_arrays(
         onset_s=onset_s,
         duration_s=end_s - onset_s,

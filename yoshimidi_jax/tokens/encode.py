@@ -40,6 +40,11 @@ class TokenSequence:
 def normalize_events(events: NoteEvents, codec: TimeCodec) -> NoteEvents:
     """Applies the documented quantisation to events (what the token stream can
     hold), so tests and tools can compare like with like."""
+    return _quantise(events, codec).sorted()
+
+
+def _quantise(events: NoteEvents, codec: TimeCodec) -> NoteEvents:
+    """normalize_events without the final sort (encode sorts its own way)."""
     grid = codec.min_s
     onset = np.round(events.onset_s / grid) * grid
     end = np.maximum(np.round(events.end_s / grid) * grid, onset + grid)
@@ -58,7 +63,7 @@ def normalize_events(events: NoteEvents, codec: TimeCodec) -> NoteEvents:
         onset_s=onset[keep],
         duration_s=np.round((end_kept - onset[keep]) / grid) * grid,
     )
-    return out.sorted()
+    return out
 
 
 def encode(
@@ -69,7 +74,7 @@ def encode(
 ) -> TokenSequence:
     """Note events -> token ids and time values (no control tokens: those are
     added at training time by controls.insert_controls)."""
-    ev = normalize_events(events, codec)
+    ev = _quantise(events, codec)
     n = len(ev)
     grid = codec.min_s
     # one row per NOTE_ON and per NOTE_OFF, sorted by (time, off-before-on, pitch)
