@@ -1,0 +1,98 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.model.helpers import model_and_params, small_config, tokens_of
+from yoshimidi_jax.model import cache_for, model_cost
+from yoshimidi_jax.model import time as mtime
+from yoshimidi_jax.tokens import TIME, TimeCodec
+
+jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def test_two_hot_matches_numpy_codec():
+    codec = TimeCodec()
+    t = np.array([0.001, 0.005, 0.0123, 0.5, 3.3, 8.0, 20.0], np.float32)
+    np.testing.assert_allclose(np.asarray(mtime.two_hot(codec, jnp.asarray(t))), codec.two_hot_dense(t), atol=2e-5)
+    probs = codec.two_hot_dense(np.array([0.02, 0.7]))
+    got = mtime.expectation(codec, jnp.asarray(probs, jnp.float32))
+    np.testing.assert_allclose(np.asarray(got), [0.02, 0.7], rtol=1e-4)
+
+
+@pytest.mark.parametrize("positional", ["rope", "learned"])
+def test_cached_decoding_matches_full_forward(few_midi_files, positional):
+    n = 96
+    cfg = small_config(positional)
+    model, params = model_and_params(cfg)
+    ids, times = tokens_of(few_midi_files[0], n)
+    assert (ids == TIME).any()
+    inputs, input_times = jnp.asarray(ids)[None], jnp.asarray(times)[None]
+    positions = jnp.arange(n, dtype=jnp.int32)[None]
+    # both paths jitted: XLA's fused kernels differ from eager op-by-op by ~1e-5
+    fwd = jax.jit(lambda p, x, t, q, s: model.apply({"params": p}, x, t, q, s))
+    full_logits, full_time = fwd(params, inputs, input_times, positions, jnp.ones_like(inputs))
+
+    step = jax.jit(lambda p, x, t, c, i: model.apply({"params": p}, x, t, c, i, method=model.decode))
+    cache = cache_for(cfg.model, 1, n)
+    # prefill the first 16, then one token at a time
+    lg, tl, cache = step(params, inputs[:, :16], input_times[:, :16], cache, jnp.int32(0))
+    got_logits, got_time = [lg], [tl]
+    for i in range(16, n):
+        lg, tl, cache = step(params, inputs[:, i : i + 1], input_times[:, i : i + 1], cache, jnp.int32(i))
+        got_logits.append(lg)
+        got_time.append(tl)
+    got_logits = np.concatenate(got_logits, axis=1)
+    got_time = np.concatenate(got_time, axis=1)
+    np.testing.assert_allclose(got_logits, np.asarray(full_logits), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_time, np.asarray(full_time), rtol=1e-5, atol=1e-5)
+
+
+def test_segments_never_see_each_other(few_midi_files):
+    cfg = small_config()
+    model, params = model_and_params(cfg)
+    a_ids, a_t = tokens_of(few_midi_files[1], 40)
+    b_ids, b_t = tokens_of(few_midi_files[2], 60)
+    ids = np.concatenate([a_ids, b_ids])[None]
+    times = np.concatenate([a_t, b_t])[None]
+    seg = np.concatenate([np.full(40, 1), np.full(60, 2)])[None]
+    pos = np.concatenate([np.arange(40), np.arange(60)])[None]
+    fwd = jax.jit(lambda p, x, t, q, s: model.apply({"params": p}, x, t, q, s))
+    logits, tl = fwd(params, ids, times, pos, seg)
+    # change piece A's tokens and times
+    ids2, times2 = ids.copy(), times.copy()
+    ids2[0, 5:40] = np.random.default_rng(0).integers(5, 300, 35)
+    times2[0, :40] = 0.3
+    logits2, tl2 = fwd(params, ids2, times2, pos, seg)
+    np.testing.assert_array_equal(np.asarray(logits)[0, 40:], np.asarray(logits2)[0, 40:])
+    np.testing.assert_array_equal(np.asarray(tl)[0, 40:], np.asarray(tl2)[0, 40:])
+    assert not np.allclose(np.asarray(logits)[0, 5:40], np.asarray(logits2)[0, 5:40])
+    # piece B alone, at its own positions, gives the same logits
+    alone, _ = fwd(params, ids[:, 40:], times[:, 40:], pos[:, 40:], seg[:, 40:])
+    np.testing.assert_allclose(np.asarray(alone)[0], np.asarray(logits)[0, 40:], rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_compute_keeps_fp32_params():
+    cfg = small_config()
+    cfg.model.dtype = "bfloat16"
+    model, params = model_and_params(cfg)
+    assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+    x = jnp.zeros((1, 8), jnp.int32)
+    logits, tl = model.apply({"params": params}, x, jnp.zeros((1, 8)), x, x + 1)
+    assert logits.dtype == jnp.float32 and np.isfinite(np.asarray(logits)).all()
+
+
+def test_model_cost_configs():
+    import configs.base
+    import configs.large
+    import configs.tiny
+
+    tiny = model_cost(configs.tiny.get_config().model)
+    large = model_cost(configs.large.get_config().model)
+    assert 0.5e6 < tiny.params < 2e6
+    assert large.params > 300e6
+    assert tiny.flops_per_token > 6 * tiny.nonembedding_params
+    cfg = small_config()
+    model, params = model_and_params(cfg)
+    assert model_cost(cfg.model).params == sum(p.size for p in jax.tree.leaves(params))
+    assert configs.base.get_config().model.num_layers == 6

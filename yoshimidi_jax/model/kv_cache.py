@@ -1,0 +1,46 @@
+"""KV cache: a plain pytree, one {'k', 'v'} per layer, [batch, length, heads, head_dim].
+
+The cache is passed into and returned from Transformer.decode explicitly (no
+flax mutable collections), so it can live in a lax.scan carry. Entry i holds
+the key/value of sequence index i; `index` (a scalar int32 kept beside the
+cache by the caller) says how many entries are filled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+Cache = list[dict[str, jax.Array]]
+
+
+def init_cache(
+    num_layers: int, batch: int, length: int, num_heads: int, head_dim: int, dtype: Any = jnp.float32
+) -> Cache:
+    shape = (batch, length, num_heads, head_dim)
+    return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(num_layers)]
+
+
+def cache_for(model_cfg, batch: int, length: int) -> Cache:
+    """An empty cache for a model config (config.model)."""
+    from yoshimidi_jax.model.transformer import compute_dtype
+
+    return init_cache(
+        model_cfg.num_layers,
+        batch,
+        length,
+        model_cfg.num_heads,
+        model_cfg.d_model // model_cfg.num_heads,
+        compute_dtype(model_cfg.dtype),
+    )
+
+
+def update(layer: dict[str, jax.Array], k: jax.Array, v: jax.Array, index: jax.Array) -> dict[str, jax.Array]:
+    """Writes k, v [batch, t, heads, head_dim] at sequence index `index`."""
+    zero = jnp.zeros((), jnp.int32)
+    start = (zero, index.astype(jnp.int32), zero, zero)
+    return {
+        "k": jax.lax.dynamic_update_slice(layer["k"], k.astype(layer["k"].dtype), start),
+        "v": jax.lax.dynamic_update_slice(layer["v"], v.astype(layer["v"].dtype), start),
+    }

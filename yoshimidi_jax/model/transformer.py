@@ -1,0 +1,180 @@
+"""Decoder-only pre-norm transformer over the flat token vocabulary.
+
+Input: token embedding, except at TIME positions (id == tokens.TIME), where the
+embedding is the two-hot mix of K time-support embeddings (continuous time).
+Outputs: token logits [B, L, V] and time logits [B, L, K] (the time head's
+categorical over the K supports, read where the next token is TIME).
+
+Two entry points sharing one set of parameters:
+- `__call__(inputs, input_times, positions, segment_ids)`: the full forward
+  pass over packed batches (attention causal and within a segment);
+- `decode(inputs, input_times, cache, cache_index)`: incremental decoding of
+  t >= 1 new tokens at sequence indices cache_index.. (positions are those
+  indices), returning the updated cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from yoshimidi_jax.model import attention as attn
+from yoshimidi_jax.model import kv_cache
+from yoshimidi_jax.model import time as mtime
+from yoshimidi_jax.tokens import TIME, TimeCodec
+
+
+def compute_dtype(name: str) -> Any:
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
+
+
+def _norm(kind: str, dtype: Any, name: str) -> nn.Module:
+    if kind == "layernorm":
+        return nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name=name)
+    return nn.RMSNorm(dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+class Mlp(nn.Module):
+    hidden: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        d = x.shape[-1]
+        h = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name="up")(x)
+        h = nn.gelu(h)
+        return nn.Dense(d, dtype=self.dtype, param_dtype=jnp.float32, name="down")(h)
+
+
+class Block(nn.Module):
+    num_heads: int
+    mlp_hidden: int
+    positional: str
+    rope_base: float
+    norm: str
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x, positions, mask, cache=None, cache_index=None):
+        h = _norm(self.norm, self.dtype, "attn_norm")(x)
+        h, cache = attn.Attention(
+            self.num_heads, self.positional, self.rope_base, self.dtype, name="attn"
+        )(h, positions, mask, cache, cache_index)
+        x = x + h
+        h = _norm(self.norm, self.dtype, "mlp_norm")(x)
+        x = x + Mlp(self.mlp_hidden, self.dtype, name="mlp")(h)
+        return x, cache
+
+
+class Transformer(nn.Module):
+    vocab_size: int
+    num_time_supports: int = 64
+    time_min_s: float = 0.005
+    time_max_s: float = 8.0
+    num_layers: int = 4
+    d_model: int = 128
+    num_heads: int = 4
+    mlp_ratio: int = 4
+    max_len: int = 256
+    positional: str = "rope"
+    rope_base: float = 10_000.0
+    norm: str = "rmsnorm"
+    dtype: Any = jnp.float32
+
+    @property
+    def codec(self) -> TimeCodec:
+        return TimeCodec(self.num_time_supports, self.time_min_s, self.time_max_s)
+
+    def setup(self) -> None:
+        init = nn.initializers.normal(0.02)
+        self.token_embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=init, name="token_embed")
+        self.time_embed = self.param("time_embed", init, (self.num_time_supports, self.d_model), jnp.float32)
+        if self.positional == "learned":
+            self.pos_embed = self.param("pos_embed", init, (self.max_len, self.d_model), jnp.float32)
+        elif self.positional != "rope":
+            raise ValueError(f"positional must be 'rope' or 'learned', got {self.positional!r}")
+        self.blocks = [
+            Block(
+                self.num_heads,
+                self.mlp_ratio * self.d_model,
+                self.positional,
+                self.rope_base,
+                self.norm,
+                self.dtype,
+                name=f"block_{i}",
+            )
+            for i in range(self.num_layers)
+        ]
+        self.final_norm = _norm(self.norm, self.dtype, "final_norm")
+        self.token_head = nn.Dense(self.vocab_size, dtype=self.dtype, param_dtype=jnp.float32, name="token_head")
+        self.time_head = nn.Dense(
+            self.num_time_supports, dtype=self.dtype, param_dtype=jnp.float32, name="time_head"
+        )
+
+    def embed(self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array) -> jax.Array:
+        tok = self.token_embed(inputs)
+        mix = mtime.two_hot(self.codec, input_times) @ self.time_embed  # [B, L, D]
+        x = jnp.where((inputs == TIME)[..., None], mix, tok)
+        if self.positional == "learned":
+            x = x + jnp.take(self.pos_embed, jnp.clip(positions, 0, self.max_len - 1), axis=0)
+        return x.astype(self.dtype)
+
+    def heads(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = self.final_norm(x)
+        return self.token_head(x).astype(jnp.float32), self.time_head(x).astype(jnp.float32)
+
+    def __call__(
+        self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array, segment_ids: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """inputs/input_times/positions/segment_ids [B, L] -> (logits [B, L, V], time_logits [B, L, K])."""
+        x = self.embed(inputs, input_times, positions)
+        mask = attn.full_mask(segment_ids)
+        for block in self.blocks:
+            x, _ = block(x, positions, mask)
+        return self.heads(x)
+
+    def decode(
+        self, inputs: jax.Array, input_times: jax.Array, cache: kv_cache.Cache, cache_index: jax.Array
+    ) -> tuple[jax.Array, jax.Array, kv_cache.Cache]:
+        """t new tokens [B, t] at sequence indices cache_index..cache_index+t-1
+        (one piece per row, position == index) -> (logits [B, t, V],
+        time_logits [B, t, K], updated cache)."""
+        b, t = inputs.shape
+        positions = jnp.broadcast_to(cache_index + jnp.arange(t, dtype=jnp.int32), (b, t))
+        x = self.embed(inputs, input_times, positions)
+        mask = attn.decode_mask(cache_index, t, cache[0]["k"].shape[1])
+        new_cache = []
+        for block, layer in zip(self.blocks, cache):
+            x, layer = block(x, positions, mask, layer, cache_index)
+            new_cache.append(layer)
+        logits, time_logits = self.heads(x)
+        return logits, time_logits, new_cache
+
+
+def make_model(model_cfg: ml_collections.ConfigDict) -> Transformer:
+    """config.model -> Transformer."""
+    return Transformer(
+        vocab_size=model_cfg.vocab_size,
+        num_time_supports=model_cfg.num_time_supports,
+        time_min_s=model_cfg.time_min_s,
+        time_max_s=model_cfg.time_max_s,
+        num_layers=model_cfg.num_layers,
+        d_model=model_cfg.d_model,
+        num_heads=model_cfg.num_heads,
+        mlp_ratio=model_cfg.mlp_ratio,
+        max_len=model_cfg.max_len,
+        positional=model_cfg.positional,
+        rope_base=model_cfg.get("rope_base", 10_000.0),
+        norm=model_cfg.get("norm", "rmsnorm"),
+        dtype=compute_dtype(model_cfg.dtype),
+    )
+
+
+def init_params(model: Transformer, key: jax.Array, seq_len: int = 8) -> Any:
+    """Float32 parameters (a pytree) for `model`."""
+    z = jnp.zeros((1, seq_len), jnp.int32)
+    return model.init(key, z, jnp.zeros((1, seq_len), jnp.float32), z, z + 1)["params"]

@@ -1,0 +1,110 @@
+"""Loading a trained model from a workdir: workdir/config.json (the run's
+ml_collections config as JSON) and the latest orbax checkpoint under
+workdir/checkpoints (CheckpointManager layout: checkpoints/<step>/<item>/).
+
+The params are found inside the restored item by shape: the first subtree
+whose leaf paths and shapes equal the model's (so a train state
+{'params': ..., 'opt_state': ..., 'step': ...} or bare params both work).
+Where no checkpoint exists, params are a random init, with a message saying so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from yoshimidi_jax.model import Transformer, init_params, make_model
+
+
+@dataclasses.dataclass
+class Restored:
+    config: ml_collections.ConfigDict
+    model: Transformer
+    params: Any
+    step: int | None  # None: random init
+    message: str
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict | None:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def latest_step(workdir: str) -> int | None:
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        return None
+    steps = [int(d) for d in os.listdir(ckpt_dir) if d.isdigit() and os.path.isdir(os.path.join(ckpt_dir, d))]
+    return max(steps) if steps else None
+
+
+def _flat(tree: Any) -> dict[str, tuple[int, ...]]:
+    return {
+        jax.tree_util.keystr(path): tuple(np.shape(leaf))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    }
+
+
+def find_params(tree: Any, like: Any) -> Any | None:
+    """The first subtree of `tree` shaped like `like` (dicts walked depth first,
+    a key named 'params' before the others: optimizer moments share the shape)."""
+    if _flat(tree) == _flat(like):
+        return tree
+    if isinstance(tree, dict):
+        keys = sorted(tree, key=lambda k: k != "params")
+        for value in (tree[k] for k in keys):
+            found = find_params(value, like)
+            if found is not None:
+                return found
+    return None
+
+
+def restore_params(workdir: str, step: int, like: Any) -> Any:
+    import orbax.checkpoint as ocp
+
+    step_dir = os.path.abspath(os.path.join(workdir, "checkpoints", str(step)))
+    items = sorted(d for d in os.listdir(step_dir) if os.path.isdir(os.path.join(step_dir, d)))
+    errors = []
+    with ocp.StandardCheckpointer() as ckptr:
+        for item in items:
+            try:
+                tree = ckptr.restore(os.path.join(step_dir, item))
+            except Exception as e:  # noqa: BLE001  (an item of another kind: json, grain state...)
+                errors.append(f"{item}: {type(e).__name__}: {e}")
+                continue
+            found = find_params(tree, like)
+            if found is not None:
+                return jax.tree.map(lambda x: np.asarray(x, np.float32), found)
+    raise ValueError(
+        f"no params shaped like the model in checkpoint {step_dir} (items {items}); " + "; ".join(errors)
+    )
+
+
+def restore(
+    workdir: str | None, config: ml_collections.ConfigDict | None = None, seed: int = 0
+) -> Restored:
+    """config: used when the workdir has no config.json (or there is no workdir)."""
+    saved = load_config(workdir) if workdir else None
+    cfg = saved if saved is not None else config
+    if cfg is None:
+        raise FileNotFoundError(
+            f"no config: {os.path.join(workdir or '.', 'config.json')} does not exist and no --config was given"
+        )
+    model = make_model(cfg.model)
+    like = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
+    step = latest_step(workdir) if workdir else None
+    if step is None:
+        where = os.path.join(workdir, "checkpoints") if workdir else "(no --workdir)"
+        params = init_params(model, jax.random.key(seed))
+        return Restored(cfg, model, params, None, f"no checkpoint in {where}: using random-init params (seed {seed})")
+    params = restore_params(workdir, step, like)
+    return Restored(cfg, model, params, step, f"restored params of step {step} from {workdir}/checkpoints")

@@ -1,0 +1,247 @@
+"""Constrained sampling: one jitted function, lax.scan over new positions with
+the explicit KV cache of Transformer.decode.
+
+    sampler = make_sampler(model, SamplerConfig(num_steps=512))
+    out = sampler(params, prompt_ids, prompt_times, sounding, key, temperature, top_p, top_k, controls)
+
+The prompt (starting with BOS) is prefilled into the cache in one call; each
+scan step samples the next id from the masked, temperature/top-k/top-p
+filtered logits, reads a time value from the time head where the id is TIME
+(log-time expectation, or a sample over the K supports), feeds it back, and
+tracks the sounding pitches [B, 128] and EOS in the carry. Per-note controls:
+`controls` [B, C] (CONTROL ids, -1 = none) are inserted one by one before each
+NOTE_ON the model would sample; the NOTE_ON is then resampled given the control.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from yoshimidi_jax.midi import NoteEvents
+from yoshimidi_jax.model import Transformer, init_cache
+from yoshimidi_jax.model import time as mtime
+from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens, sounding_after
+from yoshimidi_jax.tokens import BOS, EOS, PAD, TIME, TokenSequence, Vocab, decode
+from yoshimidi_jax.tokens.vocab import NUM_PITCHES
+
+MASKED = -1e30
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    num_steps: int = 512  # new positions (max events)
+    constraints: Constraints = Constraints()
+    time_mode: str = "expectation"  # 'expectation' | 'sample'
+
+
+class SampleOutput(NamedTuple):
+    ids: jax.Array  # [B, N] int32 (PAD after EOS)
+    times: jax.Array  # [B, N] float32 seconds (0 except at TIME)
+    forced: jax.Array  # [B, N] bool: an inserted CONTROL, not sampled
+
+
+def filter_logits(
+    logits: jax.Array, mask: jax.Array, temperature: jax.Array, top_p: jax.Array, top_k: jax.Array
+) -> jax.Array:
+    """[B, V] -> logits with disallowed, beyond-top-k and beyond-top-p ids at MASKED.
+    top_k <= 0 and top_p >= 1 disable those filters."""
+    v = logits.shape[-1]
+    x = jnp.where(mask, logits.astype(jnp.float32) / jnp.maximum(temperature, 1e-6), MASKED)
+    desc = -jnp.sort(-x, axis=-1)
+    kth = jnp.take(desc, jnp.clip(top_k - 1, 0, v - 1), axis=-1)[:, None]
+    x = jnp.where((top_k > 0) & (x < kth), MASKED, x)
+    desc = -jnp.sort(-x, axis=-1)
+    probs = jax.nn.softmax(desc, axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly before each sorted id
+    keep = (before < top_p) & (desc > MASKED)
+    keep = keep.at[:, 0].set(True)
+    threshold = jnp.min(jnp.where(keep, desc, jnp.inf), axis=-1, keepdims=True)
+    return jnp.where((x >= threshold) & mask, x, MASKED)
+
+
+def sample_token(key: jax.Array, logits: jax.Array, mask: jax.Array, temperature, top_p, top_k) -> jax.Array:
+    """One id per row; temperature <= 0 is greedy (within the mask)."""
+    filtered = filter_logits(logits, mask, temperature, top_p, top_k)
+    sampled = jax.random.categorical(key, filtered, axis=-1)
+    greedy = jnp.argmax(jnp.where(mask, logits, MASKED), axis=-1)
+    return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
+
+
+def time_value(key: jax.Array, time_logits: jax.Array, model: Transformer, mode: str, temperature) -> jax.Array:
+    """[B, K] time-head logits -> seconds [B]."""
+    codec = model.codec
+    if mode == "expectation":
+        return mtime.expectation(codec, jax.nn.softmax(time_logits, axis=-1))
+    if mode == "sample":
+        idx = jax.random.categorical(key, time_logits / jnp.maximum(temperature, 1e-6), axis=-1)
+        return jnp.asarray(codec.supports, jnp.float32)[idx]
+    raise ValueError(f"time_mode must be 'expectation' or 'sample', got {mode!r}")
+
+
+class DecodeState(NamedTuple):
+    """The scan carry: everything one decoding step needs (a pytree)."""
+
+    cache: Any  # model.kv_cache.Cache
+    index: jax.Array  # [] int32: sequence index of the next fed token
+    logits: jax.Array  # [B, V] logits for the next token
+    time_logits: jax.Array  # [B, K] time-head logits for the next token
+    sounding: jax.Array  # [B, 128] bool
+    done: jax.Array  # [B] bool: EOS emitted
+    pending: jax.Array  # [B] bool: a CONTROL was just inserted, a NOTE_ON must follow
+    ctrl: jax.Array  # [B] int32: controls used so far
+    key: jax.Array
+
+
+def prefill(
+    model: Transformer, params: Any, prompt_ids: jax.Array, prompt_times: jax.Array, sounding: jax.Array,
+    key: jax.Array, cache_len: int,
+) -> DecodeState:
+    """Runs the prompt [B, P] through the model into a fresh cache of cache_len."""
+    b, p = prompt_ids.shape
+    if p > cache_len:
+        raise ValueError(f"prompt of {p} tokens does not fit a cache of {cache_len}")
+    if model.positional == "learned" and cache_len > model.max_len:
+        raise ValueError(f"cache of {cache_len} > max_len {model.max_len} (learned positions)")
+    cache = init_cache(model.num_layers, b, cache_len, model.num_heads, model.d_model // model.num_heads, model.dtype)
+    logits, time_logits, cache = model.apply(
+        {"params": params}, prompt_ids, prompt_times, cache, jnp.int32(0), method=model.decode
+    )
+    return DecodeState(
+        cache, jnp.int32(p), logits[:, -1], time_logits[:, -1], jnp.asarray(sounding, bool),
+        jnp.zeros(b, bool), jnp.zeros(b, bool), jnp.zeros(b, jnp.int32), key,
+    )
+
+
+def decode_step(
+    model: Transformer, cfg: SamplerConfig, params: Any, state: DecodeState,
+    temperature: jax.Array, top_p: jax.Array, top_k: jax.Array, controls: jax.Array, vocab: Vocab = Vocab(),
+) -> tuple[DecodeState, tuple[jax.Array, jax.Array, jax.Array]]:
+    """One new position: sample (or insert a control), feed it back.
+    -> (new state, (ids [B], times [B], forced [B]))."""
+    key, k_tok, k_time = jax.random.split(state.key, 3)
+    temperature = jnp.asarray(temperature, jnp.float32)
+    mask = allowed_tokens(state.sounding, state.done, state.pending, cfg.constraints, vocab)
+    tok = sample_token(k_tok, state.logits, mask, temperature, top_p, top_k)
+    # insert the next given control before a NOTE_ON; the NOTE_ON is sampled next, given it
+    num_controls = controls.shape[1]
+    next_ctrl = jnp.take_along_axis(controls, jnp.minimum(state.ctrl, num_controls - 1)[:, None], axis=1)[:, 0]
+    has_ctrl = (state.ctrl < num_controls) & (next_ctrl >= 0)
+    is_on = (tok >= vocab.note_on) & (tok < vocab.note_off)
+    insert = has_ctrl & is_on & ~state.pending & ~state.done
+    tok = jnp.where(insert, next_ctrl, tok)
+    tval = jnp.where(tok == TIME, time_value(k_time, state.time_logits, model, cfg.time_mode, temperature), 0.0)
+    pitches = jnp.arange(NUM_PITCHES)
+    pitch_on = jnp.where(is_on & ~insert, tok - vocab.note_on, -1)
+    is_off = (tok >= vocab.note_off) & (tok < vocab.velocity)
+    pitch_off = jnp.where(is_off, tok - vocab.note_off, -1)
+    sounding = (state.sounding | (pitches == pitch_on[:, None])) & ~(pitches == pitch_off[:, None])
+    logits, time_logits, cache = model.apply(
+        {"params": params}, tok[:, None], tval[:, None].astype(jnp.float32), state.cache, state.index,
+        method=model.decode,
+    )
+    new = DecodeState(
+        cache, state.index + 1, logits[:, 0], time_logits[:, 0], sounding, state.done | (tok == EOS),
+        insert, state.ctrl + insert, key,
+    )
+    return new, (tok, tval.astype(jnp.float32), insert)
+
+
+def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab = Vocab()) -> Callable[..., SampleOutput]:
+    """-> jitted fn(params, prompt_ids [B,P], prompt_times [B,P], sounding [B,128],
+    key, temperature, top_p, top_k, controls [B,C]) -> SampleOutput."""
+
+    def run(params, prompt_ids, prompt_times, sounding, key, temperature, top_p, top_k, controls):
+        length = prompt_ids.shape[1] + cfg.num_steps
+        state = prefill(model, params, prompt_ids, prompt_times, sounding, key, length)
+
+        def step(state, _):
+            return decode_step(model, cfg, params, state, temperature, top_p, top_k, controls, vocab)
+
+        _, (ids, times, forced) = jax.lax.scan(step, state, None, length=cfg.num_steps)
+        return SampleOutput(ids.T, times.T, forced.T)
+
+    return jax.jit(run)
+
+
+def make_stepper(model: Transformer, cfg: SamplerConfig, vocab: Vocab = Vocab()):
+    """Jitted (prefill, step) for step-by-step use (the live instrument, latency
+    benchmarks): prefill(params, ids, times, sounding, key, cache_len) -> state;
+    step(params, state, temperature, top_p, top_k, controls) -> (state, (id, time, forced)).
+    `step` donates the state (its cache is updated in place)."""
+    pre = jax.jit(functools.partial(prefill, model), static_argnums=(5,))
+    step = jax.jit(
+        lambda params, state, temperature, top_p, top_k, controls: decode_step(
+            model, cfg, params, state, temperature, top_p, top_k, controls, vocab
+        ),
+        donate_argnums=(1,),
+    )
+    return pre, step
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_sampler(model: Transformer, cfg: SamplerConfig) -> Callable[..., SampleOutput]:
+    return make_sampler(model, cfg)
+
+
+def prepare_prompt(
+    prompt: TokenSequence | None, batch: int, vocab: Vocab = Vocab()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A prompt (or None: just BOS) -> ids [B, P], times [B, P], sounding [B, 128].
+    A leading BOS is added if missing; EOS and PAD ids are dropped."""
+    ids = np.array([BOS], np.int32) if prompt is None else np.asarray(prompt.ids, np.int32)
+    times = np.zeros(1, np.float32) if prompt is None else np.asarray(prompt.times, np.float32)
+    keep = ~np.isin(ids, (EOS, PAD))
+    ids, times = ids[keep], times[keep]
+    if ids.size == 0 or ids[0] != BOS:
+        ids, times = np.concatenate([[BOS], ids]).astype(np.int32), np.concatenate([[0.0], times]).astype(np.float32)
+    sounding = sounding_after(ids, vocab)
+    tile = lambda a: np.repeat(a[None], batch, axis=0)  # noqa: E731
+    return tile(ids), tile(times), tile(sounding)
+
+
+def generate(
+    model: Transformer,
+    params: Any,
+    key: jax.Array,
+    *,
+    num_events: int,
+    prompt: TokenSequence | None = None,
+    batch: int = 1,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    controls: np.ndarray | None = None,
+    constraints: Constraints = Constraints(),
+    time_mode: str = "expectation",
+) -> tuple[list[TokenSequence], SampleOutput]:
+    """Host-side convenience: -> (one TokenSequence per row: prompt + continuation
+    up to and including EOS, the raw SampleOutput of the continuation)."""
+    ids, times, sounding = prepare_prompt(prompt, batch)
+    ctrl = np.full((batch, 1), -1, np.int32) if controls is None else np.asarray(controls, np.int32)
+    if ctrl.ndim == 1:
+        ctrl = np.repeat(ctrl[None], batch, axis=0)
+    sampler = _cached_sampler(model, SamplerConfig(num_events, constraints, time_mode))
+    knobs = (jnp.float32(temperature), jnp.float32(top_p), jnp.int32(top_k))
+    out = sampler(params, ids, times, sounding, key, *knobs, ctrl)
+    out = SampleOutput(*(np.asarray(a) for a in out))
+    seqs = []
+    for r in range(batch):
+        new_ids, new_times = out.ids[r], out.times[r]
+        eos = np.flatnonzero(new_ids == EOS)
+        end = eos[0] + 1 if eos.size else new_ids.shape[0]
+        seqs.append(TokenSequence(
+            ids=np.concatenate([ids[r], new_ids[:end]]).astype(np.int32),
+            times=np.concatenate([times[r], new_times[:end]]).astype(np.float32),
+        ))
+    return seqs, out
+
+
+def to_events(seq: TokenSequence, vocab: Vocab = Vocab()) -> NoteEvents:
+    """Sampled tokens -> note events (tokens.decode)."""
+    return decode(seq.ids, seq.times, vocab)
