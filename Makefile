@@ -4,7 +4,9 @@ SOURCE ?= music21
 DATA ?= data/m21
 PY := .venv/bin/python
 
-.PHONY: env parse tokenize test test-fast bench
+.PHONY: env parse tokenize train test test-fast bench
+CONFIG ?= configs/tiny.py
+WORKDIR ?= runs/tiny
 
 env:
 	bash scripts/setup_env.sh
@@ -16,6 +18,10 @@ parse: env
 # parse + tokenize into array_record shards and manifest.json
 tokenize: env
 	$(PY) -m experiments.prepare --source=$(SOURCE) --out=$(DATA)
+
+# train CONFIG into WORKDIR (resumes if WORKDIR has a checkpoint)
+train: env
+	$(PY) -m experiments.train --config=$(CONFIG) --workdir=$(WORKDIR) --config.data.path=$(DATA)
 
 test:
 	bash scripts/test.sh

@@ -34,14 +34,29 @@ def base_config(
     c.model.time_max_s = codec.max_s
 
     c.data = ml_collections.ConfigDict()
-    c.data.path = "data/m21"
+    c.data.path = "data/m21"  # a prepared dataset (experiments.prepare)
     c.data.seq_len = max_len
-    c.data.batch_size = 8
+    c.data.batch_size = 8  # global (all devices, all hosts)
+    c.data.p_drop_control_note = 0.2  # a note gets no CONTROL token
+    c.data.p_drop_control_attribute = 0.2  # one attribute of a CONTROL is ANY
 
     c.train = ml_collections.ConfigDict()
-    c.train.steps = 10_000
+    c.train.steps = 10_000  # optimizer micro-steps
     c.train.lr = 3e-4
+    c.train.final_lr_fraction = 0.1
     c.train.warmup_steps = 500
     c.train.weight_decay = 0.1
-    c.train.grad_clip = 1.0
+    c.train.b1 = 0.9
+    c.train.b2 = 0.95
+    c.train.grad_clip = 1.0  # global norm; 0: off
+    c.train.grad_accum_steps = 1
+    c.train.fsdp = False  # shard params/optimizer state over devices
+    c.train.log_every = 20
+    c.train.eval_every = 500  # also when checkpoints are saved
+    c.train.eval_batches = 16
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3  # the last N, plus the best by eval loss
+    c.train.sample_events = 256  # at each eval: samples/step_N.{mid,png}
+    c.train.sample_temperature = 1.0
+    c.train.progress = True  # tqdm bar
     return c

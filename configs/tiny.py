@@ -9,4 +9,6 @@ def get_config():
     c.train.steps = 2_000
     c.train.lr = 1e-3
     c.train.warmup_steps = 100
+    c.train.eval_every = 250
+    c.train.checkpoint_every = 250
     return c

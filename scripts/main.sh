@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole job on the embedded default, offline: installs, prepares the music21
-# corpus into data/m21 (array_record shards + manifest.json), then writes a
-# sample (runs/quickstart/sample.{mid,png,wav}) from the tiny config.
-# (Until the training entry point lands, the sample comes from random init.)
+# corpus into data/m21 (array_record shards + manifest.json), trains the tiny
+# config on CPU into runs/tiny (checkpoints, metrics.jsonl, TensorBoard events,
+# samples/step_N.{mid,png}), then samples runs/tiny/sample.{mid,png,wav} from
+# the last checkpoint. Run it again: each stage resumes or is already done.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup_env.sh
 .venv/bin/python -m experiments.prepare --source=music21 --out=data/m21
-.venv/bin/python -m experiments.sample --config=configs/tiny.py --out=runs/quickstart/sample.mid \
-  --num_events=240 --seed=0
+.venv/bin/python -m experiments.train --config=configs/tiny.py --workdir=runs/tiny
+.venv/bin/python -m experiments.sample --workdir=runs/tiny --out=runs/tiny/sample.mid \
+  --num_events=240 --temperature=0.9 --top_p=0.95 --seed=0

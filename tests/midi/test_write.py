@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from yoshimidi_jax.midi import read_midi, read_midi_mido, write_midi
+from yoshimidi_jax.midi import read_midi, write_midi
 
 
 def test_write_then_read_gives_the_same_notes(tmp_path, few_midi_files):

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
 
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter

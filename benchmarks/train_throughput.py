@@ -1,0 +1,104 @@
+r"""Training throughput and MFU of a config on this machine's devices.
+
+    python -m benchmarks.train_throughput --config=configs/base.py [--steps=20]
+
+Times the real train step (config's compute dtype, data parallel over every
+device) beside the baseline: the same model as a plain float32 step on one
+device, in the same run. Batches are real windows of --data when it exists,
+else random ids of the same shape (speed does not depend on the values).
+Prints one JSON line: tokens_per_s, baseline_tokens_per_s, speedup, mfu
+(null where the device's peak FLOP/s is unknown, e.g. CPUs), flops_per_token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", "configs/tiny.py", "model config")
+flags.DEFINE_integer("steps", 20, "timed steps (after 3 warm-up steps)")
+flags.DEFINE_string("data", "data/m21", "prepared data for real batches (random ids if missing)")
+
+
+def _batches(cfg, n: int):
+    if os.path.exists(os.path.join(FLAGS.data, "manifest.json")):
+        from yoshimidi_jax.data.pipeline import make_batches
+        from yoshimidi_jax.train.loop import batch_spec
+
+        it = iter(make_batches(FLAGS.data, "train", batch_spec(cfg, "train")))
+        return [next(it) for _ in range(n)], "real"
+    rng = np.random.default_rng(0)
+    b, L = cfg.data.batch_size, cfg.data.seq_len
+    one = {
+        "inputs": rng.integers(5, cfg.model.vocab_size, (b, L)).astype(np.int32),
+        "input_times": np.zeros((b, L), np.float32), "targets": rng.integers(5, cfg.model.vocab_size, (b, L)).astype(np.int32),
+        "target_times": np.zeros((b, L), np.float32), "segment_ids": np.ones((b, L), np.int32),
+        "positions": np.tile(np.arange(L, dtype=np.int32), (b, 1)), "loss_mask": np.ones((b, L), bool),
+    }
+    return [one] * n, "random"
+
+
+def _time_steps(cfg, devices, batches) -> float:
+    from yoshimidi_jax.model import init_params, make_model
+    from yoshimidi_jax.train import mesh as mesh_lib
+    from yoshimidi_jax.train.optimizer import learning_rate_schedule, make_optimizer
+    from yoshimidi_jax.train.state import TrainState
+    from yoshimidi_jax.train.step import make_train_step
+
+    mesh = mesh_lib.make_mesh(devices)
+    model, tx = make_model(cfg.model), make_optimizer(cfg.train)
+    state = TrainState.create(init_params(model, jax.random.key(0)), tx)
+    sharding = mesh_lib.param_sharding(mesh, state, cfg.train.fsdp)
+    state = jax.device_put(state, sharding)
+    step = make_train_step(model, tx, learning_rate_schedule(cfg.train), sharding, mesh_lib.batch_sharding(mesh))
+    device_batches = [mesh_lib.put_batch(b, mesh) for b in batches]
+    for b in device_batches[:3]:
+        state, m = step(state, b)
+    jax.block_until_ready(m["loss"])
+    start = time.perf_counter()
+    for b in device_batches[3:]:
+        state, m = step(state, b)
+    jax.block_until_ready(m["loss"])
+    return (time.perf_counter() - start) / (len(device_batches) - 3)
+
+
+def main(argv):
+    del argv
+    from yoshimidi_jax.model import model_cost
+    from yoshimidi_jax.train.metrics import device_peak_flops
+
+    cfg = FLAGS.config
+    batches, kind = _batches(cfg, FLAGS.steps + 3)
+    tokens = cfg.data.batch_size * cfg.data.seq_len
+    seconds = _time_steps(cfg, jax.devices(), batches)
+    base = cfg.copy_and_resolve_references()
+    base.model.dtype = "float32"
+    base.train.fsdp = False
+    base_seconds = _time_steps(base, jax.devices()[:1], batches)
+    cost = model_cost(cfg.model, context=cfg.data.seq_len)
+    peak = device_peak_flops()
+    tps = tokens / seconds
+    print(json.dumps({
+        "tokens_per_s": round(tps, 1),
+        "baseline_tokens_per_s": round(tokens / base_seconds, 1),
+        "speedup": round(base_seconds / seconds, 3),
+        "mfu": round(cost.flops_per_token * tps / (peak * jax.device_count()), 4) if peak else None,
+        "flops_per_token": cost.flops_per_token,
+        "params": cost.params,
+        "dtype": cfg.model.dtype,
+        "devices": jax.device_count(),
+        "device": jax.devices()[0].device_kind,
+        "batch": [cfg.data.batch_size, cfg.data.seq_len],
+        "batches": kind,
+    }))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Training: optimizer, train state, jitted steps, mesh, checkpoints, metrics, the loop."""

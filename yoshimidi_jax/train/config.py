@@ -1,0 +1,98 @@
+"""Checking a run's config before any work starts, and saving it with the run."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+
+from yoshimidi_jax.tokens import TimeCodec, Vocab
+
+
+class ConfigError(ValueError):
+    """A config that cannot run: names the field and why."""
+
+
+def _positive(cfg: ml_collections.ConfigDict, *paths: str) -> list[str]:
+    errors = []
+    for path in paths:
+        value = cfg
+        for part in path.split("."):
+            value = value[part]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            errors.append(f"{path}={value!r}: must be a number > 0")
+    return errors
+
+
+def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_data: bool = True) -> None:
+    """Raises ConfigError listing every problem (unknown fields and wrong types
+    on the command line are refused earlier, by ml_collections' config_flags)."""
+    m, d, t = cfg.model, cfg.data, cfg.train
+    errors = _positive(
+        cfg, "model.num_layers", "model.d_model", "model.num_heads", "model.max_len", "data.seq_len",
+        "data.batch_size", "train.steps", "train.lr", "train.log_every", "train.eval_every",
+        "train.eval_batches", "train.checkpoint_every", "train.keep_checkpoints", "train.grad_accum_steps",
+    )
+    if not errors:
+        if m.d_model % m.num_heads:
+            errors.append(f"model.d_model={m.d_model} is not divisible by model.num_heads={m.num_heads}")
+        elif (m.d_model // m.num_heads) % 2 and m.positional == "rope":
+            errors.append(f"head size {m.d_model // m.num_heads} must be even for RoPE")
+        if d.seq_len > m.max_len:
+            errors.append(f"data.seq_len={d.seq_len} > model.max_len={m.max_len}")
+        if d.batch_size % num_devices:
+            errors.append(f"data.batch_size={d.batch_size} is not divisible by the {num_devices} devices")
+        if t.warmup_steps < 0 or t.warmup_steps >= t.steps:
+            errors.append(f"train.warmup_steps={t.warmup_steps} must be in [0, train.steps={t.steps})")
+    if m.positional not in ("rope", "learned"):
+        errors.append(f"model.positional={m.positional!r}: 'rope' or 'learned'")
+    if m.dtype not in ("float32", "bfloat16", "float16"):
+        errors.append(f"model.dtype={m.dtype!r}: 'float32', 'bfloat16' or 'float16'")
+    for name in ("p_drop_control_note", "p_drop_control_attribute"):
+        if not 0.0 <= d[name] <= 1.0:
+            errors.append(f"data.{name}={d[name]!r}: a probability in [0, 1]")
+    vocab, codec = Vocab(), TimeCodec()
+    if m.vocab_size != vocab.size or m.num_time_supports != codec.num_supports:
+        errors.append(
+            f"model.vocab_size={m.vocab_size}/num_time_supports={m.num_time_supports} differ from the "
+            f"tokenizer's {vocab.size}/{codec.num_supports}"
+        )
+    if check_data and not os.path.exists(os.path.join(d.path, "manifest.json")):
+        errors.append(
+            f"data.path={d.path!r}: no manifest.json there; run "
+            f"`python -m experiments.prepare --source=music21 --out={d.path}` first"
+        )
+    elif check_data:
+        with open(os.path.join(d.path, "manifest.json")) as f:
+            version = json.load(f).get("vocab_version")
+        if version != vocab.version:
+            errors.append(f"data.path={d.path!r} was prepared with vocabulary {version!r}, not {vocab.version!r}")
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
+    with open(path, "w") as f:
+        f.write(cfg.to_json_best_effort(indent=1, sort_keys=True))
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def differences(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> list[str]:
+    """Fields whose values differ (for resuming with a changed config)."""
+    fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

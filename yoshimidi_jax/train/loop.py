@@ -1,0 +1,247 @@
+"""The training loop: data -> jitted steps -> metrics, evals, samples,
+checkpoints; resumes exactly from the latest checkpoint of its workdir."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm import tqdm
+
+from yoshimidi_jax.data.pipeline import BatchSpec, make_batches
+from yoshimidi_jax.model import init_params, make_model, model_cost
+from yoshimidi_jax.train import mesh as mesh_lib
+from yoshimidi_jax.train.checkpoints import RunCheckpoints, abstract_like
+from yoshimidi_jax.train.config import ConfigError, check_config, differences, load_config, save_config
+from yoshimidi_jax.train.metrics import MetricsWriter, device_peak_flops
+from yoshimidi_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from yoshimidi_jax.train.state import TrainState
+from yoshimidi_jax.train.step import make_eval_step, make_train_step
+from yoshimidi_jax.train.storage import WorkdirMirror, is_remote, local_staging_dir
+
+log = logging.getLogger(__name__)
+
+# fields a resumed run may change; any other change would break exact resume
+RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.log_every", "train.sample_events")
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss or gradient norm stopped being finite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    step: int  # last step trained
+    resumed_from: int | None
+    eval_loss: float | None
+    workdir: str  # local (staging) workdir
+
+
+def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:
+    per_process = cfg.data.batch_size // jax.process_count()
+    if split == "train":
+        return BatchSpec(
+            seq_len=cfg.data.seq_len, batch_size=per_process, seed=cfg.seed,
+            p_drop_control_note=cfg.data.p_drop_control_note,
+            p_drop_control_attribute=cfg.data.p_drop_control_attribute,
+        )
+    # eval: a fixed order and fixed control dropout, the same every eval
+    return BatchSpec(
+        seq_len=cfg.data.seq_len, batch_size=per_process, seed=cfg.seed + 1, shuffle=False,
+        p_drop_control_note=cfg.data.p_drop_control_note,
+        p_drop_control_attribute=cfg.data.p_drop_control_attribute,
+    )
+
+
+def combine_eval(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Means over several batches, each weighted by its counts."""
+    out: dict[str, float] = {}
+    for key in rows[0]:
+        if key.startswith("count/"):
+            out[key] = float(sum(r[key] for r in rows))
+            continue
+        family = key.split("/", 1)[1] if key.startswith(("loss/", "accuracy/")) else "token"
+        weight_key = f"count/{family}" if f"count/{family}" in rows[0] else "count/token"
+        if key in ("loss/time_value", "time_mae_log", "time_mae_s"):
+            weight_key = "count/time"
+        weights = np.array([r[weight_key] for r in rows])
+        values = np.array([r[key] for r in rows])
+        out[key] = float((weights * values).sum() / max(weights.sum(), 1.0))
+    return out
+
+
+def _to_host(metrics: dict[str, jax.Array]) -> dict[str, float]:
+    return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def _resolve_config(cfg: ml_collections.ConfigDict, local: str) -> None:
+    path = os.path.join(local, "config.json")
+    if os.path.exists(path):
+        changed = [k for k in differences(load_config(path), cfg) if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(
+                f"{path} holds this run's config and the new one differs in {changed}: "
+                "resume with the same config (only " + ", ".join(RESUMABLE_CHANGES) + " may change), "
+                "or use a new --workdir"
+            )
+    if jax.process_index() == 0:
+        save_config(cfg, path)
+
+
+def write_sample(model, params, cfg, step: int, local: str) -> str:
+    """samples/step_N.{mid,png} from the current params (seeded by the step)."""
+    from yoshimidi_jax.midi import write_midi
+    from yoshimidi_jax.sample import generate, to_events
+    from yoshimidi_jax.sample.render import piano_roll_png
+
+    os.makedirs(os.path.join(local, "samples"), exist_ok=True)
+    key = jax.random.fold_in(jax.random.key(cfg.seed), step)
+    seqs, _ = generate(
+        model, jax.device_get(params), key, num_events=cfg.train.sample_events,
+        temperature=cfg.train.sample_temperature,
+    )
+    events = to_events(seqs[0])
+    stem = os.path.join(local, "samples", f"step_{step}")
+    write_midi(events, stem + ".mid")
+    piano_roll_png(events, stem + ".png", title=f"step {step}: {len(events)} notes")
+    return stem + ".mid"
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+    """Trains cfg in workdir (a folder, or s3://... mirrored from a local
+    staging folder). Resumes from the latest checkpoint there, if any."""
+    mesh_lib.maybe_initialize_distributed()
+    mesh = mesh_lib.make_mesh()
+    check_config(cfg, num_devices=mesh.size)
+    cfg = ml_collections.FrozenConfigDict(cfg)
+
+    remote = is_remote(workdir)
+    local = local_staging_dir(workdir) if remote else workdir
+    os.makedirs(local, exist_ok=True)
+    mirror = WorkdirMirror(workdir, local) if remote else None
+    if mirror is not None:
+        pulled = mirror.restore_latest()
+        log.info("workdir %s staged in %s (pulled step %s)", workdir, local, pulled)
+    _resolve_config(ml_collections.ConfigDict(cfg), local)
+
+    model = make_model(cfg.model)
+    optimizer = make_optimizer(cfg.train)
+    schedule = learning_rate_schedule(cfg.train)
+    cost = model_cost(cfg.model, context=cfg.data.seq_len)
+    print(cost.summary(), f"| {mesh.size} device(s): {jax.devices()[0].device_kind}")
+
+    params = init_params(model, jax.random.key(cfg.seed))
+    params_sharding = mesh_lib.param_sharding(mesh, params, cfg.train.fsdp)
+    state = TrainState.create(params, optimizer)
+    state_sharding = mesh_lib.param_sharding(mesh, state, cfg.train.fsdp)
+    state = jax.device_put(state, state_sharding)
+    batch_sharding = mesh_lib.batch_sharding(mesh)
+
+    p_index, p_count = jax.process_index(), jax.process_count()
+    train_iter = iter(make_batches(cfg.data.path, "train", batch_spec(cfg, "train"), p_index, p_count))
+    eval_iter = iter(make_batches(cfg.data.path, "eval", batch_spec(cfg, "eval"), p_index, p_count))
+    eval_batches = [next(eval_iter) for _ in range(cfg.train.eval_batches)]
+
+    checkpoints = RunCheckpoints(os.path.join(local, "checkpoints"), cfg.train.keep_checkpoints)
+    resumed_from = checkpoints.latest_step()
+    start = 0
+    if resumed_from is not None:
+        state = checkpoints.restore(resumed_from, abstract_like(state, state_sharding), train_iter)
+        start = int(state.step)
+        print(f"resumed from step {start} ({local}/checkpoints)")
+    writer = MetricsWriter(local, resume_step=start)
+
+    train_step = make_train_step(model, optimizer, schedule, state_sharding, batch_sharding)
+    eval_step = make_eval_step(model, params_sharding, batch_sharding)
+    peak = device_peak_flops()
+    tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
+
+    def evaluate(step: int) -> float:
+        rows = [_to_host(eval_step(state.params, mesh_lib.put_batch(b, mesh))) for b in eval_batches]
+        metrics = combine_eval(rows)
+        writer.write(step, metrics, prefix="eval/")
+        if p_count == 1:
+            try:
+                write_sample(model, state.params, cfg, step, local)
+            except Exception as e:  # a sample must never stop training
+                log.warning("sample at step %d failed: %s", step, e)
+        return metrics["loss"]
+
+    def checkpoint(step: int, eval_loss: float | None) -> None:
+        checkpoints.save(step, state, train_iter, ml_collections.ConfigDict(cfg), eval_loss)
+        if mirror is not None:
+            checkpoints.wait()
+            mirror.push_checkpoint(step)
+            mirror.push_files()
+
+    bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
+               disable=not cfg.train.progress or p_index != 0)
+    window: list[dict[str, float]] = []
+    window_start = time.perf_counter()
+    eval_loss = None
+    step = start
+    consumed = start  # batches taken from train_iter
+    pending = None  # (step, host batch, device metrics) of the step before: checked one step late
+    try:
+        for step in range(start + 1, cfg.train.steps + 1):
+            host_batch = next(train_iter)
+            consumed = step
+            state, metrics = train_step(state, mesh_lib.put_batch(host_batch, mesh))
+            if pending is not None:
+                window.append(_check_finite(*pending, local=local, last_ckpt=checkpoints.latest_step()))
+            pending = (step, host_batch, metrics)
+            if step % cfg.train.log_every == 0 or step == cfg.train.steps or step % cfg.train.eval_every == 0:
+                window.append(_check_finite(*pending, local=local, last_ckpt=checkpoints.latest_step()))
+                pending = None
+                elapsed = time.perf_counter() - window_start
+                row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+                row["tokens_per_s"] = tokens_per_step * len(window) / elapsed
+                if peak:
+                    row["mfu"] = cost.flops_per_token * row["tokens_per_s"] / (peak * mesh.size)
+                row.pop("finite", None)
+                writer.write(step, row, prefix="train/")
+                bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
+                window, window_start = [], time.perf_counter()
+            at_end = step == cfg.train.steps
+            step_eval = evaluate(step) if step % cfg.train.eval_every == 0 or at_end else None
+            eval_loss = step_eval if step_eval is not None else eval_loss
+            if step % cfg.train.checkpoint_every == 0 or at_end:
+                checkpoint(step, step_eval)
+            bar.update(1)
+    except KeyboardInterrupt:
+        # save only where the state and the data iterator agree on the step
+        trained = int(state.step) if not any(x.is_deleted() for x in jax.tree.leaves(state)) else -1
+        if trained == consumed and trained > start:
+            print(f"interrupted: saving step {trained}")
+            checkpoint(trained, None)
+        else:
+            print(f"interrupted mid-step: resume from the last checkpoint ({checkpoints.latest_step()})")
+        raise
+    finally:
+        bar.close()
+        checkpoints.close()
+        writer.close()
+        if mirror is not None:
+            mirror.push_files()
+            if not mirror.flush(timeout_s=600):
+                log.warning("S3 upload still pending after 600 s: %s", mirror.last_error)
+            mirror.close()
+    return TrainResult(step=step, resumed_from=resumed_from, eval_loss=eval_loss, workdir=local)
+
+
+def _check_finite(step: int, host_batch: dict, metrics: Any, local: str, last_ckpt: int | None) -> dict:
+    host = _to_host(metrics)
+    if not host["finite"]:
+        path = os.path.join(local, f"nonfinite_batch_step_{step}.npz")
+        np.savez(path, **host_batch)
+        raise NonFiniteError(
+            f"loss {host['loss']} / grad norm {host['grad_norm']} not finite at step {step}; its batch is in "
+            f"{path}; the last good checkpoint is step {last_ckpt}"
+        )
+    return host
