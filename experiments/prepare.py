@@ -13,6 +13,7 @@ import logging
 import os
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from yoshimidi_jax.data.prepare import PrepareOptions, prepare
 from yoshimidi_jax.data.sources.base import SourceFiles
@@ -61,7 +62,9 @@ def resolve_source() -> SourceFiles:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.getLogger().setLevel(logging.INFO)
+    # our INFO lines; orbax/absl only from WARNING (they log every file they touch)
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("yoshimidi_jax").setLevel(logging.INFO)
     source = resolve_source()
     if FLAGS.parse_only:
         print(json.dumps({"files": len(source.paths), "source_failed": source.failures_by_reason}, indent=1))

@@ -17,6 +17,7 @@ import logging
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from yoshimidi_jax.train.config import ConfigError
@@ -31,7 +32,9 @@ flags.mark_flags_as_required(["config"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.getLogger().setLevel(logging.INFO)
+    # our INFO lines; orbax/absl only from WARNING (they log every file they touch)
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("yoshimidi_jax").setLevel(logging.INFO)
     try:
         result = train(FLAGS.config, FLAGS.workdir)
     except ConfigError as e:
