@@ -48,7 +48,7 @@ def _batches(cfg, n: int):
 def _time_steps(cfg, devices, batches) -> float:
     from yoshimidi_jax.model import init_params, make_model
     from yoshimidi_jax.train import mesh as mesh_lib
-    from yoshimidi_jax.train.optimizer import learning_rate_schedule, make_optimizer
+    from yoshimidi_jax.train.optimizer import learning_rate_at, make_optimizer
     from yoshimidi_jax.train.state import TrainState
     from yoshimidi_jax.train.step import make_train_step
 
@@ -57,7 +57,7 @@ def _time_steps(cfg, devices, batches) -> float:
     state = TrainState.create(init_params(model, jax.random.key(0)), tx)
     sharding = mesh_lib.param_sharding(mesh, state, cfg.train.fsdp)
     state = jax.device_put(state, sharding)
-    step = make_train_step(model, tx, learning_rate_schedule(cfg.train), sharding, mesh_lib.batch_sharding(mesh))
+    step = make_train_step(model, tx, learning_rate_at(cfg.train), sharding, mesh_lib.batch_sharding(mesh))
     device_batches = [mesh_lib.put_batch(b, mesh) for b in batches]
     for b in device_batches[:3]:
         state, m = step(state, b)

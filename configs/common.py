@@ -45,6 +45,7 @@ def base_config(
     c.train.lr = 3e-4
     c.train.final_lr_fraction = 0.1
     c.train.warmup_steps = 500
+    c.train.decay_steps = 0  # cosine length; 0: train.steps (fixed at the first start, kept on resume)
     c.train.weight_decay = 0.1
     c.train.b1 = 0.9
     c.train.b2 = 0.95

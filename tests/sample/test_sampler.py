@@ -71,7 +71,7 @@ def test_eos_ends_piece(model_params):
     assert seqs[0].ids[-1] == EOS and len(seqs[0]) == 2
 
 
-def test_controls_are_inserted_before_note_ons(model_params):
+def test_controls_are_inserted_before_notes(model_params):
     model, params = model_params
     v = Vocab()
     controls = ctl.control_id(np.array([1, 5, 0]), np.array([0, 0, 5]), np.array([2, 3, 1]))
@@ -79,8 +79,9 @@ def test_controls_are_inserted_before_note_ons(model_params):
     ids, forced = out.ids[0], out.forced[0]
     assert forced.sum() == 3
     np.testing.assert_array_equal(ids[forced], controls)
-    after = ids[np.flatnonzero(forced) + 1]
-    assert ((after >= v.note_on) & (after < v.note_off)).all()
+    for i in np.flatnonzero(forced):  # the note follows: its VELOCITY (if any), then its NOTE_ON
+        j = i + 1 + int(v.velocity <= ids[i + 1] < v.control)
+        assert v.note_on <= ids[j] < v.note_off, [v.describe(int(t)) for t in ids[i : j + 1]]
     assert violations(ids, forced) == []
 
 

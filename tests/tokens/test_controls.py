@@ -46,8 +46,12 @@ def test_insert_controls_before_each_note_on(few_midi_files):
     ids, times = ctl.insert_controls(seq.ids, seq.times, c)
     is_ctrl = ids >= VOCAB.control
     assert is_ctrl.sum() == len(c.position)
-    following = ids[np.flatnonzero(is_ctrl) + 1]
-    assert ((following >= VOCAB.note_on) & (following < VOCAB.note_off)).all()
+    at = np.flatnonzero(is_ctrl)
+    is_vel = (ids >= VOCAB.velocity) & (ids < VOCAB.control)
+    note = at + 1 + is_vel[at + 1]  # a CONTROL, then the note's VELOCITY if it has one, then its NOTE_ON
+    assert ((ids[note] >= VOCAB.note_on) & (ids[note] < VOCAB.note_off)).all()
+    assert is_vel[at + 1].sum() > 0  # the piece changes velocity somewhere
+    assert not is_vel[at - 1].any()  # never VELOCITY, CONTROL, NOTE_ON
     # removing the controls gives the original back; annotation ignores them
     np.testing.assert_array_equal(ids[~is_ctrl], seq.ids)
     np.testing.assert_array_equal(times[~is_ctrl], seq.times)

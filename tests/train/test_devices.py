@@ -17,7 +17,7 @@ from yoshimidi_jax.data.pipeline import make_batches
 from yoshimidi_jax.model import init_params, make_model
 from yoshimidi_jax.train import mesh as mesh_lib
 from yoshimidi_jax.train.loop import batch_spec
-from yoshimidi_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from yoshimidi_jax.train.optimizer import learning_rate_at, make_optimizer
 from yoshimidi_jax.train.state import TrainState
 from yoshimidi_jax.train.step import make_train_step
 
@@ -34,7 +34,7 @@ for fsdp in (False, True):
         state = TrainState.create(init_params(model, jax.random.key(0)), tx)
         sharding = mesh_lib.param_sharding(mesh, state, fsdp)
         state = jax.device_put(state, sharding)
-        step = make_train_step(model, tx, learning_rate_schedule(cfg.train), sharding, mesh_lib.batch_sharding(mesh))
+        step = make_train_step(model, tx, learning_rate_at(cfg.train), sharding, mesh_lib.batch_sharding(mesh))
         losses = []
         for b in batches:
             state, m = step(state, mesh_lib.put_batch(b, mesh))

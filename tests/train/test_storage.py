@@ -228,3 +228,52 @@ def test_is_remote_and_staging_dir(tmp_path, monkeypatch):
     assert os.path.dirname(local_staging_dir("s3://bucket/runs/a")) == str(tmp_path / "env")
     # an explicit root wins over the environment
     assert os.path.dirname(local_staging_dir("s3://bucket/runs/a", root=str(tmp_path / "arg"))) == str(tmp_path / "arg")
+
+
+def test_resume_on_a_new_machine_keeps_the_remote_history(s3, tmp_path):
+    """A fresh staging dir pulls only the latest step; pushing the next one
+    must not delete the older remote steps (the best one may be among them)."""
+    remote = f"s3://{s3['bucket']}/run"
+    first = str(tmp_path / "machine_a")
+    _make_run(first)
+    m = WorkdirMirror(remote, first, **FAST)
+    _push_all(m)
+    assert m.flush(timeout_s=30)
+    m.close()
+
+    second = str(tmp_path / "machine_b")
+    b = WorkdirMirror(remote, second, **FAST)
+    assert b.restore_latest() == 10
+    _write(os.path.join(second, "checkpoints", "15", "_CHECKPOINT_METADATA"), 10)
+    b.push_checkpoint(15)
+    assert b.flush(timeout_s=30)
+    shutil.rmtree(os.path.join(second, "checkpoints", "10"))  # keep-N drops the step b downloaded
+    _write(os.path.join(second, "checkpoints", "20", "_CHECKPOINT_METADATA"), 10)
+    b.push_checkpoint(20)
+    assert b.flush(timeout_s=30)
+    b.close()
+    fs = make_fs(remote)
+    base = f"{s3['bucket']}/run/checkpoints"
+    assert fs.exists(f"{base}/5.committed")  # never held by b: kept
+    assert not fs.exists(f"{base}/10.committed")  # held by b, then dropped by keep-N: deleted
+    assert fs.exists(f"{base}/15.committed") and fs.exists(f"{base}/20.committed")
+
+
+def test_a_stale_staging_dir_yields_to_a_newer_remote(s3, tmp_path):
+    remote = f"s3://{s3['bucket']}/run"
+    stale = str(tmp_path / "machine_a")
+    _make_run(stale)  # steps 5 and 10 locally
+    elsewhere = str(tmp_path / "machine_b")
+    _make_run(elsewhere)
+    _write(os.path.join(elsewhere, "checkpoints", "30", "_CHECKPOINT_METADATA"), 123)
+    _write(os.path.join(elsewhere, "metrics.jsonl"), 900)
+    b = WorkdirMirror(remote, elsewhere, **FAST)
+    _push_all(b, steps=(30,))
+    assert b.flush(timeout_s=30)
+    b.close()
+
+    a = WorkdirMirror(remote, stale, **FAST)
+    assert a.restore_latest() == 30
+    a.close()
+    assert os.path.getsize(os.path.join(stale, "checkpoints", "30", "_CHECKPOINT_METADATA")) == 123
+    assert os.path.getsize(os.path.join(stale, "metrics.jsonl")) == 900  # the remote's logs win too

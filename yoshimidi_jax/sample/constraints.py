@@ -40,7 +40,9 @@ def allowed_tokens(
     constraints: Constraints = Constraints(),
     vocab: Vocab = Vocab(),
 ) -> jax.Array:
-    """sounding [B, 128] bool, done [B] bool, note_on_only [B] bool -> allowed [B, V] bool."""
+    """sounding [B, 128] bool, done [B] bool, note_on_only [B] bool -> allowed [B, V] bool.
+    note_on_only (a note is pending after an inserted CONTROL): only its
+    VELOCITY or its NOTE_ON may follow."""
     b = sounding.shape[0]
     pitches = jnp.arange(NUM_PITCHES)
     in_range = (pitches >= constraints.pitch_lo) & (pitches <= constraints.pitch_hi)
@@ -53,9 +55,10 @@ def allowed_tokens(
     base = jnp.concatenate([specials, note_on, note_off, velocity, control], axis=1)
 
     only_on = jnp.concatenate(
-        [jnp.zeros((b, vocab.note_on), bool), note_on, jnp.zeros((b, vocab.size - vocab.note_off), bool)], axis=1
+        [jnp.zeros((b, vocab.note_on), bool), note_on, jnp.zeros((b, vocab.velocity - vocab.note_off), bool),
+         velocity, jnp.zeros((b, vocab.size - vocab.control), bool)], axis=1
     )
-    use_only_on = note_on_only & only_on.any(axis=1)
+    use_only_on = note_on_only & note_on.any(axis=1)
     allowed = jnp.where(use_only_on[:, None], only_on, base)
     pad_only = jnp.zeros((b, vocab.size), bool).at[:, PAD].set(True)
     return jnp.where(done[:, None], pad_only, allowed)
@@ -90,7 +93,9 @@ def violations(
             r = np.arange(NUM_PITCHES)
             can_on = ((r >= constraints.pitch_lo) & (r <= constraints.pitch_hi) & ~sounding).any()
             if can_on and not vocab.note_on <= t < vocab.note_off:
-                out.append(f"{i}: {name} after an inserted CONTROL (NOTE_ON expected)")
+                if vocab.velocity <= t < vocab.control:
+                    continue  # the note's VELOCITY: its NOTE_ON must still come
+                out.append(f"{i}: {name} after an inserted CONTROL (VELOCITY or NOTE_ON expected)")
         if done:
             if t != PAD:
                 out.append(f"{i}: {name} after EOS")

@@ -9,8 +9,9 @@ scan step samples the next id from the masked, temperature/top-k/top-p
 filtered logits, reads a time value from the time head where the id is TIME
 (log-time expectation, or a sample over the K supports), feeds it back, and
 tracks the sounding pitches [B, 128] and EOS in the carry. Per-note controls:
-`controls` [B, C] (CONTROL ids, -1 = none) are inserted one by one before each
-NOTE_ON the model would sample; the NOTE_ON is then resampled given the control.
+`controls` [B, C] (CONTROL ids, -1 = none) are inserted one by one where the
+model would start a note (a VELOCITY or a NOTE_ON); the note is then sampled
+given the control.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class DecodeState(NamedTuple):
     time_logits: jax.Array  # [B, K] time-head logits for the next token
     sounding: jax.Array  # [B, 128] bool
     done: jax.Array  # [B] bool: EOS emitted
-    pending: jax.Array  # [B] bool: a CONTROL was just inserted, a NOTE_ON must follow
+    pending: jax.Array  # [B] bool: a CONTROL was inserted, its note (VELOCITY?, NOTE_ON) must follow
     ctrl: jax.Array  # [B] int32: controls used so far
     key: jax.Array
 
@@ -128,16 +129,20 @@ def decode_step(
     temperature = jnp.asarray(temperature, jnp.float32)
     mask = allowed_tokens(state.sounding, state.done, state.pending, cfg.constraints, vocab)
     tok = sample_token(k_tok, state.logits, mask, temperature, top_p, top_k)
-    # insert the next given control before a NOTE_ON; the NOTE_ON is sampled next, given it
+    # insert the next given control where the model starts a note (its VELOCITY
+    # or its NOTE_ON); the note is then sampled given the control
     num_controls = controls.shape[1]
     next_ctrl = jnp.take_along_axis(controls, jnp.minimum(state.ctrl, num_controls - 1)[:, None], axis=1)[:, 0]
     has_ctrl = (state.ctrl < num_controls) & (next_ctrl >= 0)
     is_on = (tok >= vocab.note_on) & (tok < vocab.note_off)
-    insert = has_ctrl & is_on & ~state.pending & ~state.done
+    is_vel = (tok >= vocab.velocity) & (tok < vocab.control)
+    insert = has_ctrl & (is_on | is_vel) & ~state.pending & ~state.done
     tok = jnp.where(insert, next_ctrl, tok)
     tval = jnp.where(tok == TIME, time_value(k_time, state.time_logits, model, cfg.time_mode, temperature), 0.0)
     pitches = jnp.arange(NUM_PITCHES)
     pitch_on = jnp.where(is_on & ~insert, tok - vocab.note_on, -1)
+    # a note is pending from its inserted CONTROL until its NOTE_ON
+    pending = insert | (state.pending & is_vel & ~insert)
     is_off = (tok >= vocab.note_off) & (tok < vocab.velocity)
     pitch_off = jnp.where(is_off, tok - vocab.note_off, -1)
     sounding = (state.sounding | (pitches == pitch_on[:, None])) & ~(pitches == pitch_off[:, None])
@@ -147,7 +152,7 @@ def decode_step(
     )
     new = DecodeState(
         cache, state.index + 1, logits[:, 0], time_logits[:, 0], sounding, state.done | (tok == EOS),
-        insert, state.ctrl + insert, key,
+        pending, state.ctrl + insert, key,
     )
     return new, (tok, tval.astype(jnp.float32), insert)
 

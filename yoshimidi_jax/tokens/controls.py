@@ -1,7 +1,8 @@
 """Control annotation (conditional training, Korbak et al. 2023).
 
-Every NOTE_ON gets one CONTROL token just before it that says what kind of
-note it is, computed from the data:
+Every NOTE_ON gets one CONTROL token before it (before its VELOCITY token,
+where the note has one) that says what kind of note it is, computed from the
+data:
 - interval to the previous NOTE_ON (stream order; chord notes go low to high):
   same, +1..2, +3..5, +6..11, +12 or more, and the same downwards;
 - chord size: NOTE_ONs whose onsets chain within `chord_window_s` (1..5+);
@@ -124,9 +125,13 @@ def insert_controls(
     keep: np.ndarray | None = None,
     vocab: Vocab = Vocab(),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inserts one CONTROL id before each NOTE_ON (where keep is True)."""
+    """Inserts one CONTROL id before each NOTE_ON (where keep is True), ahead of
+    the note's VELOCITY token when it has one, so that the control comes
+    before everything that realises it (velocity, then pitch)."""
     keep = np.ones(controls.position.shape[0], bool) if keep is None else keep
     where = controls.position[keep]
+    before = np.asarray(ids)[np.maximum(where - 1, 0)]
+    where = where - ((where > 0) & (before >= vocab.velocity) & (before < vocab.control))
     values = control_id(controls.interval[keep], controls.chord[keep], controls.velocity[keep], vocab)
     return (
         np.insert(np.asarray(ids), where, values.astype(ids.dtype)),

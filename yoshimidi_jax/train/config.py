@@ -45,6 +45,8 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
             errors.append(f"data.batch_size={d.batch_size} is not divisible by the {num_devices} devices")
         if t.warmup_steps < 0 or t.warmup_steps >= t.steps:
             errors.append(f"train.warmup_steps={t.warmup_steps} must be in [0, train.steps={t.steps})")
+        if t.decay_steps != 0 and t.decay_steps <= t.warmup_steps:
+            errors.append(f"train.decay_steps={t.decay_steps} must be 0 (train.steps) or > train.warmup_steps")
     if m.positional not in ("rope", "learned"):
         errors.append(f"model.positional={m.positional!r}: 'rope' or 'learned'")
     if m.dtype not in ("float32", "bfloat16", "float16"):

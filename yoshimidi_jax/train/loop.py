@@ -20,7 +20,7 @@ from yoshimidi_jax.train import mesh as mesh_lib
 from yoshimidi_jax.train.checkpoints import RunCheckpoints, abstract_like
 from yoshimidi_jax.train.config import ConfigError, check_config, differences, load_config, save_config
 from yoshimidi_jax.train.metrics import MetricsWriter, device_peak_flops
-from yoshimidi_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from yoshimidi_jax.train.optimizer import learning_rate_at, make_optimizer
 from yoshimidi_jax.train.state import TrainState
 from yoshimidi_jax.train.step import make_eval_step, make_train_step
 from yoshimidi_jax.train.storage import WorkdirMirror, is_remote, local_staging_dir
@@ -28,6 +28,7 @@ from yoshimidi_jax.train.storage import WorkdirMirror, is_remote, local_staging_
 log = logging.getLogger(__name__)
 
 # fields a resumed run may change; any other change would break exact resume
+# (train.steps may grow: the cosine runs over train.decay_steps, fixed at the first start)
 RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.log_every", "train.sample_events")
 
 
@@ -80,10 +81,17 @@ def _to_host(metrics: dict[str, jax.Array]) -> dict[str, float]:
     return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
-def _resolve_config(cfg: ml_collections.ConfigDict, local: str) -> None:
+def _resolve_config(cfg: ml_collections.ConfigDict, local: str) -> ml_collections.ConfigDict:
+    """The run's config: cfg, with train.decay_steps fixed at the first start
+    (so that a resumed run with more train.steps keeps its schedule); refuses
+    changes that would break an exact resume. Saves it as config.json."""
     path = os.path.join(local, "config.json")
-    if os.path.exists(path):
-        changed = [k for k in differences(load_config(path), cfg) if k not in RESUMABLE_CHANGES]
+    cfg = ml_collections.ConfigDict(cfg.to_dict())
+    saved = load_config(path) if os.path.exists(path) else None
+    if cfg.train.decay_steps == 0:
+        cfg.train.decay_steps = saved.train.decay_steps if saved is not None else cfg.train.steps
+    if saved is not None:
+        changed = [k for k in differences(saved, cfg) if k not in RESUMABLE_CHANGES]
         if changed:
             raise ConfigError(
                 f"{path} holds this run's config and the new one differs in {changed}: "
@@ -92,6 +100,7 @@ def _resolve_config(cfg: ml_collections.ConfigDict, local: str) -> None:
             )
     if jax.process_index() == 0:
         save_config(cfg, path)
+    return cfg
 
 
 def write_sample(model, params, cfg, step: int, local: str) -> str:
@@ -119,20 +128,24 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     mesh_lib.maybe_initialize_distributed()
     mesh = mesh_lib.make_mesh()
     check_config(cfg, num_devices=mesh.size)
-    cfg = ml_collections.FrozenConfigDict(cfg)
 
     remote = is_remote(workdir)
+    if remote and jax.process_count() > 1:
+        raise ConfigError(
+            f"--workdir={workdir}: an s3:// workdir is mirrored from one host's staging folder; "
+            "with several hosts use a shared filesystem (or gs://) as the workdir"
+        )
     local = local_staging_dir(workdir) if remote else workdir
     os.makedirs(local, exist_ok=True)
     mirror = WorkdirMirror(workdir, local) if remote else None
     if mirror is not None:
         pulled = mirror.restore_latest()
         log.info("workdir %s staged in %s (pulled step %s)", workdir, local, pulled)
-    _resolve_config(ml_collections.ConfigDict(cfg), local)
+    cfg = ml_collections.FrozenConfigDict(_resolve_config(cfg, local))
 
     model = make_model(cfg.model)
     optimizer = make_optimizer(cfg.train)
-    schedule = learning_rate_schedule(cfg.train)
+    schedule = learning_rate_at(cfg.train)
     cost = model_cost(cfg.model, context=cfg.data.seq_len)
     print(cost.summary(), f"| {mesh.size} device(s): {jax.devices()[0].device_kind}")
 
@@ -183,11 +196,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
                disable=not cfg.train.progress or p_index != 0)
     window: list[dict[str, float]] = []
-    window_start = time.perf_counter()
+    window_start, paused = time.perf_counter(), 0.0  # paused: eval/sample/checkpoint time, not training
     eval_loss = None
     step = start
     consumed = start  # batches taken from train_iter
-    pending = None  # (step, host batch, device metrics) of the step before: checked one step late
+    pending = None  # (step, host batch, device metrics): checked one step late, except at boundaries
     try:
         for step in range(start + 1, cfg.train.steps + 1):
             host_batch = next(train_iter)
@@ -196,10 +209,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
             if pending is not None:
                 window.append(_check_finite(*pending, local=local, last_ckpt=checkpoints.latest_step()))
             pending = (step, host_batch, metrics)
-            if step % cfg.train.log_every == 0 or step == cfg.train.steps or step % cfg.train.eval_every == 0:
+            at_end = step == cfg.train.steps
+            log_now = step % cfg.train.log_every == 0 or at_end
+            eval_now = step % cfg.train.eval_every == 0 or at_end
+            save_now = step % cfg.train.checkpoint_every == 0 or at_end
+            if log_now or eval_now or save_now:  # nothing is evaluated or saved unchecked
                 window.append(_check_finite(*pending, local=local, last_ckpt=checkpoints.latest_step()))
                 pending = None
-                elapsed = time.perf_counter() - window_start
+            if log_now:
+                elapsed = time.perf_counter() - window_start - paused
                 row = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
                 row["tokens_per_s"] = tokens_per_step * len(window) / elapsed
                 if peak:
@@ -207,21 +225,31 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
                 row.pop("finite", None)
                 writer.write(step, row, prefix="train/")
                 bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:.0f}")
-                window, window_start = [], time.perf_counter()
-            at_end = step == cfg.train.steps
-            step_eval = evaluate(step) if step % cfg.train.eval_every == 0 or at_end else None
-            eval_loss = step_eval if step_eval is not None else eval_loss
-            if step % cfg.train.checkpoint_every == 0 or at_end:
-                checkpoint(step, step_eval)
+                window, window_start, paused = [], time.perf_counter(), 0.0
+            if eval_now or save_now:
+                pause_start = time.perf_counter()
+                step_eval = evaluate(step) if eval_now else None
+                eval_loss = step_eval if step_eval is not None else eval_loss
+                if save_now:
+                    checkpoint(step, step_eval)
+                paused += time.perf_counter() - pause_start
             bar.update(1)
     except KeyboardInterrupt:
-        # save only where the state and the data iterator agree on the step
+        # save only a checked state, where the state and the data iterator agree
+        # on the step, and that is not saved already
         trained = int(state.step) if not any(x.is_deleted() for x in jax.tree.leaves(state)) else -1
-        if trained == consumed and trained > start:
+        try:
+            if pending is not None and pending[0] == trained:
+                _check_finite(*pending, local=local, last_ckpt=checkpoints.latest_step())
+                pending = None
+            saveable = pending is None and trained == consumed and trained > start
+        except NonFiniteError:
+            saveable = False
+        if saveable and trained not in checkpoints.all_steps():
             print(f"interrupted: saving step {trained}")
             checkpoint(trained, None)
         else:
-            print(f"interrupted mid-step: resume from the last checkpoint ({checkpoints.latest_step()})")
+            print(f"interrupted: resume from the last checkpoint ({checkpoints.latest_step()})")
         raise
     finally:
         bar.close()

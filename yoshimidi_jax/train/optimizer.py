@@ -8,15 +8,27 @@ import optax
 
 
 def learning_rate_schedule(train: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warmup from 0 to train.lr, then cosine decay to train.lr * train.final_lr_fraction
-    at train.steps (in optimizer updates)."""
+    """Learning rate per optimizer *update*: linear warmup from 0 to train.lr,
+    then cosine decay to train.lr * train.final_lr_fraction. warmup_steps and
+    decay_steps (0: train.steps) count micro-steps, like train.steps; with
+    gradient accumulation of k there is one update per k micro-steps."""
+    k = max(int(train.grad_accum_steps), 1)
+    decay = int(train.decay_steps) or int(train.steps)
+    warmup = max(int(train.warmup_steps) // k, 1)
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=train.lr,
-        warmup_steps=max(int(train.warmup_steps), 1),
-        decay_steps=max(int(train.steps), int(train.warmup_steps) + 1),
+        warmup_steps=warmup,
+        decay_steps=max(decay // k, warmup + 1),
         end_value=train.lr * train.final_lr_fraction,
     )
+
+
+def learning_rate_at(train: ml_collections.ConfigDict) -> optax.Schedule:
+    """The learning rate in force at a micro-step (for logging)."""
+    schedule = learning_rate_schedule(train)
+    k = max(int(train.grad_accum_steps), 1)
+    return lambda step: schedule(step // k)
 
 
 def make_optimizer(train: ml_collections.ConfigDict) -> optax.GradientTransformation:

@@ -24,6 +24,7 @@ def train_step(
     state: TrainState, batch: dict[str, jax.Array], model: Transformer, optimizer: optax.GradientTransformation,
     schedule: Callable[[jax.Array], jax.Array],
 ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """schedule: the learning rate at a micro-step (optimizer.learning_rate_at), for logging."""
     """One optimizer (micro-)step. Pure: jit it with donate_argnums=0."""
     (loss, metrics), grads = jax.value_and_grad(_forward_loss, has_aux=True)(state.params, model, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -32,7 +33,8 @@ def train_step(
     metrics["grad_norm"] = optax.global_norm(grads)
     metrics["param_norm"] = optax.global_norm(params)
     metrics["learning_rate"] = schedule(state.step)
-    metrics["finite"] = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
+    # the updated params too: a finite loss and gradient can still overflow them
+    metrics["finite"] = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"]) & jnp.isfinite(metrics["param_norm"])
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

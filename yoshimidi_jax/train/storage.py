@@ -188,6 +188,8 @@ class WorkdirMirror:
         self._in_outage = False
         self._outage_failures = 0
         self._uploaded: dict[str, tuple[int, int]] = {}  # relpath -> (size, mtime_ns) last pushed
+        # steps this mirror uploaded or downloaded: the only remote steps it may delete
+        self._known_steps: set[int] = set()
         self._thread = threading.Thread(target=self._worker, name="WorkdirMirror", daemon=True)
         self._thread.start()
 
@@ -395,24 +397,28 @@ class WorkdirMirror:
                 body = json.dumps({"step": step, "files": files}, sort_keys=True).encode()
                 self.fs.pipe_file(self._marker(step), body)
                 log.info("uploaded checkpoint step %d (%d files) to %s", step, len(files), self.remote_url)
+            self._known_steps.add(step)
         self._delete_stale_steps()
 
     def _delete_stale_steps(self) -> None:
-        """Delete remote steps orbax deleted locally: not in local/checkpoints and older
-        than the newest local step. Marker first, then the files. Never runs when
-        there is no local step (nothing to compare with)."""
+        """Delete remote steps orbax deleted locally: steps this mirror uploaded or
+        downloaded itself, no longer in local/checkpoints, older than the newest
+        local step. Marker first, then the files. Steps it never held (a run
+        resumed on a new machine pulls only the latest) are never touched, so
+        the remote history, the best step included, survives a move."""
         local = set(local_steps(self.local))
         if not local:
             return
         newest = max(local)
         markers = self._remote_markers()
         remote = set(markers) | self._remote_step_dirs()
-        for step in sorted(s for s in remote if s not in local and s < newest):
+        for step in sorted(s for s in remote & self._known_steps if s not in local and s < newest):
             if step in markers:
                 self.fs.rm_file(markers[step])
             prefix = self._r(CHECKPOINTS, str(step))
             if self.fs.exists(prefix):
                 self.fs.rm(prefix, recursive=True)
+            self._known_steps.discard(step)
             log.info("deleted checkpoint step %d from %s (gone locally)", step, self.remote_url)
 
     def _upload_files(self, relpaths: tuple[str, ...]) -> None:
@@ -438,28 +444,45 @@ class WorkdirMirror:
     def restore_latest(self) -> int | None:
         """Make the newest finished checkpoint available in ``local/checkpoints``.
 
-        If the local dir already has a finished step, returns the newest one
-        (nothing downloaded). Otherwise downloads the newest remote step that has
-        its commit marker and whose files match the marker (a step without one is
-        never used), into a temporary dir renamed to ``checkpoints/<step>`` when
-        complete. In both cases also pulls config.json, metrics.jsonl and tb/ files
-        that are missing locally. Returns the step, or None if there is none.
+        If the local dir already has a finished step at least as new as the
+        remote's newest committed one, returns it (nothing downloaded).
+        Otherwise (no local step, or the run went on elsewhere and the remote is
+        newer) downloads the newest remote step that has its commit marker and
+        whose files match the marker (a step without one is never used), into a
+        temporary dir renamed to ``checkpoints/<step>`` when complete. Also pulls
+        config.json, metrics.jsonl and tb/ files: those missing locally, or all
+        of them when the remote is newer. Returns the step, or None if none.
 
         Runs on the calling thread; raises if the remote cannot be reached (it
         cannot tell whether to resume, and starting over would clobber the run).
         """
         self.fs.invalidate_cache()
-        self._pull_missing(RESTORE_FILES)
         have = local_steps(self.local)
-        if have:
+        markers = self._remote_markers()
+        if have and (not markers or have[-1] >= max(markers)):
+            self._pull_missing(RESTORE_FILES)
+            self._known_steps.update(have)
             return have[-1]
-        for step in sorted(self._remote_markers(), reverse=True):
+        if have:
+            # the remote went on without this staging dir (the run moved to another
+            # machine): its newer step wins, with its logs
+            log.warning(
+                "local staging %s holds step %d but %s has step %d: resuming from the remote",
+                self.local, have[-1], self.remote_url, max(markers),
+            )
+            self._pull_missing(RESTORE_FILES, overwrite=True)
+        else:
+            self._pull_missing(RESTORE_FILES)
+        for step in sorted(markers, reverse=True):
+            if have and step <= have[-1]:
+                break
             marker = self._read_marker(step)
             if marker is None:
                 continue
             if self._download_step(step, marker.get("files", {})):
+                self._known_steps.add(step)
                 return step
-        return None
+        return have[-1] if have else None
 
     def _download_step(self, step: int, files: dict[str, int]) -> bool:
         ckpt = os.path.join(self.local, CHECKPOINTS)
@@ -488,7 +511,7 @@ class WorkdirMirror:
         log.info("restored checkpoint step %d from %s", step, self.remote_url)
         return True
 
-    def _pull_missing(self, relpaths) -> None:
+    def _pull_missing(self, relpaths, overwrite: bool = False) -> None:
         for rel in relpaths:
             src = self._r(rel)
             if not self.fs.exists(src):
@@ -500,7 +523,7 @@ class WorkdirMirror:
                 rels = [rel]
             for r in rels:
                 dst = os.path.join(self.local, *r.split("/"))
-                if os.path.exists(dst):
+                if os.path.exists(dst) and not overwrite:
                     continue
                 os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
                 part = dst + ".yoshimidi-download-tmp"
