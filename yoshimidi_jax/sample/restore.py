@@ -11,7 +11,6 @@ Where no checkpoint exists, params are a random init, with a message saying so.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -20,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from yoshimidi_jax.model import Transformer, init_params, make_model
+from yoshimidi_jax.train import config as config_lib
 
 
 @dataclasses.dataclass
@@ -32,11 +32,9 @@ class Restored:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict | None:
+    """The run's config.json, or None where the workdir has none."""
     path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return config_lib.load_config(path) if os.path.exists(path) else None
 
 
 def latest_step(workdir: str) -> int | None:

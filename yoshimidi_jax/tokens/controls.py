@@ -23,9 +23,9 @@ from yoshimidi_jax.tokens.vocab import (
     NUM_CHORD_SIZES,
     NUM_INTERVAL_CLASSES,
     NUM_VELOCITY_BUCKETS,
-    TIME,
     Vocab,
 )
+from yoshimidi_jax.tokens.stream import clock_s, velocity_in_force
 
 ANY_INTERVAL = NUM_INTERVAL_CLASSES
 ANY_CHORD = NUM_CHORD_SIZES
@@ -70,16 +70,14 @@ def annotate(
 ) -> NoteControls:
     """The controls each NOTE_ON of a token sequence satisfies."""
     ids = np.asarray(ids)
-    clock = np.cumsum(np.where(ids == TIME, times, 0.0))
+    clock = clock_s(ids, times)
     is_on = (ids >= vocab.note_on) & (ids < vocab.note_off)
     position = np.flatnonzero(is_on)
     pitch = ids[position] - vocab.note_on
     interval = np.append(ANY_INTERVAL, interval_class(np.diff(pitch))) if pitch.size else pitch
     chord = np.minimum(chord_sizes(clock[position], chord_window_s), NUM_CHORD_SIZES) - 1
-    is_vel = (ids >= vocab.velocity) & (ids < vocab.control)
-    last_vel = np.maximum.accumulate(np.where(is_vel, np.arange(ids.shape[0]), -1))[position]
-    vel = vocab.velocity_of_bin(ids[np.maximum(last_vel, 0)] - vocab.velocity)
-    velocity = np.where(last_vel >= 0, velocity_bucket(vel), ANY_VELOCITY)
+    vel = velocity_in_force(ids, position, vocab)
+    velocity = np.where(vel >= 0, velocity_bucket(vel), ANY_VELOCITY)
     return NoteControls(position=position, interval=interval, chord=chord, velocity=velocity)
 
 

@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 
 from yoshimidi_jax.midi.events import NoteEvents
+from yoshimidi_jax.tokens.stream import clock_s, velocity_in_force
 from yoshimidi_jax.tokens.time_codec import TimeCodec
 from yoshimidi_jax.tokens.vocab import BOS, EOS, TIME, Vocab
 
@@ -129,13 +130,9 @@ def decode(
     pitch, or at the end of the sequence; a NOTE_OFF of a pitch not sounding
     is ignored; other ids carry no notes."""
     ids = np.asarray(ids, dtype=np.int64)
-    times = np.asarray(times, dtype=np.float64)
-    is_time = ids == TIME
-    clock = np.cumsum(np.where(is_time, times, 0.0))
+    clock = clock_s(ids, times)
     end_of_sequence = clock[-1] if clock.size else 0.0
 
-    is_vel = (ids >= vocab.velocity) & (ids < vocab.control)
-    last_vel_pos = np.maximum.accumulate(np.where(is_vel, np.arange(ids.shape[0]), -1)) if ids.size else ids
     is_on = (ids >= vocab.note_on) & (ids < vocab.note_off)
     is_off = (ids >= vocab.note_off) & (ids < vocab.velocity)
     pos = np.flatnonzero(is_on | is_off)
@@ -147,10 +144,8 @@ def decode(
     on_rows = np.flatnonzero(is_on[pos])
     onset = clock[pos[on_rows]]
     end = np.where(next_same[on_rows], clock[next_pos[on_rows]], end_of_sequence)
-    vel_pos = last_vel_pos[pos[on_rows]] if on_rows.size else np.zeros(0, np.int64)
-    velocity = np.where(
-        vel_pos >= 0, vocab.velocity_of_bin(ids[np.maximum(vel_pos, 0)] - vocab.velocity), default_velocity
-    )
+    velocity = velocity_in_force(ids, pos[on_rows], vocab)
+    velocity = np.where(velocity >= 0, velocity, default_velocity)
     return NoteEvents.from_arrays(
         onset_s=onset,
         duration_s=end - onset,
