@@ -28,7 +28,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from yoshimidi_jax.model import init_params, make_model
-from yoshimidi_jax.sample import Constraints, SamplerConfig, make_sampler, make_stepper, prepare_prompt
+from yoshimidi_jax.sample import Constraints, SamplerConfig, init_track, make_sampler, make_stepper, prepare_prompt, track_tokens
 from yoshimidi_jax.sample.constraints import allowed_tokens
 from yoshimidi_jax.sample.sampler import sample_token
 
@@ -48,18 +48,18 @@ def main(argv):
     n = FLAGS.num_events
     cons = Constraints(allow_eos=False)  # every step is a real event
     t1, tp, tk = jnp.float32(1.0), jnp.float32(1.0), jnp.int32(0)
-    ids, times, sounding = prepare_prompt(None, 1)
+    ids, times, track = prepare_prompt(None, 1)
     no_controls = np.full((1, 1), -1, np.int32)
 
     # scan sampler
     sampler = make_sampler(model, SamplerConfig(n, cons))
     t0 = time.perf_counter()
-    out = jax.block_until_ready(sampler(params, ids, times, sounding, jax.random.key(0), t1, tp, tk, no_controls))
+    out = jax.block_until_ready(sampler(params, ids, times, track, jax.random.key(0), t1, tp, tk, no_controls))
     compile_s = time.perf_counter() - t0
     runs = []
     for seed in (1, 2, 3):
         t0 = time.perf_counter()
-        jax.block_until_ready(sampler(params, ids, times, sounding, jax.random.key(seed), t1, tp, tk, no_controls))
+        jax.block_until_ready(sampler(params, ids, times, track, jax.random.key(seed), t1, tp, tk, no_controls))
         runs.append(time.perf_counter() - t0)
     scan_rate = n / min(runs)
 
@@ -72,7 +72,7 @@ def main(argv):
         pos = jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)
         logits, time_logits = model.apply({"params": params}, ids, times, pos, jnp.ones_like(ids))
         lg = jax.lax.dynamic_index_in_dim(logits, index, axis=1, keepdims=False)
-        mask = allowed_tokens(jnp.zeros((1, 128), bool), jnp.zeros(1, bool), jnp.zeros(1, bool), cons)
+        mask = allowed_tokens(init_track(1), cons)
         return sample_token(key, lg, mask, t1, tp, tk), time_logits[0, index]
 
     bucket = 128
@@ -96,14 +96,15 @@ def main(argv):
     ctx = FLAGS.latency_context
     pre, step = make_stepper(model, SamplerConfig(1, cons))
     cache_len = ctx + FLAGS.latency_steps + 16
-    state = pre(params, seq_ids[None, :ctx], seq_times[None, :ctx], sounding, jax.random.key(9), cache_len)
+    ctx_track = track_tokens(seq_ids[None, :ctx], seq_times[None, :ctx])
+    state = pre(params, seq_ids[None, :ctx], seq_times[None, :ctx], ctx_track, jax.random.key(9), cache_len)
     for _ in range(10):  # warm up (compile)
-        state, (tok, _, _) = step(params, state, t1, tp, tk, no_controls)
-    state = pre(params, seq_ids[None, :ctx], seq_times[None, :ctx], sounding, jax.random.key(9), cache_len)
+        state, (tok, _, _, _) = step(params, state, t1, tp, tk, no_controls)
+    state = pre(params, seq_ids[None, :ctx], seq_times[None, :ctx], ctx_track, jax.random.key(9), cache_len)
     lat = []
     for _ in range(FLAGS.latency_steps):
         t0 = time.perf_counter()
-        state, (tok, tv, _) = step(params, state, t1, tp, tk, no_controls)
+        state, (tok, tv, _, _) = step(params, state, t1, tp, tk, no_controls)
         int(tok[0]), float(tv[0])  # the event on the host
         lat.append(time.perf_counter() - t0)
     lat_ms = np.array(lat) * 1e3

@@ -27,6 +27,10 @@ def base_config(
     c.model.dtype = dtype  # compute dtype; params stay float32
     c.model.dropout = 0.0
     c.model.norm = "rmsnorm"  # 'rmsnorm' | 'layernorm'
+    c.model.factored_controls = True  # CONTROL embedding += one embedding per attribute
+    c.model.control_reference = True  # CONTROL embedding += the previous press's reference pitch
+    c.model.control_bias = True  # logits += learned biases indexed by the control in force
+    c.model.control_bias_scale = 10.0  # those biases learn this much faster (a parameter multiplier)
     c.model.vocab_size = vocab.size
     c.model.num_velocity_bins = vocab.num_velocity_bins
     c.model.num_time_supports = codec.num_supports
@@ -37,8 +41,10 @@ def base_config(
     c.data.path = "data/m21"  # a prepared dataset (experiments.prepare)
     c.data.seq_len = max_len
     c.data.batch_size = 8  # global (all devices, all hosts)
-    c.data.p_drop_control_note = 0.2  # a note gets no CONTROL token
-    c.data.p_drop_control_attribute = 0.2  # one attribute of a CONTROL is ANY
+    c.data.p_drop_control_sequence = 0.1  # a piece gets no CONTROL at all (the unconditional mode)
+    c.data.p_drop_control_press = 0.1  # a press gets no CONTROL token
+    c.data.p_drop_control_attribute = 0.15  # one attribute of a CONTROL is ANY
+    c.data.augment_velocity = True  # seeded per-piece dynamics (data/augment.py), train and eval
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 10_000  # optimizer micro-steps

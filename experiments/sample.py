@@ -4,11 +4,20 @@ r"""Samples music from a model: writes OUT.mid, OUT.png (piano roll), OUT.wav.
     python -m experiments.sample --workdir=runs/NAME --out=out.mid --num_events=512 \
         --temperature=0.9 --top_p=0.95 --seed=3 [--prompt=some.mid] [--controls=1/0/2,5/*/*]
 
+    python -m experiments.sample --workdir=runs/tiny --out=up.mid --controls=2/0/1,2/0/1,7/2/2 [--strict]
+    python -m experiments.sample --workdir=runs/tiny --out=played.mid --player_walk=48 [--strict]
+
 With --workdir the run's config.json and latest orbax checkpoint are used
 (random-init params, with a message, where there is no checkpoint yet).
---controls: comma-separated per-note controls "interval/chord/velocity"
-(class numbers as in tokens/controls.py, '*' = any), inserted before the next
-NOTE_ONs in order.
+--controls: comma-separated per-press controls INTERVAL/CHORD/VELOCITY, each a
+class number, a name or '*' (any): interval 0 same, 1..4 up by 1-2 / 3-5 /
+6-11 / 12+ (up-step, up-skip, up-leap, up-octave), 5..8 the same downwards
+(down-step...); chord 0..4 for 1..5+ notes (single, two, three, four, five);
+velocity 0..2 (soft, medium, hard). They are used in order, one per press the
+model starts; --strict masks the choices so every given attribute holds.
+--player_walk=N plays N presses of a seeded player-like script through the
+step-by-step play API (sample/play.py): the script owns rhythm and dynamics,
+the model picks the pitches. Both print the piece's adherence.
 """
 
 from __future__ import annotations
@@ -25,10 +34,14 @@ from ml_collections import config_flags
 from yoshimidi_jax.midi import read_midi, write_midi
 from yoshimidi_jax.model import model_cost
 from yoshimidi_jax.sample import Constraints, generate, to_events
+from yoshimidi_jax.sample.adherence import score
+from yoshimidi_jax.sample.play import Player, PlaySettings, Press
+from yoshimidi_jax.sample.player_walk import player_walk
 from yoshimidi_jax.sample.render import piano_roll_png, render_wav
 from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.sample.sampler import TIME_MODES
 from yoshimidi_jax.tokens import TokenSequence, encode
-from yoshimidi_jax.tokens import controls as ctl
+from yoshimidi_jax.tokens.controls import Control, ControlError, parse_controls
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "model config file (used when --workdir has no config.json)")
@@ -41,28 +54,41 @@ flags.DEFINE_integer("top_k", 0, "keep the k most likely ids (0: off)")
 flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same music")
 flags.DEFINE_string("prompt", None, "a .mid file whose beginning is the prompt")
 flags.DEFINE_integer("prompt_tokens", 256, "how many tokens of --prompt to use")
-flags.DEFINE_list("controls", [], "per-note controls interval/chord/velocity, '*' = any")
+flags.DEFINE_list("controls", [], "per-press controls INTERVAL/CHORD/VELOCITY (numbers or names, '*' = any)")
+flags.DEFINE_bool("strict", False, "mask choices so that every given control attribute holds")
+flags.DEFINE_integer("player_walk", 0, "play this many presses of a seeded player-like script (play API)")
 flags.DEFINE_integer("pitch_lo", 0, "lowest NOTE_ON pitch")
 flags.DEFINE_integer("pitch_hi", 127, "highest NOTE_ON pitch")
-flags.DEFINE_bool("allow_controls", False, "let the model sample CONTROL tokens itself")
+flags.DEFINE_bool("allow_controls", True, "where no control is given, let the model sample its own CONTROL tokens")
 flags.DEFINE_enum(
-    "time_mode", "expectation", ["expectation", "sample"], "TIME values: log-time expectation or a sample"
+    "time_mode", "refined", list(TIME_MODES),
+    "TIME values: refined (a sampled support, refined by its neighbours), expectation or sample",
 )
 flags.DEFINE_bool("wav", True, "also render a .wav")
 
 
-def parse_controls(specs: list[str]) -> np.ndarray | None:
-    if not specs:
-        return None
-    any_ = (ctl.ANY_INTERVAL, ctl.ANY_CHORD, ctl.ANY_VELOCITY)
-    rows = []
-    for spec in specs:
-        parts = spec.split("/")
-        if len(parts) != 3:
-            raise app.UsageError(f"--controls item {spec!r}: expected interval/chord/velocity")
-        rows.append([a if p == "*" else int(p) for p, a in zip(parts, any_)])
-    r = np.array(rows)
-    return ctl.control_id(r[:, 0], r[:, 1], r[:, 2]).astype(np.int32)
+def parse_control_flags(specs: list[str]) -> list[Control]:
+    try:
+        return parse_controls(specs)
+    except ControlError as e:
+        raise app.UsageError(f"--controls: {e}") from None
+
+
+def play_walk(restored, num_presses: int, seed: int) -> tuple[TokenSequence, list[Control]]:
+    """A player-like script through the play API -> (the session's tokens, the controls)."""
+    player = Player(restored.model, restored.params, cache_len=restored.config.model.max_len)
+    settings = PlaySettings(temperature=FLAGS.temperature, top_p=FLAGS.top_p, strict=FLAGS.strict,
+                            pitch_lo=FLAGS.pitch_lo, pitch_hi=FLAGS.pitch_hi)
+    state = player.start(jax.random.key(seed))
+    session_ids, session_times, controls, held = [], [], [], None
+    for i, p in enumerate(player_walk(num_presses, seed=seed)):
+        if held is not None:  # the previous press is released half way to this one
+            state = player.release(state, p.dt_s / 2, held.pitches)
+        press = Press(dt_s=p.dt_s / 2 if i else 0.0, velocity=p.velocity, num_keys=p.num_keys, interval=p.interval)
+        held, state = player.press(state, press, settings)
+        controls.append(press.control)
+    # the whole session (the state keeps only the recent tokens once the cache refills)
+    return TokenSequence(*player.session_tokens(state)), controls
 
 
 def main(argv: list[str]) -> None:
@@ -81,8 +107,16 @@ def main(argv: list[str]) -> None:
     if total > restored.config.model.max_len:
         print(f"note: prompt + num_events = {total} positions, beyond the model's context of "
               f"{restored.config.model.max_len} (RoPE extrapolates; learned positions refuse)")
-    constraints = Constraints(FLAGS.pitch_lo, FLAGS.pitch_hi, allow_controls=FLAGS.allow_controls)
+    constraints = Constraints(FLAGS.pitch_lo, FLAGS.pitch_hi, allow_controls=FLAGS.allow_controls,
+                              strict=FLAGS.strict)
+    controls = parse_control_flags(FLAGS.controls)
+    if FLAGS.player_walk and (controls or prompt is not None):
+        raise app.UsageError("--player_walk plays its own script: leave out --controls and --prompt")
     t0 = time.perf_counter()
+    if FLAGS.player_walk:
+        seq, controls = play_walk(restored, FLAGS.player_walk, FLAGS.seed)
+        _write_and_report(restored, seq, controls, complete=True, seconds=time.perf_counter() - t0)
+        return
     seqs, out = generate(
         restored.model,
         restored.params,
@@ -92,12 +126,16 @@ def main(argv: list[str]) -> None:
         temperature=FLAGS.temperature,
         top_p=FLAGS.top_p,
         top_k=FLAGS.top_k,
-        controls=parse_controls(FLAGS.controls),
+        controls=np.array([c.id() for c in controls], np.int32) if controls else None,
         constraints=constraints,
         time_mode=FLAGS.time_mode,
     )
-    seconds = time.perf_counter() - t0
-    events = to_events(seqs[0])
+    used = controls[: int(np.asarray(out.forced[0]).sum())]
+    _write_and_report(restored, seqs[0], used, complete=False, seconds=time.perf_counter() - t0)
+
+
+def _write_and_report(restored, seq: TokenSequence, controls: list[Control], complete: bool, seconds: float) -> None:
+    events = to_events(seq)
 
     stem = os.path.splitext(FLAGS.out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
@@ -105,12 +143,16 @@ def main(argv: list[str]) -> None:
     write_midi(events, mid)
     piano_roll_png(events, png, title=f"{os.path.basename(mid)}: {len(events)} notes, seed {FLAGS.seed}")
     renderer = render_wav(events, mid, wav) if FLAGS.wav else None
-    print(json.dumps({
+    report = {
         "mid": mid, "png": png, "wav": wav if FLAGS.wav else None, "renderer": renderer,
-        "notes": len(events), "tokens": int(len(seqs[0])),
+        "notes": len(events), "tokens": int(len(seq)),
         "seconds_audio": float(events.end_s.max()) if len(events) else 0.0,
         "sample_seconds": round(seconds, 3), "step": restored.step,
-    }))
+    }
+    if controls:
+        counts = score(events, controls, complete=complete)
+        report.update(adherence=counts.rates(), controlled_presses=counts.given["all"], strict=FLAGS.strict)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

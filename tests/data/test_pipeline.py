@@ -8,7 +8,7 @@ import pytest
 from yoshimidi_jax.data.pipeline import BatchSpec, make_batches
 from yoshimidi_jax.data.prepare import PrepareOptions, prepare
 from yoshimidi_jax.data.sources.base import SourceFiles
-from yoshimidi_jax.tokens import BOS, EOS, PAD, Vocab
+from yoshimidi_jax.tokens import BOS, EOS, PAD, TIME, Vocab
 
 VOCAB = Vocab()
 
@@ -94,10 +94,36 @@ def test_processes_get_disjoint_shares(dataset):
     assert not shares[0] & shares[1]
 
 
+def _press_starts(ids: np.ndarray) -> int:
+    """NOTE_ONs with no NOTE_ON since the last TIME (or row start): one per press."""
+    n = 0
+    for row in ids:
+        open_press = False
+        for t in row:
+            if t == TIME:
+                open_press = False
+            elif VOCAB.is_note_on(t):
+                n += not open_press
+                open_press = True
+    return n
+
+
 def test_controls_are_inserted_and_dropped_at_the_given_rate(dataset):
-    spec = BatchSpec(seq_len=512, batch_size=4, seed=0, p_drop_control_note=0.5, p_drop_control_attribute=0.0)
+    # one CONTROL per press, half of them dropped
+    spec = BatchSpec(seq_len=512, batch_size=4, seed=0, p_drop_control_sequence=0.0, p_drop_control_press=0.5,
+                     p_drop_control_attribute=0.0)
     batch = _take(make_batches(dataset, "train", spec), 1)[0]
     ids = batch["inputs"]
-    n_on = ((ids >= VOCAB.note_on) & (ids < VOCAB.note_off)).sum()
-    n_ctrl = (ids >= VOCAB.control).sum()
-    assert 0.35 < n_ctrl / n_on < 0.65
+    n_press = _press_starts(ids)
+    n_ctrl = VOCAB.is_control(ids).sum()
+    assert n_press > 100
+    assert 0.35 < n_ctrl / n_press < 0.65
+    # nothing dropped: exactly one per press (a window may cut one CONTROL from its press)
+    spec = BatchSpec(seq_len=512, batch_size=4, seed=0, p_drop_control_sequence=0.0, p_drop_control_press=0.0,
+                     p_drop_control_attribute=0.0)
+    ids = _take(make_batches(dataset, "train", spec), 1)[0]["inputs"]
+    assert abs(VOCAB.is_control(ids).sum() - _press_starts(ids)) <= ids.shape[0]
+    # a whole sequence dropped: none at all
+    spec = BatchSpec(seq_len=512, batch_size=4, seed=0, p_drop_control_sequence=1.0)
+    ids = _take(make_batches(dataset, "train", spec), 1)[0]["inputs"]
+    assert not VOCAB.is_control(ids).any()

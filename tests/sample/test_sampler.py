@@ -33,14 +33,14 @@ def test_constraints_never_violated(model_params, few_midi_files):
     cons = Constraints(pitch_lo=48, pitch_hi=72)
     prompt = encode(read_midi(few_midi_files[0]).events)
     prompt = type(prompt)(prompt.ids[:40], prompt.times[:40])
-    _, _, sounding0 = prepare_prompt(prompt, 1)
+    _, _, track0 = prepare_prompt(prompt, 1)
     total_on = total_off = 0
     for seed in range(10):
         p = prompt if seed % 2 else None
         seqs, out = generate(model, params, jax.random.key(seed), num_events=96, prompt=p, constraints=cons,
                              temperature=1.0 + 0.2 * (seed % 3), time_mode="sample" if seed % 3 else "expectation")
-        start = sounding0[0] if p is not None else np.zeros(128, bool)
-        bad = violations(out.ids[0], out.forced[0], start, cons)
+        start = track0 if p is not None else None
+        bad = violations(out.ids[0], out.times[0], out.forced[0], start, cons)
         assert bad == [], (seed, bad[:5])
         ids = out.ids[0]
         total_on += int(((ids >= Vocab().note_on) & (ids < Vocab().note_off)).sum())
@@ -51,14 +51,34 @@ def test_constraints_never_violated(model_params, few_midi_files):
     assert total_on > 20 and total_off > 5  # the rules were exercised
 
 
+def _check(ids, times=None, **kw):
+    ids = np.asarray(ids)
+    times = np.where(ids == TIME, 0.5, 0.0) if times is None else np.asarray(times)
+    return violations(ids, times, **kw)
+
+
 def test_checker_catches_violations():
     v = Vocab()
-    assert violations(np.array([v.note_off + 60])) != []
-    assert violations(np.array([v.note_on + 60, v.note_on + 60])) != []
-    assert violations(np.array([v.control + 3])) != []
-    assert violations(np.array([EOS, v.note_on + 1])) != []
-    assert violations(np.array([v.note_on + 60, TIME, v.note_off + 60, EOS, PAD])) == []
-    assert violations(np.array([v.note_on + 20]), constraints=Constraints(30, 90)) != []
+    vel = v.velocity + 16
+    assert _check([v.note_off + 60]) != []  # nothing sounding
+    assert _check([vel, v.note_on + 60, v.note_on + 60]) != []  # struck twice in one press
+    assert _check([vel, v.note_on + 60, TIME, v.note_on + 60]) != []  # still sounding
+    assert _check([vel, v.note_on + 64, v.note_on + 60]) != []  # a press goes low to high
+    assert _check([v.note_on + 60]) != []  # no VELOCITY in force
+    assert _check([v.control + 3, TIME]) != []  # a CONTROL must be followed by its press
+    assert _check([v.control + 3], constraints=Constraints(allow_controls=False)) != []
+    assert _check([EOS, v.note_on + 1]) != []
+    assert _check([vel, TIME]) != []  # a VELOCITY is followed by a NOTE_ON
+    assert _check([vel, v.note_on + 60, TIME, v.note_off + 60, EOS], constraints=Constraints(allow_eos=False)) != []
+    # a second press 20 ms after the first would be the same press
+    assert _check([vel, v.note_on + 60, TIME, v.note_on + 64], [0, 0, 0.02, 0]) != []
+    assert _check([vel, v.note_on + 60, TIME, v.note_on + 64], [0, 0, 0.05, 0]) == []
+    assert _check([vel, v.note_on + 60, TIME, v.note_off + 60, EOS, PAD]) == []
+    assert _check([v.control + 3, vel, v.note_on + 55, v.note_on + 60, TIME, v.note_off + 55]) == []
+    assert _check([vel, v.note_on + 20], constraints=Constraints(30, 90)) != []
+    # forced tokens are exempt
+    assert _check([v.control + 3, TIME], forced=[True, False]) != []  # TIME after it still is not
+    assert _check([vel, v.note_on + 60, v.control + 3], forced=[False, False, True]) == []
 
 
 def test_eos_ends_piece(model_params):
@@ -82,7 +102,7 @@ def test_controls_are_inserted_before_notes(model_params):
     for i in np.flatnonzero(forced):  # the note follows: its VELOCITY (if any), then its NOTE_ON
         j = i + 1 + int(v.velocity <= ids[i + 1] < v.control)
         assert v.note_on <= ids[j] < v.note_off, [v.describe(int(t)) for t in ids[i : j + 1]]
-    assert violations(ids, forced) == []
+    assert violations(ids, out.times[0], forced) == []
 
 
 def test_filter_logits_top_k_top_p():
@@ -117,14 +137,14 @@ def test_stepper_matches_scan_sampler(model_params):
 
     model, params = model_params
     cfg = SamplerConfig(24)
-    ids, times, sounding = prepare_prompt(None, 2)
+    ids, times, track = prepare_prompt(None, 2)
     controls = np.full((2, 1), -1, np.int32)
     args = (jnp.float32(1.0), jnp.float32(0.9), jnp.int32(0), controls)
-    out = make_sampler(model, cfg)(params, ids, times, sounding, jax.random.key(5), *args)
+    out = make_sampler(model, cfg)(params, ids, times, track, jax.random.key(5), *args)
     pre, step = make_stepper(model, cfg)
-    state = pre(params, ids, times, sounding, jax.random.key(5), 1 + 24)
+    state = pre(params, ids, times, track, jax.random.key(5), 1 + 24)
     got = []
     for _ in range(24):
-        state, (tok, _, _) = step(params, state, *args)
+        state, (tok, _, _, _) = step(params, state, *args)
         got.append(np.asarray(tok))
     np.testing.assert_array_equal(np.stack(got, 1), np.asarray(out.ids))

@@ -12,7 +12,8 @@ VOCAB = Vocab()
 
 
 def test_annotate_known_melody_and_chord():
-    # C4, E4 (+4), C4 (-4), then a chord G3+B3+D4 struck hard, then D4 again (same)
+    # C4, E4 (+4), C4 (-4), then a chord G3+B3+D4 struck hard (D4 10 ms late: still
+    # one press), then D4 again: +7 from the chord's lowest note G3
     events = NoteEvents.from_arrays(
         onset_s=[0.0, 0.5, 1.0, 1.5, 1.5, 1.51, 2.0],
         duration_s=[0.5, 0.5, 0.5, 0.5, 0.5, 0.49, 0.5],
@@ -21,9 +22,15 @@ def test_annotate_known_melody_and_chord():
     )
     seq = encode(events)
     c = ctl.annotate(seq.ids, seq.times)
-    assert list(c.interval) == [ctl.ANY_INTERVAL, 2, 6, 6, 2, 2, 0]
-    assert list(c.chord) == [0, 0, 0, 2, 2, 2, 0]  # classes: 1 note, 3 notes
-    assert list(c.velocity) == [0, 0, 1, 2, 2, 2, 1]
+    assert list(c.interval) == [ctl.ANY_INTERVAL, 2, 6, 6, 3]
+    assert list(c.chord) == [0, 0, 0, 2, 0]  # classes: 1 note, 3 notes
+    assert list(c.velocity) == [0, 0, 1, 2, 1]
+    # each position is the press's first NOTE_ON: the lowest note of the chord
+    on = [VOCAB.describe(int(t)) for t in seq.ids[c.position]]
+    assert on == ["ON(60)", "ON(64)", "ON(60)", "ON(55)", "ON(62)"]
+    # the chord is contiguous in the stream: its three NOTE_ONs with no TIME between
+    chord = c.position[3]
+    assert [VOCAB.describe(int(t)) for t in seq.ids[chord : chord + 3]] == ["ON(55)", "ON(59)", "ON(62)"]
 
 
 def test_interval_classes():
@@ -62,8 +69,19 @@ def test_insert_controls_before_each_note_on(few_midi_files):
 
 def test_drop_rates_match_their_probabilities():
     n = 20_000
-    c = ctl.NoteControls(np.arange(n), np.zeros(n, int), np.zeros(n, int), np.zeros(n, int))
-    dropped, keep = ctl.drop_attributes(c, np.random.default_rng(0), p_drop_note=0.3, p_drop_attribute=0.1)
+    c = ctl.PressControls(np.arange(n), np.zeros(n, int), np.zeros(n, int), np.zeros(n, int))
+    dropped, keep = ctl.drop_controls(c, np.random.default_rng(0), p_drop_sequence=0.0, p_drop_press=0.3,
+                                      p_drop_attribute=0.1)
     assert abs((~keep).mean() - 0.3) < 0.02
     assert abs((dropped.interval == ctl.ANY_INTERVAL).mean() - 0.1) < 0.01
+    assert abs((dropped.chord == ctl.ANY_CHORD).mean() - 0.1) < 0.01
     assert abs((dropped.velocity == ctl.ANY_VELOCITY).mean() - 0.1) < 0.01
+    # whole sequences: all or nothing, at their rate
+    few = ctl.PressControls(c.position[:50], c.interval[:50], c.chord[:50], c.velocity[:50])
+    kept_any = []
+    for seed in range(400):
+        _, keep = ctl.drop_controls(few, np.random.default_rng(seed), p_drop_sequence=0.25, p_drop_press=0.0,
+                                    p_drop_attribute=0.0)
+        assert keep.all() or not keep.any()
+        kept_any.append(keep.any())
+    assert abs(1 - np.mean(kept_any) - 0.25) < 0.06

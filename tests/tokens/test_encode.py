@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from yoshimidi_jax.midi import NoteEvents, read_midi
 from yoshimidi_jax.tokens import BOS, EOS, TIME, Family, TimeCodec, Vocab, decode, encode, normalize_events
+from yoshimidi_jax.tokens.presses import PRESS_WINDOW_S, press_index
 
 VOCAB, CODEC = Vocab(), TimeCodec()
 HALF_GRID = CODEC.min_s / 2 + 1e-6
@@ -22,12 +23,20 @@ def _assert_round_trip(events: NoteEvents):
     np.testing.assert_array_equal(back.pitch, expected.pitch)
     np.testing.assert_allclose(back.onset_s, expected.onset_s, atol=1e-4)
     np.testing.assert_allclose(back.duration_s, expected.duration_s, atol=1e-4)
-    # against the original: onsets within half a grid step, velocity within its bin
-    # the original, in the order of its quantised onsets
-    original = events.take(np.lexsort((events.pitch, np.round(events.onset_s / CODEC.min_s))))
+    # against the original: onsets within half a grid step of their press's first
+    # onset (a press spans at most PRESS_WINDOW_S), velocity within its bin
+    # the original, in the order of its quantised, press-snapped onsets
+    quantised = np.round(events.onset_s / CODEC.min_s) * CODEC.min_s
+    by_onset = np.argsort(quantised, kind="stable")
+    press = press_index(quantised[by_onset])
+    snapped = np.empty_like(quantised)
+    snapped[by_onset] = quantised[by_onset][np.searchsorted(press, press)]
+    original = events.take(np.lexsort((events.pitch, np.round(snapped / CODEC.min_s))))
     if len(expected) == len(original):  # no same-pitch duplicates were merged
         np.testing.assert_array_equal(back.pitch, original.pitch)
-        assert np.abs(back.onset_s - original.onset_s).max(initial=0) <= HALF_GRID + 1e-4
+        late = original.onset_s - back.onset_s  # a note is written at (or before) its own onset
+        assert late.min(initial=0) >= -HALF_GRID - 1e-4
+        assert late.max(initial=0) <= PRESS_WINDOW_S + HALF_GRID + 1e-4
         assert np.abs(back.velocity - original.velocity).max(initial=0) <= 128 // VOCAB.num_velocity_bins
     return seq
 

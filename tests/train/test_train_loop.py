@@ -86,7 +86,8 @@ def test_non_finite_loss_stops_with_step_and_batch(tmp_path, train_data):
         ("data.seq_len", 128, "> model.max_len"),
         ("train.steps", 0, "train.steps=0"),
         ("model.positional", "alibi", "'rope' or 'learned'"),
-        ("data.p_drop_control_note", 1.5, "probability"),
+        ("data.p_drop_control_press", 1.5, "probability"),
+        ("data.p_drop_control_sequence", -0.1, "probability"),
         ("data.path", "/nonexistent/data", "run `python -m experiments.prepare"),
     ],
 )

@@ -3,7 +3,8 @@
     array_record shards
       -> one record per piece (shard by process for multi-host)
       -> global shuffle per epoch (seeded), repeat
-      -> decode + insert control tokens (random drop, seeded per element)
+      -> decode; velocity augmentation (seeded per element, optional);
+         control tokens, one per press (sequence, press and attribute dropout)
       -> concat-then-split into windows of seq_len + 1, no padding except at
          the very end of a finite stream, pieces crossing window edges continue
          in the next window (nothing dropped at shard or window boundaries)
@@ -24,9 +25,11 @@ import numpy as np
 from array_record.python.array_record_data_source import ArrayRecordDataSource
 
 from yoshimidi_jax.data.prepare import shard_paths
+from yoshimidi_jax.data.augment import augment_velocity
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.tokens import controls as ctl
-from yoshimidi_jax.tokens.vocab import Vocab
+from yoshimidi_jax.tokens.encode import decode, encode
+from yoshimidi_jax.tokens.vocab import BOS, EOS, Vocab
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,8 +40,10 @@ class BatchSpec:
     shuffle: bool = True
     num_epochs: int | None = None  # None: repeat forever
     add_controls: bool = True
-    p_drop_control_note: float = 0.2  # a note gets no CONTROL token
-    p_drop_control_attribute: float = 0.2  # one attribute of a CONTROL is ANY
+    p_drop_control_sequence: float = 0.1  # a whole piece gets no CONTROL token (the unconditional mode)
+    p_drop_control_press: float = 0.1  # a press gets no CONTROL token
+    p_drop_control_attribute: float = 0.15  # one attribute of a CONTROL is ANY
+    augment_velocity: bool = False  # per-piece gain/offset and swells (data/augment.py)
     drop_remainder: bool = True
 
 
@@ -52,10 +57,19 @@ class _PieceToArrays(grain.transforms.RandomMap):
     def random_map(self, data: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
         tokens = deserialize(data).tokens
         ids, times = tokens.ids, tokens.times
+        if self.spec.augment_velocity:
+            events = augment_velocity(decode(ids, times, self.vocab), rng)
+            tokens = encode(events, self.vocab, add_bos_eos=False)
+            # keep the stored BOS/EOS framing as it was
+            head = ids[:1] if ids.size and ids[0] == BOS else ids[:0]
+            tail = ids[-1:] if ids.size and ids[-1] == EOS else ids[:0]
+            ids = np.concatenate([head, tokens.ids, tail]).astype(np.int32)
+            times = np.concatenate([np.zeros(head.size), tokens.times, np.zeros(tail.size)]).astype(np.float32)
         if self.spec.add_controls:
             controls = ctl.annotate(ids, times, self.vocab)
-            controls, keep = ctl.drop_attributes(
-                controls, rng, self.spec.p_drop_control_note, self.spec.p_drop_control_attribute
+            controls, keep = ctl.drop_controls(
+                controls, rng, self.spec.p_drop_control_sequence, self.spec.p_drop_control_press,
+                self.spec.p_drop_control_attribute,
             )
             ids, times = ctl.insert_controls(ids, times, controls, keep, self.vocab)
         return {"ids": ids.astype(np.int32), "times": times.astype(np.float32)}

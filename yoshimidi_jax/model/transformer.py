@@ -21,11 +21,21 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from yoshimidi_jax.model import attention as attn
 from yoshimidi_jax.model import kv_cache
 from yoshimidi_jax.model import time as mtime
-from yoshimidi_jax.tokens import TIME, TimeCodec
+from yoshimidi_jax.model.press_features import PressContext, press_context
+from yoshimidi_jax.tokens import TIME, TimeCodec, Vocab
+from yoshimidi_jax.tokens.controls import control_attributes
+from yoshimidi_jax.tokens.presses import VELOCITY_BUCKET_RANGE
+from yoshimidi_jax.tokens.vocab import NUM_CHORD_SIZES, NUM_INTERVAL_CLASSES, NUM_VELOCITY_BUCKETS
+
+
+def velocity_bucket_jnp(velocity: jax.Array) -> jax.Array:
+    """tokens.presses.velocity_bucket, traceable."""
+    return sum((velocity >= lo).astype(jnp.int32) for lo, _ in VELOCITY_BUCKET_RANGE[1:])
 
 
 def compute_dtype(name: str) -> Any:
@@ -83,6 +93,10 @@ class Transformer(nn.Module):
     positional: str = "rope"
     rope_base: float = 10_000.0
     norm: str = "rmsnorm"
+    factored_controls: bool = False
+    control_reference: bool = False
+    control_bias: bool = False
+    control_bias_scale: float = 1.0
     dtype: Any = jnp.float32
 
     @property
@@ -93,6 +107,29 @@ class Transformer(nn.Module):
         init = nn.initializers.normal(0.02)
         self.token_embed = nn.Embed(self.vocab_size, self.d_model, embedding_init=init, name="token_embed")
         self.time_embed = self.param("time_embed", init, (self.num_time_supports, self.d_model), jnp.float32)
+        if self.factored_controls:
+            # a CONTROL id's embedding plus one per attribute (ANY included), so
+            # rare combinations (soft + octave leap + 4 notes) share what each
+            # attribute means
+            self.control_embeds = [
+                self.param(f"control_{name}_embed", init, (n + 1, self.d_model), jnp.float32)
+                for name, n in (("interval", NUM_INTERVAL_CLASSES), ("chord", NUM_CHORD_SIZES),
+                                ("velocity", NUM_VELOCITY_BUCKETS))
+            ]
+        if self.control_reference:
+            # the previous press's reference pitch, at CONTROL positions (press_features.py)
+            self.control_ref_embed = self.param("control_ref_embed", init, (129, self.d_model), jnp.float32)
+        if self.control_bias:
+            # output biases indexed by the control in force (press_features.py), zero-initialised;
+            # used times control_bias_scale, so that Adam (whose steps are ~lr in
+            # size whatever the gradient) moves them that much faster than weights
+            zeros = nn.initializers.zeros
+            self.interval_bias = self.param("interval_bias", zeros, (NUM_INTERVAL_CLASSES + 1, 255), jnp.float32)
+            # by (bucket asked, bucket in force): whether a VELOCITY must come, and which
+            self.velocity_bias = self.param(
+                "velocity_bias", zeros, (NUM_VELOCITY_BUCKETS + 1, NUM_VELOCITY_BUCKETS + 1, self.vocab_size),
+                jnp.float32)
+            self.chord_bias = self.param("chord_bias", zeros, (NUM_CHORD_SIZES + 1, NUM_CHORD_SIZES + 1, 2), jnp.float32)
         if self.positional == "learned":
             self.pos_embed = self.param("pos_embed", init, (self.max_len, self.d_model), jnp.float32)
         elif self.positional != "rope":
@@ -115,43 +152,89 @@ class Transformer(nn.Module):
             self.num_time_supports, dtype=self.dtype, param_dtype=jnp.float32, name="time_head"
         )
 
-    def embed(self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array) -> jax.Array:
+    def embed(
+        self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array, ctx: PressContext | None = None
+    ) -> jax.Array:
         tok = self.token_embed(inputs)
         mix = mtime.two_hot(self.codec, input_times) @ self.time_embed  # [B, L, D]
         x = jnp.where((inputs == TIME)[..., None], mix, tok)
+        if self.factored_controls:
+            vocab = Vocab()
+            is_control = vocab.is_control(inputs)
+            attrs = control_attributes(jnp.where(is_control, inputs, vocab.control), vocab)
+            extra = sum(jnp.take(table, a, axis=0) for table, a in zip(self.control_embeds, attrs))
+            x = x + jnp.where(is_control[..., None], extra, 0.0)
+        if self.control_reference:
+            ref = jnp.take(self.control_ref_embed, jnp.where(ctx.ref >= 0, ctx.ref, 128), axis=0)
+            x = x + jnp.where(Vocab().is_control(inputs)[..., None], ref, 0.0)
         if self.positional == "learned":
             x = x + jnp.take(self.pos_embed, jnp.clip(positions, 0, self.max_len - 1), axis=0)
         return x.astype(self.dtype)
 
-    def heads(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def heads(self, x: jax.Array, ctx: PressContext | None = None) -> tuple[jax.Array, jax.Array]:
         x = self.final_norm(x)
-        return self.token_head(x).astype(jnp.float32), self.time_head(x).astype(jnp.float32)
+        logits = self.token_head(x).astype(jnp.float32)
+        if self.control_bias:
+            logits = logits + self.control_logit_bias(ctx)
+        return logits, self.time_head(x).astype(jnp.float32)
+
+    def control_logit_bias(self, ctx: PressContext) -> jax.Array:
+        """[B, L, V]: what the control in force adds to the next token's logits."""
+        vocab = Vocab()
+        scale = self.control_bias_scale
+        has = ctx.control >= 0
+        interval, chord, velocity = control_attributes(jnp.where(has, ctx.control, vocab.control), vocab)
+        first = has & (ctx.press_len == 0)  # the press's VELOCITY and first NOTE_ON come next
+        # NOTE_ON(p) of the first note: by (interval class, p - reference)
+        offset = jnp.clip(jnp.arange(128) - ctx.ref[..., None] + 127, 0, 254)
+        on = jnp.take_along_axis(scale * self.interval_bias[interval], offset, axis=-1)  # [B, L, 128]
+        on = jnp.where((first & (ctx.ref >= 0))[..., None], on, 0.0)
+        # one more note of the press (NOTE_ON or its VELOCITY) vs TIME: by (chord, struck so far)
+        more = has & (ctx.press_len > 0)
+        cb = scale * self.chord_bias[chord, jnp.minimum(ctx.press_len, NUM_CHORD_SIZES)]  # [B, L, 2]
+        cb = jnp.where(more[..., None], cb, 0.0)
+        is_on = vocab.is_note_on(jnp.arange(self.vocab_size))
+        is_vel = vocab.is_velocity(jnp.arange(self.vocab_size))
+        mids = jnp.asarray(vocab.velocity_of_bin(np.arange(vocab.num_velocity_bins)))
+        in_force = jnp.where(ctx.vel_bin >= 0, velocity_bucket_jnp(mids[jnp.maximum(ctx.vel_bin, 0)]),
+                             NUM_VELOCITY_BUCKETS)
+        bias = jnp.where(first[..., None], scale * self.velocity_bias[velocity, in_force], 0.0)
+        bias = bias + jnp.where(is_on, jnp.pad(on, ((0, 0), (0, 0), (vocab.note_on, self.vocab_size - vocab.note_off))), 0.0)
+        bias = bias + jnp.where(is_on | is_vel, cb[..., :1], 0.0) + jnp.where(jnp.arange(self.vocab_size) == TIME, cb[..., 1:], 0.0)
+        return bias
 
     def __call__(
         self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array, segment_ids: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
         """inputs/input_times/positions/segment_ids [B, L] -> (logits [B, L, V], time_logits [B, L, K])."""
-        x = self.embed(inputs, input_times, positions)
+        ctx = press_context(inputs, segment_ids) if self.control_reference or self.control_bias else None
+        x = self.embed(inputs, input_times, positions, ctx)
         mask = attn.full_mask(segment_ids)
         for block in self.blocks:
             x, _ = block(x, positions, mask)
-        return self.heads(x)
+        return self.heads(x, ctx)
 
     def decode(
-        self, inputs: jax.Array, input_times: jax.Array, cache: kv_cache.Cache, cache_index: jax.Array
+        self, inputs: jax.Array, input_times: jax.Array, cache: kv_cache.Cache, cache_index: jax.Array,
+        press_start: tuple | None = None,
     ) -> tuple[jax.Array, jax.Array, kv_cache.Cache]:
         """t new tokens [B, t] at sequence indices cache_index..cache_index+t-1
         (one piece per row, position == index) -> (logits [B, t, V],
-        time_logits [B, t, K], updated cache)."""
+        time_logits [B, t, K], updated cache). press_start: (control, press_len,
+        ref) [B] each, where the tokens before these stand (a sample Track's
+        values); None: the start of a piece."""
         b, t = inputs.shape
         positions = jnp.broadcast_to(cache_index + jnp.arange(t, dtype=jnp.int32), (b, t))
-        x = self.embed(inputs, input_times, positions)
+        ctx = None
+        if self.control_reference or self.control_bias:
+            ctx = press_context(inputs, None, press_start)
+        x = self.embed(inputs, input_times, positions, ctx)
         mask = attn.decode_mask(cache_index, t, cache[0]["k"].shape[1])
         new_cache = []
         for block, layer in zip(self.blocks, cache):
             x, layer = block(x, positions, mask, layer, cache_index)
             new_cache.append(layer)
-        logits, time_logits = self.heads(x)
+        logits, time_logits = self.heads(x, ctx)
         return logits, time_logits, new_cache
 
 
@@ -170,6 +253,10 @@ def make_model(model_cfg: ml_collections.ConfigDict) -> Transformer:
         positional=model_cfg.positional,
         rope_base=model_cfg.get("rope_base", 10_000.0),
         norm=model_cfg.get("norm", "rmsnorm"),
+        factored_controls=model_cfg.get("factored_controls", False),
+        control_reference=model_cfg.get("control_reference", False),
+        control_bias=model_cfg.get("control_bias", False),
+        control_bias_scale=model_cfg.get("control_bias_scale", 1.0),
         dtype=compute_dtype(model_cfg.dtype),
     )
 

@@ -1,6 +1,7 @@
-"""Constrained sampling with a KV cache, restoring trained models, rendering."""
+"""Constrained sampling with a KV cache, the step-by-step play API, restoring
+trained models, rendering."""
 
-from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens, sounding_after, violations
+from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens, violations
 from yoshimidi_jax.sample.sampler import (
     DecodeState,
     SampleOutput,
@@ -11,8 +12,9 @@ from yoshimidi_jax.sample.sampler import (
     prepare_prompt,
     to_events,
 )
+from yoshimidi_jax.sample.tracker import Track, advance, init_track, track_tokens
 
 __all__ = [
-    "Constraints", "DecodeState", "SampleOutput", "SamplerConfig", "allowed_tokens", "generate", "make_sampler", "make_stepper",
-    "prepare_prompt", "sounding_after", "to_events", "violations",
+    "Constraints", "DecodeState", "SampleOutput", "SamplerConfig", "Track", "advance", "allowed_tokens", "generate",
+    "init_track", "make_sampler", "make_stepper", "prepare_prompt", "to_events", "track_tokens", "violations",
 ]

@@ -1,129 +1,171 @@
-"""The per-step constraint mask of constrained decoding, and a numpy checker.
+"""The per-step constraint mask of constrained decoding, and a checker.
 
-Rules for the next sampled token (given the set of sounding pitches):
+Grammar (always; it is the grammar of the training data):
 - never PAD, BOS, SEP; EOS only if allowed (it ends the piece); after EOS only PAD;
-- NOTE_ON(p) only for p in [pitch_lo, pitch_hi] and p not sounding;
+- NOTE_ON(p) only for p in [pitch_lo, pitch_hi] and p not sounding, and only
+  once a VELOCITY is in force (the first note never loses its velocity);
 - NOTE_OFF(p) only for p sounding;
-- CONTROL only if allow_controls (the sampler may still *insert* given controls);
-- VELOCITY and TIME always;
-- right after an inserted CONTROL: only NOTE_ON (when any is allowed).
+- a VELOCITY is followed by a NOTE_ON;
+- a press (NOTE_ONs with no TIME between) goes low to high: each NOTE_ON is
+  above the previous one; no NOTE_OFF or CONTROL inside a press; a new press
+  starts more than PRESS_WINDOW_S after the previous one began (closer onsets
+  would be one press);
+- after a CONTROL, its press follows: only VELOCITY or NOTE_ON;
+- CONTROL only if allow_controls (the model's own "a note starts here, of
+  this kind"); the sampler may always *insert* given controls.
+
+Strict mode adds, for the press whose CONTROL is in force (and lets a
+sounding pitch be struck again, so a held note never makes a control
+impossible):
+- velocity: VELOCITY bins only inside the bucket, and a NOTE_ON only once the
+  velocity in force is inside it;
+- interval: the press's first NOTE_ON only at pitches in the interval class
+  from the previous press's reference note;
+- chord of n: exactly n NOTE_ONs, with no TIME (nor anything else, a
+  VELOCITY included) between.
+A row whose mask would be empty (e.g. an interval that leaves the pitch range)
+falls back to the grammar alone for that step.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from yoshimidi_jax.tokens import BOS, EOS, PAD, SEP, TIME, Vocab
-from yoshimidi_jax.tokens.vocab import NUM_PITCHES
+from yoshimidi_jax.sample.tracker import Track, advance, init_track
+from yoshimidi_jax.tokens import EOS, PAD, TIME, Vocab
+from yoshimidi_jax.tokens.controls import control_attributes
+from yoshimidi_jax.tokens.presses import (
+    ANY_CHORD, ANY_INTERVAL, ANY_VELOCITY, PRESS_WINDOW_S, VELOCITY_BUCKET_RANGE, interval_bounds,
+)
+from yoshimidi_jax.tokens.vocab import NUM_INTERVAL_CLASSES, NUM_PITCHES
 
 
 @dataclasses.dataclass(frozen=True)
 class Constraints:
     pitch_lo: int = 0
     pitch_hi: int = 127
-    allow_controls: bool = False
+    allow_controls: bool = True
     allow_eos: bool = True
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.pitch_lo <= self.pitch_hi <= 127:
-            raise ValueError(f"bad pitch range [{self.pitch_lo}, {self.pitch_hi}]")
+            raise ValueError(f"bad pitch range [{self.pitch_lo}, {self.pitch_hi}]: need 0 <= lo <= hi <= 127")
 
 
-def allowed_tokens(
-    sounding: jax.Array,
-    done: jax.Array,
-    note_on_only: jax.Array,
-    constraints: Constraints = Constraints(),
-    vocab: Vocab = Vocab(),
-) -> jax.Array:
-    """sounding [B, 128] bool, done [B] bool, note_on_only [B] bool -> allowed [B, V] bool.
-    note_on_only (a note is pending after an inserted CONTROL): only its
-    VELOCITY or its NOTE_ON may follow."""
-    b = sounding.shape[0]
+def _bucket_bins(vocab: Vocab) -> np.ndarray:
+    """[4, num_velocity_bins] bool: bins whose middle velocity lies in each bucket (ANY: all)."""
+    mids = vocab.velocity_of_bin(np.arange(vocab.num_velocity_bins))
+    rows = [(mids >= lo) & (mids <= hi) for lo, hi in VELOCITY_BUCKET_RANGE]
+    return np.stack(rows + [np.ones_like(rows[0])])
+
+
+def _interval_pitches() -> np.ndarray:
+    """[10, 255] bool: for each class (ANY last), which offsets -127..127 it allows."""
+    offsets = np.arange(-127, 128)
+    rows = []
+    for cls in range(NUM_INTERVAL_CLASSES):
+        lo, hi = interval_bounds(cls)
+        rows.append((offsets >= lo) & (offsets <= hi))
+    return np.stack(rows + [np.ones_like(rows[0])])
+
+
+def allowed_tokens(track: Track, constraints: Constraints = Constraints(), vocab: Vocab = Vocab()) -> jax.Array:
+    """-> allowed [B, V] bool for the next token."""
+    b = track.done.shape[0]
     pitches = jnp.arange(NUM_PITCHES)
     in_range = (pitches >= constraints.pitch_lo) & (pitches <= constraints.pitch_hi)
-    note_on = in_range[None] & ~sounding
-    note_off = sounding
-    specials = jnp.zeros((b, vocab.note_on), bool)
-    specials = specials.at[:, TIME].set(True).at[:, EOS].set(constraints.allow_eos)
-    velocity = jnp.ones((b, vocab.control - vocab.velocity), bool)
-    control = jnp.full((b, vocab.size - vocab.control), constraints.allow_controls)
-    base = jnp.concatenate([specials, note_on, note_off, velocity, control], axis=1)
+    press_open = track.press_len > 0
+    can_on = in_range[None] & ~track.sounding & (track.vel_bin >= 0)[:, None]
+    can_start = track.since_press > PRESS_WINDOW_S
+    can_on &= jnp.where(press_open[:, None], pitches[None] > track.last_on[:, None],
+                        (can_start | track.pending)[:, None])
+    can_off = track.sounding & (~press_open & ~track.after_vel & ~track.pending)[:, None]
+    free = ~track.after_vel & ~track.pending  # not in the middle of starting a note
+    # a VELOCITY starts a press unless one is open or announced by its CONTROL
+    can_vel = jnp.broadcast_to((~track.after_vel & (press_open | track.pending | can_start))[:, None],
+                               (b, vocab.num_velocity_bins))
+    can_time = free
+    can_eos = free & constraints.allow_eos
+    can_ctrl = free & ~press_open & can_start & constraints.allow_controls
 
-    only_on = jnp.concatenate(
-        [jnp.zeros((b, vocab.note_on), bool), note_on, jnp.zeros((b, vocab.velocity - vocab.note_off), bool),
-         velocity, jnp.zeros((b, vocab.size - vocab.control), bool)], axis=1
-    )
-    use_only_on = note_on_only & note_on.any(axis=1)
-    allowed = jnp.where(use_only_on[:, None], only_on, base)
+    if constraints.strict:
+        interval, chord, velocity = control_attributes(jnp.maximum(track.control, vocab.control), vocab)
+        has = track.control >= 0
+        interval = jnp.where(has, interval, ANY_INTERVAL)
+        chord = jnp.where(has, chord, ANY_CHORD)
+        velocity = jnp.where(has, velocity, ANY_VELOCITY)
+        bins = jnp.asarray(_bucket_bins(vocab))[velocity]  # [B, bins]
+        vel_ok = jnp.take_along_axis(bins, jnp.maximum(track.vel_bin, 0)[:, None], axis=1)[:, 0] & (track.vel_bin >= 0)
+        strict_vel = can_vel & bins
+        # a pitch still sounding may be struck again (decoding ends the old note
+        # there), so that a sustained note never makes a control impossible
+        restrike = in_range[None] & (track.vel_bin >= 0)[:, None] & jnp.where(
+            press_open[:, None], pitches[None] > track.last_on[:, None], (can_start | track.pending)[:, None])
+        strict_on = restrike & vel_ok[:, None]
+        # interval: the first NOTE_ON of the press, from the previous reference
+        first = ~press_open & (track.ref >= 0) & (interval != ANY_INTERVAL)
+        offsets = jnp.clip(pitches[None] - track.ref[:, None] + 127, 0, 254)
+        in_class = jnp.take_along_axis(jnp.asarray(_interval_pitches())[interval], offsets, axis=1)
+        strict_on = jnp.where(first[:, None], strict_on & in_class, strict_on)
+        # chord of n: n NOTE_ONs, nothing between them, none after
+        n = jnp.where(chord == ANY_CHORD, 0, chord + 1)
+        counting = (n > 0) & press_open
+        short = counting & (track.press_len < n)
+        full = counting & (track.press_len >= n)
+        strict_on = jnp.where(full[:, None], False, strict_on)
+        strict_off = can_off & ~short[:, None]
+        strict_vel = jnp.where(counting[:, None], False, strict_vel)
+        strict_time, strict_eos, strict_ctrl = can_time & ~short, can_eos & ~short, can_ctrl & ~short
+        strict_mask = _assemble(vocab, b, strict_time, strict_eos, strict_on, strict_off, strict_vel, strict_ctrl)
+        grammar = _assemble(vocab, b, can_time, can_eos, can_on, can_off, can_vel, can_ctrl)
+        allowed = jnp.where(strict_mask.any(axis=1, keepdims=True), strict_mask, grammar)
+    else:
+        allowed = _assemble(vocab, b, can_time, can_eos, can_on, can_off, can_vel, can_ctrl)
+    # never an empty row: TIME is always a way on
+    allowed = allowed.at[:, TIME].set(allowed[:, TIME] | ~allowed.any(axis=1))
     pad_only = jnp.zeros((b, vocab.size), bool).at[:, PAD].set(True)
-    return jnp.where(done[:, None], pad_only, allowed)
+    return jnp.where(track.done[:, None], pad_only, allowed)
 
 
-def sounding_after(ids: np.ndarray, vocab: Vocab = Vocab()) -> np.ndarray:
-    """Pitches still sounding at the end of a token sequence: [128] bool."""
-    sounding = np.zeros(NUM_PITCHES, bool)
-    for t in np.asarray(ids):
-        if vocab.note_on <= t < vocab.note_off:
-            sounding[t - vocab.note_on] = True
-        elif vocab.note_off <= t < vocab.velocity:
-            sounding[t - vocab.note_off] = False
-    return sounding
+def _assemble(vocab: Vocab, b: int, time, eos, on, off, vel, ctrl) -> jax.Array:
+    specials = jnp.zeros((b, vocab.note_on), bool).at[:, TIME].set(time).at[:, EOS].set(eos)
+    ctrl_block = jnp.broadcast_to(ctrl[:, None], (b, vocab.size - vocab.control))
+    return jnp.concatenate([specials, on, off, vel, ctrl_block], axis=1)
+
+
+@functools.lru_cache(maxsize=8)
+def _make_replay(constraints: Constraints, vocab: Vocab):
+    @jax.jit
+    def replay(track: Track, ids: jax.Array, times: jax.Array, forced: jax.Array) -> jax.Array:
+        def body(t, x):
+            tok, tval, f = x
+            ok = jnp.take_along_axis(allowed_tokens(t, constraints, vocab), tok[:, None], axis=1)[:, 0]
+            return advance(t, tok, tval, vocab), ok | f
+
+        return jax.lax.scan(body, track, (ids.T, times.T, forced.T))[1].T
+
+    return replay
 
 
 def violations(
     ids: np.ndarray,
+    times: np.ndarray,
     forced: np.ndarray | None = None,
-    sounding: np.ndarray | None = None,
+    track: Track | None = None,
     constraints: Constraints = Constraints(),
     vocab: Vocab = Vocab(),
 ) -> list[str]:
-    """Replays sampled ids [N] (forced: inserted control tokens, exempt) from a
-    sounding set and lists every broken rule (empty: all good)."""
-    sounding = np.zeros(NUM_PITCHES, bool) if sounding is None else sounding.copy()
-    forced = np.zeros(len(ids), bool) if forced is None else forced
-    out, done, after_control = [], False, False
-    for i, t in enumerate(np.asarray(ids).tolist()):
-        name = vocab.describe(t)
-        if after_control and not done and not forced[i]:
-            r = np.arange(NUM_PITCHES)
-            can_on = ((r >= constraints.pitch_lo) & (r <= constraints.pitch_hi) & ~sounding).any()
-            if can_on and not vocab.note_on <= t < vocab.note_off:
-                if vocab.velocity <= t < vocab.control:
-                    continue  # the note's VELOCITY: its NOTE_ON must still come
-                out.append(f"{i}: {name} after an inserted CONTROL (VELOCITY or NOTE_ON expected)")
-        if done:
-            if t != PAD:
-                out.append(f"{i}: {name} after EOS")
-            continue
-        if forced[i]:
-            if not vocab.control <= t < vocab.size:
-                out.append(f"{i}: forced token {name} is not a CONTROL")
-            after_control = True
-            continue
-        if t in (PAD, BOS, SEP):
-            out.append(f"{i}: {name} sampled")
-        elif t == EOS:
-            if not constraints.allow_eos:
-                out.append(f"{i}: EOS not allowed")
-            done = True
-        elif vocab.note_on <= t < vocab.note_off:
-            p = t - vocab.note_on
-            if sounding[p]:
-                out.append(f"{i}: {name} while sounding")
-            if not constraints.pitch_lo <= p <= constraints.pitch_hi:
-                out.append(f"{i}: {name} out of range")
-            sounding[p] = True
-        elif vocab.note_off <= t < vocab.velocity:
-            p = t - vocab.note_off
-            if not sounding[p]:
-                out.append(f"{i}: {name} not sounding")
-            sounding[p] = False
-        elif vocab.control <= t < vocab.size and not constraints.allow_controls:
-            out.append(f"{i}: {name} sampled without allow_controls")
-        after_control = False
-    return out
+    """Replays sampled ids [N] with their time values [N] (forced: inserted
+    tokens, exempt) from a track (a fresh one by default) and lists every token
+    the mask did not allow."""
+    ids = np.asarray(ids, np.int32)[None]
+    times = np.asarray(times, np.float32)[None]
+    forced = np.zeros(ids.shape, bool) if forced is None else np.asarray(forced, bool)[None]
+    ok = np.asarray(_make_replay(constraints, vocab)(init_track(1) if track is None else track, ids, times, forced))[0]
+    return [f"{i}: {vocab.describe(int(ids[0, i]))} not allowed here" for i in np.flatnonzero(~ok)]

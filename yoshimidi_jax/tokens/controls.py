@@ -1,16 +1,20 @@
-"""Control annotation (conditional training, Korbak et al. 2023).
+"""Control tokens (conditional training, Korbak et al. 2023), one per key press.
 
-Every NOTE_ON gets one CONTROL token before it (before its VELOCITY token,
-where the note has one) that says what kind of note it is, computed from the
-data:
-- interval to the previous NOTE_ON (stream order; chord notes go low to high):
-  same, +1..2, +3..5, +6..11, +12 or more, and the same downwards;
-- chord size: NOTE_ONs whose onsets chain within `chord_window_s` (1..5+);
-- velocity bucket: soft (<64), medium (64..95), hard (>=96).
-Each attribute has an extra value ANY, so a control can say "a higher note,
-any chord size, any velocity". One CONTROL id packs the three attributes.
-Training drops attributes (and whole controls) at random, so one model is
-both conditional and unconditional.
+A CONTROL id packs the three attributes of a press (tokens/presses.py:
+interval from the previous press, chord size, velocity bucket), each of which
+may be ANY. In a token stream it comes right before the press it describes,
+ahead of the press's VELOCITY token where there is one:
+
+    ... TIME  [NOTE_OFF ...]  CONTROL  [VELOCITY]  NOTE_ON  [VELOCITY] NOTE_ON ...  TIME ...
+                              \_______________ one press ________________/
+
+so the control comes before everything that realises it. Training drops
+whole sequences' controls, single presses' controls and single attributes at
+random, so one model is conditional and unconditional.
+
+`Control` is the checked, user-facing form: every value is validated where it
+enters (CLI, API, the instrument), with an error naming the value and the
+allowed range.
 """
 
 from __future__ import annotations
@@ -19,66 +23,118 @@ import dataclasses
 
 import numpy as np
 
-from yoshimidi_jax.tokens.vocab import (
+from yoshimidi_jax.tokens.presses import (
+    ANY_CHORD,
+    ANY_INTERVAL,
+    ANY_VELOCITY,
     NUM_CHORD_SIZES,
     NUM_INTERVAL_CLASSES,
     NUM_VELOCITY_BUCKETS,
-    Vocab,
+    attributes_of_notes,
+    chord_class,
+    interval_class,
+    press_index,
+    velocity_bucket,
 )
 from yoshimidi_jax.tokens.stream import clock_s, velocity_in_force
+from yoshimidi_jax.tokens.vocab import Vocab
 
-ANY_INTERVAL = NUM_INTERVAL_CLASSES
-ANY_CHORD = NUM_CHORD_SIZES
-ANY_VELOCITY = NUM_VELOCITY_BUCKETS
-_INTERVAL_EDGES = np.array([1, 3, 6, 12])  # |interval| -> 0 same, 1, 2, 3, 4 octave+
-_VELOCITY_EDGES = np.array([64, 96])
+__all__ = [
+    "ANY_CHORD", "ANY_INTERVAL", "ANY_VELOCITY", "Control", "ControlError", "PressControls",
+    "annotate", "chord_class", "control_attributes", "control_id", "drop_controls", "insert_controls",
+    "interval_class", "velocity_bucket",
+]
+
+INTERVAL_NAMES = (
+    "same", "up-step", "up-skip", "up-leap", "up-octave", "down-step", "down-skip", "down-leap", "down-octave",
+)
+INTERVAL_MEANING = ("0", "+1..2", "+3..5", "+6..11", "+12 or more", "-1..2", "-3..5", "-6..11", "-12 or more")
+CHORD_NAMES = ("single", "two", "three", "four", "five")
+VELOCITY_NAMES = ("soft", "medium", "hard")
+_ANY_WORDS = ("*", "any")
+
+
+class ControlError(ValueError):
+    """A control value that is malformed or out of range."""
+
+
+def _parse_field(text: str, what: str, names: tuple[str, ...], any_value: int) -> int:
+    t = text.strip().lower()
+    if t in _ANY_WORDS:
+        return any_value
+    if t in names:
+        return names.index(t)
+    try:
+        value = int(t)
+    except ValueError:
+        raise ControlError(
+            f"{what} {text!r} is not a class number 0..{len(names) - 1}, a name ({', '.join(names)}) or '*'"
+        ) from None
+    _check(value, what, len(names), names)
+    return value
+
+
+def _check(value, what: str, n: int, names: tuple[str, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ControlError(f"{what} {value!r} is not an integer class (0..{n - 1}, or {n} for any)")
+    if not 0 <= int(value) <= n:
+        raise ControlError(
+            f"{what} {int(value)} is out of range: 0..{n - 1} ({', '.join(names)}) or {n} for any"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
-class NoteControls:
-    """One row per NOTE_ON of a sequence: its attribute classes."""
+class Control:
+    """What a player asks of one press. Each field is a class number or ANY."""
 
-    position: np.ndarray  # index of the NOTE_ON in the sequence
-    interval: np.ndarray  # 0..8, or ANY_INTERVAL
-    chord: np.ndarray  # 0..4 (1..5+ notes), or ANY_CHORD
-    velocity: np.ndarray  # 0..2, or ANY_VELOCITY
+    interval: int = ANY_INTERVAL
+    chord: int = ANY_CHORD
+    velocity: int = ANY_VELOCITY
+
+    def __post_init__(self) -> None:
+        _check(self.interval, "interval", NUM_INTERVAL_CLASSES, INTERVAL_NAMES)
+        _check(self.chord, "chord", NUM_CHORD_SIZES, CHORD_NAMES)
+        _check(self.velocity, "velocity", NUM_VELOCITY_BUCKETS, VELOCITY_NAMES)
+
+    @staticmethod
+    def parse(spec: str) -> "Control":
+        """'INTERVAL/CHORD/VELOCITY': class numbers ('2/0/1'), names
+        ('up-step/single/hard') or '*' (any), mixed as you like."""
+        parts = str(spec).split("/")
+        if len(parts) != 3:
+            raise ControlError(f"control {spec!r}: expected INTERVAL/CHORD/VELOCITY, e.g. 2/0/1 or up-step/*/hard")
+        try:
+            return Control(
+                _parse_field(parts[0], "interval", INTERVAL_NAMES, ANY_INTERVAL),
+                _parse_field(parts[1], "chord", CHORD_NAMES, ANY_CHORD),
+                _parse_field(parts[2], "velocity", VELOCITY_NAMES, ANY_VELOCITY),
+            )
+        except ControlError as e:
+            raise ControlError(f"control {spec!r}: {e}") from None
+
+    @staticmethod
+    def from_id(token: int, vocab: Vocab = Vocab()) -> "Control":
+        if not vocab.is_control(int(token)):
+            raise ControlError(f"id {token} is not a CONTROL id ({vocab.control}..{vocab.size - 1})")
+        i, c, v = control_attributes(np.array([token]), vocab)
+        return Control(int(i[0]), int(c[0]), int(v[0]))
+
+    def id(self, vocab: Vocab = Vocab()) -> int:
+        return int(control_id(self.interval, self.chord, self.velocity, vocab))
+
+    def __str__(self) -> str:
+        def name(v, names):
+            return "*" if v == len(names) else names[v]
+
+        return "/".join((name(self.interval, INTERVAL_NAMES), name(self.chord, CHORD_NAMES),
+                         name(self.velocity, VELOCITY_NAMES)))
 
 
-def interval_class(semitones: np.ndarray) -> np.ndarray:
-    """Signed interval -> class 0..8 (0 same, 1..4 up, 5..8 down)."""
-    semitones = np.asarray(semitones)
-    size = np.searchsorted(_INTERVAL_EDGES, np.abs(semitones), side="right")
-    return np.where(semitones < 0, size + 4, size)
-
-
-def velocity_bucket(velocity: np.ndarray) -> np.ndarray:
-    return np.searchsorted(_VELOCITY_EDGES, np.asarray(velocity), side="right")
-
-
-def chord_sizes(onset_s: np.ndarray, window_s: float) -> np.ndarray:
-    """For onsets in time order: size of the group each belongs to, where a
-    group is a run of onsets each within window_s of the previous one."""
-    if onset_s.size == 0:
-        return np.zeros(0, np.int64)
-    new_group = np.append(True, np.diff(onset_s) > window_s)
-    group = np.cumsum(new_group) - 1
-    return np.bincount(group)[group]
-
-
-def annotate(
-    ids: np.ndarray, times: np.ndarray, vocab: Vocab = Vocab(), chord_window_s: float = 0.035
-) -> NoteControls:
-    """The controls each NOTE_ON of a token sequence satisfies."""
-    ids = np.asarray(ids)
-    clock = clock_s(ids, times)
-    is_on = (ids >= vocab.note_on) & (ids < vocab.note_off)
-    position = np.flatnonzero(is_on)
-    pitch = ids[position] - vocab.note_on
-    interval = np.append(ANY_INTERVAL, interval_class(np.diff(pitch))) if pitch.size else pitch
-    chord = np.minimum(chord_sizes(clock[position], chord_window_s), NUM_CHORD_SIZES) - 1
-    vel = velocity_in_force(ids, position, vocab)
-    velocity = np.where(vel >= 0, velocity_bucket(vel), ANY_VELOCITY)
-    return NoteControls(position=position, interval=interval, chord=chord, velocity=velocity)
+def parse_controls(specs) -> list[Control]:
+    """A list of specs (or one comma-separated string) -> Controls."""
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s.strip()]
+    return [Control.parse(s) for s in specs]
 
 
 def control_id(interval, chord, velocity, vocab: Vocab = Vocab()) -> np.ndarray:
@@ -89,21 +145,53 @@ def control_id(interval, chord, velocity, vocab: Vocab = Vocab()) -> np.ndarray:
     return vocab.control + packed
 
 
-def control_attributes(ids: np.ndarray, vocab: Vocab = Vocab()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CONTROL token ids -> (interval, chord, velocity) classes."""
-    packed = np.asarray(ids) - vocab.control
+def control_attributes(ids, vocab: Vocab = Vocab()):
+    """CONTROL token ids -> (interval, chord, velocity) classes (numpy or jax)."""
+    packed = ids - vocab.control
     velocity = packed % (NUM_VELOCITY_BUCKETS + 1)
     rest = packed // (NUM_VELOCITY_BUCKETS + 1)
     return rest // (NUM_CHORD_SIZES + 1), rest % (NUM_CHORD_SIZES + 1), velocity
 
 
-def drop_attributes(
-    controls: NoteControls, rng: np.random.Generator, p_drop_note: float, p_drop_attribute: float
-) -> tuple[NoteControls, np.ndarray]:
-    """Sets attributes to ANY at random. Returns the controls and a keep mask
-    (False: the note gets no CONTROL token at all)."""
+@dataclasses.dataclass(frozen=True)
+class PressControls:
+    """One row per press of a token sequence."""
+
+    position: np.ndarray  # index of the press's first NOTE_ON in the sequence
+    interval: np.ndarray  # 0..8, or ANY_INTERVAL
+    chord: np.ndarray  # 0..4, or ANY_CHORD
+    velocity: np.ndarray  # 0..2, or ANY_VELOCITY
+
+
+def annotate(ids: np.ndarray, times: np.ndarray, vocab: Vocab = Vocab()) -> PressControls:
+    """The controls each press of a token sequence satisfies (CONTROL ids
+    already in the sequence are ignored)."""
+    ids = np.asarray(ids)
+    position = np.flatnonzero(vocab.is_note_on(ids))
+    clock = clock_s(ids, times)[position]
+    pitch = ids[position] - vocab.note_on
+    vel = velocity_in_force(ids, position, vocab)  # -1 where no VELOCITY came yet
+    attrs = attributes_of_notes(clock, pitch, vel)
+    press = press_index(clock)  # clock is ascending along the stream
+    first = np.flatnonzero(np.append(True, press[1:] != press[:-1])) if press.size else press
+    return PressControls(
+        position=position[first],
+        interval=attrs.interval,
+        chord=attrs.chord,
+        velocity=np.where(attrs.reference_velocity >= 0, attrs.velocity, ANY_VELOCITY),
+    )
+
+
+def drop_controls(
+    controls: PressControls, rng: np.random.Generator, p_drop_sequence: float, p_drop_press: float,
+    p_drop_attribute: float,
+) -> tuple[PressControls, np.ndarray]:
+    """Korbak-style tag dropout. Returns the controls with some attributes set
+    to ANY and a keep mask (False: the press gets no CONTROL token). With
+    probability p_drop_sequence the whole sequence keeps none."""
     n = controls.position.shape[0]
-    keep = rng.random(n) >= p_drop_note
+    drop_all = rng.random() < p_drop_sequence
+    keep = (rng.random(n) >= p_drop_press) & (not drop_all)
     drop = rng.random((3, n)) < p_drop_attribute
     return (
         dataclasses.replace(
@@ -119,19 +207,18 @@ def drop_attributes(
 def insert_controls(
     ids: np.ndarray,
     times: np.ndarray,
-    controls: NoteControls,
+    controls: PressControls,
     keep: np.ndarray | None = None,
     vocab: Vocab = Vocab(),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inserts one CONTROL id before each NOTE_ON (where keep is True), ahead of
-    the note's VELOCITY token when it has one, so that the control comes
-    before everything that realises it (velocity, then pitch)."""
+    """Inserts one CONTROL id before each press (where keep is True), ahead of
+    the press's VELOCITY token when it has one."""
     keep = np.ones(controls.position.shape[0], bool) if keep is None else keep
+    ids = np.asarray(ids)
     where = controls.position[keep]
-    before = np.asarray(ids)[np.maximum(where - 1, 0)]
-    where = where - ((where > 0) & (before >= vocab.velocity) & (before < vocab.control))
+    where = where - ((where > 0) & vocab.is_velocity(ids[np.maximum(where - 1, 0)]))
     values = control_id(controls.interval[keep], controls.chord[keep], controls.velocity[keep], vocab)
     return (
-        np.insert(np.asarray(ids), where, values.astype(ids.dtype)),
-        np.insert(np.asarray(times), where, np.zeros(where.shape[0], times.dtype)),
+        np.insert(ids, where, values.astype(ids.dtype)),
+        np.insert(np.asarray(times), where, np.zeros(where.shape[0], np.asarray(times).dtype)),
     )

@@ -9,6 +9,9 @@ Documented quantisation (what `decode(encode(x))` changes):
 - onsets and note ends are rounded to the TimeCodec.min_s grid (5 ms), so
   they come back within half of it; a note shorter than one grid step keeps
   one step;
+- notes struck within PRESS_WINDOW_S (35 ms) of a press's first onset start at
+  that onset (tokens/presses.py: a chord is one press, written low to high
+  with no TIME inside); their ends stay;
 - velocity comes back as the middle of its bin (32 bins: within 2);
 - channel and program are not encoded (decoding gives channel -1, program 0);
 - a note overlapping an earlier note of the same pitch ends that earlier note
@@ -22,6 +25,7 @@ import dataclasses
 import numpy as np
 
 from yoshimidi_jax.midi.events import NoteEvents
+from yoshimidi_jax.tokens.presses import press_index
 from yoshimidi_jax.tokens.stream import clock_s, velocity_in_force
 from yoshimidi_jax.tokens.time_codec import TimeCodec
 from yoshimidi_jax.tokens.vocab import BOS, EOS, TIME, Vocab
@@ -48,7 +52,12 @@ def _quantise(events: NoteEvents, codec: TimeCodec) -> NoteEvents:
     """normalize_events without the final sort (encode sorts its own way)."""
     grid = codec.min_s
     onset = np.round(events.onset_s / grid) * grid
-    end = np.maximum(np.round(events.end_s / grid) * grid, onset + grid)
+    end = np.round(events.end_s / grid) * grid
+    by_onset = np.argsort(onset, kind="stable")
+    press = press_index(onset[by_onset])
+    first_of_press = onset[by_onset][np.searchsorted(press, press)]  # press is sorted: its first row
+    onset[by_onset] = first_of_press
+    end = np.maximum(end, onset + grid)
     # by pitch, then onset, longest first: of notes starting together keep the
     # longest, then cut each note at the next onset of its pitch
     order = np.lexsort((-end, onset, events.pitch))
@@ -133,8 +142,8 @@ def decode(
     clock = clock_s(ids, times)
     end_of_sequence = clock[-1] if clock.size else 0.0
 
-    is_on = (ids >= vocab.note_on) & (ids < vocab.note_off)
-    is_off = (ids >= vocab.note_off) & (ids < vocab.velocity)
+    is_on = vocab.is_note_on(ids)
+    is_off = vocab.is_note_off(ids)
     pos = np.flatnonzero(is_on | is_off)
     pitch = np.where(is_on[pos], ids[pos] - vocab.note_on, ids[pos] - vocab.note_off)
     order = np.lexsort((pos, pitch))

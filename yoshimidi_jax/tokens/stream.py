@@ -20,7 +20,7 @@ def velocity_in_force(ids: np.ndarray, positions: np.ndarray, vocab: Vocab = Voc
     positions = np.asarray(positions, np.int64)
     if positions.size == 0:
         return np.zeros(0, np.int64)
-    is_vel = (ids >= vocab.velocity) & (ids < vocab.control)
+    is_vel = vocab.is_velocity(ids)
     last = np.maximum.accumulate(np.where(is_vel, np.arange(ids.shape[0]), -1))[positions]
     velocity = vocab.velocity_of_bin(ids[np.maximum(last, 0)] - vocab.velocity)
     return np.where(last >= 0, velocity, -1)

@@ -14,7 +14,9 @@ import enum
 
 import numpy as np
 
-VOCAB_VERSION = "yoshimidi-v1"
+# v2: notes struck within PRESS_WINDOW_S of a press's first onset are written at
+# that onset (a chord is one press), and CONTROLs describe presses.
+VOCAB_VERSION = "yoshimidi-v2"
 
 PAD, BOS, EOS, SEP, TIME = 0, 1, 2, 3, 4
 NUM_SPECIALS = 5
@@ -67,6 +69,20 @@ class Vocab:
     @property
     def version(self) -> str:
         return f"{VOCAB_VERSION}-vel{self.num_velocity_bins}"
+
+    # Range tests on ids: one home for "is this id a NOTE_ON?" and the like.
+    # Plain comparisons, so each works on ints, numpy and jax arrays alike.
+    def is_note_on(self, ids):
+        return (ids >= self.note_on) & (ids < self.note_off)
+
+    def is_note_off(self, ids):
+        return (ids >= self.note_off) & (ids < self.velocity)
+
+    def is_velocity(self, ids):
+        return (ids >= self.velocity) & (ids < self.control)
+
+    def is_control(self, ids):
+        return (ids >= self.control) & (ids < self.size)
 
     def family(self, ids: np.ndarray) -> np.ndarray:
         """Family of each id (vectorised; works on numpy and jax arrays)."""

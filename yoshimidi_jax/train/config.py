@@ -51,7 +51,7 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
         errors.append(f"model.positional={m.positional!r}: 'rope' or 'learned'")
     if m.dtype not in ("float32", "bfloat16", "float16"):
         errors.append(f"model.dtype={m.dtype!r}: 'float32', 'bfloat16' or 'float16'")
-    for name in ("p_drop_control_note", "p_drop_control_attribute"):
+    for name in ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute"):
         if not 0.0 <= d[name] <= 1.0:
             errors.append(f"data.{name}={d[name]!r}: a probability in [0, 1]")
     vocab, codec = Vocab(), TimeCodec()

@@ -44,19 +44,23 @@ class TrainResult:
     workdir: str  # local (staging) workdir
 
 
+def control_fields(cfg: ml_collections.ConfigDict) -> dict:
+    """BatchSpec fields that config.data sets (controls and augmentation)."""
+    names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "augment_velocity")
+    return {name: cfg.data[name] for name in names}
+
+
 def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:
     per_process = cfg.data.batch_size // jax.process_count()
     if split == "train":
         return BatchSpec(
             seq_len=cfg.data.seq_len, batch_size=per_process, seed=cfg.seed,
-            p_drop_control_note=cfg.data.p_drop_control_note,
-            p_drop_control_attribute=cfg.data.p_drop_control_attribute,
+            **control_fields(cfg),
         )
     # eval: a fixed order and fixed control dropout, the same every eval
     return BatchSpec(
         seq_len=cfg.data.seq_len, batch_size=per_process, seed=cfg.seed + 1, shuffle=False,
-        p_drop_control_note=cfg.data.p_drop_control_note,
-        p_drop_control_attribute=cfg.data.p_drop_control_attribute,
+        **control_fields(cfg),
     )
 
 

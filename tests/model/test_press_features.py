@@ -1,0 +1,127 @@
+"""press_context (the whole-window model input) equals the Track kept step by step,
+and KV-cache decoding from a Track's values equals the full forward pass."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.model.helpers import model_and_params, small_config
+from yoshimidi_jax.midi import read_midi
+from yoshimidi_jax.model import cache_for
+from yoshimidi_jax.model.press_features import press_context
+from yoshimidi_jax.sample.tracker import advance, init_track
+from yoshimidi_jax.tokens import Vocab, encode
+from yoshimidi_jax.tokens import controls as ctl
+
+jax.config.update("jax_default_matmul_precision", "highest")
+VOCAB = Vocab()
+
+
+def _with_controls(path: str, n: int):
+    seq = encode(read_midi(path).events)
+    ids, times = ctl.insert_controls(seq.ids, seq.times, ctl.annotate(seq.ids, seq.times))
+    assert len(ids) >= n
+    return ids[:n].astype(np.int32), times[:n].astype(np.float32)
+
+
+@jax.jit
+def _track_after_each(ids, times):
+    """[B, L] -> (control, press_len, ref, vel_bin) [B, L] of the Track after each token (tracker.advance)."""
+    def body(t, x):
+        t = advance(t, *x)
+        return t, (t.control, t.press_len, t.ref, t.vel_bin)
+
+    return tuple(a.T for a in jax.lax.scan(body, init_track(ids.shape[0]), (ids.T, times.T))[1])
+
+
+def _before(after, k):
+    """The Track values before position k (after k-1; a fresh track at 0)."""
+    fresh = (-1, 0, -1, -1)
+    return tuple(a[:, k - 1] if k > 0 else jnp.full(a.shape[:1], f, jnp.int32) for a, f in zip(after, fresh))
+
+
+@pytest.fixture(scope="module")
+def streams(few_midi_files):
+    return [_with_controls(p, 160) for p in few_midi_files]
+
+
+def test_press_context_equals_the_track(streams):
+    ids = jnp.asarray(np.stack([s[0] for s in streams]))
+    times = jnp.asarray(np.stack([s[1] for s in streams]))
+    want = [np.asarray(a) for a in _track_after_each(ids, times)]
+    got = press_context(ids)
+    for name, g, w in zip(("control", "press_len", "ref", "vel_bin"), got, want):
+        np.testing.assert_array_equal(np.asarray(g), w, err_msg=name)
+    ref_at_ctrl = want[2][VOCAB.is_control(np.asarray(ids))]
+    assert ref_at_ctrl.size > 50 and (ref_at_ctrl >= 0).mean() > 0.9  # the reference is known at CONTROLs
+    assert want[1].max() >= 2  # chords were exercised
+    # continuing from a Track's values mid-piece (inside a press too) gives the same
+    after = _track_after_each(ids, times)
+    for k in (1, 7, 33, 50, 51, 52, 99):
+        chunk = press_context(ids[:, k:], None, _before(after, k))
+        for name, g, w in zip(("control", "press_len", "ref", "vel_bin"), chunk, want):
+            np.testing.assert_array_equal(np.asarray(g), w[:, k:], err_msg=f"{name} from {k}")
+    # packed pieces: the second starts afresh
+    both = jnp.concatenate([ids[0:1, :80], ids[1:2, :80]], axis=1)
+    seg = jnp.asarray(np.concatenate([np.ones(80, np.int32), np.full(80, 2, np.int32)])[None])
+    packed = press_context(both, seg)
+    alone = press_context(ids[1:2, :80])
+    for g, w in zip(packed, alone):
+        np.testing.assert_array_equal(np.asarray(g)[0, 80:], np.asarray(w)[0])
+
+
+def test_cached_decoding_from_the_track_matches_full_forward(streams):
+    n = 128
+    cfg = small_config()
+    assert cfg.model.control_reference and cfg.model.factored_controls
+    model, params = model_and_params(cfg)
+    # the control biases start at zero: give them values so that they count
+    rng = np.random.default_rng(0)
+    params = dict(params)
+    for name in ("interval_bias", "velocity_bias", "chord_bias"):
+        if name in params:
+            params[name] = jnp.asarray(rng.normal(0, 1, params[name].shape), jnp.float32)
+    ids, times = streams[0][0][:n], streams[0][1][:n]
+    assert VOCAB.is_control(ids[16:]).sum() > 10
+    inputs, input_times = jnp.asarray(ids)[None], jnp.asarray(times)[None]
+    after = _track_after_each(inputs, input_times)
+    positions = jnp.arange(n, dtype=jnp.int32)[None]
+    fwd = jax.jit(lambda p, x, t, q, s: model.apply({"params": p}, x, t, q, s))
+    full_logits, full_time = fwd(params, inputs, input_times, positions, jnp.ones_like(inputs))
+    full_logits, full_time = np.asarray(full_logits), np.asarray(full_time)
+
+    step = jax.jit(lambda p, x, t, c, i, s: model.apply({"params": p}, x, t, c, i, s, method=model.decode))
+    prefill = jax.jit(lambda p, x, t, c: model.apply({"params": p}, x, t, c, jnp.int32(0), method=model.decode))
+    cache = cache_for(cfg.model, 1, n)
+    lg, tl, cache = prefill(params, inputs[:, :16], input_times[:, :16], cache)
+    got_logits, got_time = [lg], [tl]
+    i, k = 16, 0
+    sizes = [1, 3, 1, 2, 5, 1]  # single steps and chunks (a chunk may hold a whole press)
+    while i < n:
+        t = min(sizes[k % len(sizes)], n - i)
+        lg, tl, cache = step(params, inputs[:, i : i + t], input_times[:, i : i + t], cache, jnp.int32(i),
+                             _before(after, i))
+        got_logits.append(lg)
+        got_time.append(tl)
+        i, k = i + t, k + 1
+    got_logits = np.concatenate(got_logits, axis=1)
+    got_time = np.concatenate(got_time, axis=1)
+    np.testing.assert_allclose(got_logits, full_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_time, full_time, rtol=1e-5, atol=1e-5)
+
+    # the Track's values matter: one token at a time from a fresh start differs at CONTROLs
+    cache = cache_for(cfg.model, 1, n)
+    _, _, cache = prefill(params, inputs[:, :16], input_times[:, :16], cache)
+    fresh = _before(after, 0)
+    bad = []
+    m = 72
+    for j in range(16, m):
+        lg, _, cache = step(params, inputs[:, j : j + 1], input_times[:, j : j + 1], cache, jnp.int32(j), fresh)
+        bad.append(np.asarray(lg)[0, 0])
+    diff = np.abs(np.stack(bad) - full_logits[0, 16:m]).max(axis=-1)
+    ref_before = np.asarray(after[2])[0, 16:m]
+    ctrl = VOCAB.is_control(ids[16:m]) & (ref_before >= 0)
+    assert ctrl.sum() > 5 and (diff[ctrl] > 1e-4).all()

@@ -1,0 +1,78 @@
+"""Where each position stands in its press, as model inputs (jnp, vectorised).
+
+After each token: the CONTROL in force for the open or pending press (-1:
+none since the last TIME), how many NOTE_ONs the open press has struck, and
+the reference (lowest, first) pitch of the latest press. These are the values
+sample/tracker.Track keeps step by step; here they are computed for a whole
+window at once (training, prefill), or for a chunk of new tokens continuing
+from a Track's values (decoding). tests/model check the two agree.
+
+The model uses them to make its controls easy to learn:
+- the CONTROL position sees the previous press's reference pitch (the note
+  the interval is measured from) instead of searching its context for it;
+- its output gets learned biases indexed by the control's attributes: NOTE_ON
+  logits by (interval class, pitch - reference) for the press's first note,
+  the next token's logits by (velocity bucket asked, bucket in force), and "one more note" vs TIME by
+  (chord class, notes struck so far). They are zero-initialised and learned
+  from the data like every other parameter; sampling stays free.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from yoshimidi_jax.tokens import TIME, Vocab
+
+
+class PressContext(NamedTuple):
+    control: jax.Array  # [B, L] int32 CONTROL id in force after the token, -1
+    press_len: jax.Array  # [B, L] int32 NOTE_ONs of the open press after the token
+    ref: jax.Array  # [B, L] int32 reference pitch of the latest press after the token, -1
+    vel_bin: jax.Array  # [B, L] int32 VELOCITY bin in force after the token, -1
+
+
+def _last_index(flag: jax.Array) -> jax.Array:
+    idx = jnp.broadcast_to(jnp.arange(flag.shape[1]), flag.shape)
+    return jax.lax.cummax(jnp.where(flag, idx, -1), axis=1)
+
+
+def press_context(
+    inputs: jax.Array, segment_ids: jax.Array | None = None, start: tuple | None = None, vocab: Vocab = Vocab()
+) -> PressContext:
+    """inputs [B, L] -> PressContext. start: (control [B], press_len [B], ref [B],
+    vel_bin [B]) before the first token (a Track's values; None: the start of a piece).
+    segment_ids: packed pieces; a new piece starts afresh."""
+    b = inputs.shape[0]
+    if start is None:
+        minus = jnp.full((b,), -1, jnp.int32)
+        start = (minus, jnp.zeros((b,), jnp.int32), minus, minus)
+    s_control, s_len, s_ref, s_vel = (jnp.asarray(x, jnp.int32)[:, None] for x in start)
+    is_on = vocab.is_note_on(inputs)
+    boundary = inputs == TIME
+    fresh = jnp.zeros_like(boundary)  # a new piece: nothing carries over from `start`
+    if segment_ids is not None:
+        fresh = jnp.concatenate([jnp.zeros_like(boundary[:, :1]), segment_ids[:, 1:] != segment_ids[:, :-1]], 1)
+        boundary |= fresh
+    last_boundary = _last_index(boundary)
+    carried = last_boundary < 0  # no boundary yet in this chunk: `start` still holds
+    last_ctrl = _last_index(vocab.is_control(inputs))
+    control = jnp.where(last_ctrl > last_boundary, jnp.take_along_axis(inputs, jnp.maximum(last_ctrl, 0), axis=1),
+                        jnp.where(carried & (last_ctrl < 0), s_control, -1))
+    ons = jnp.cumsum(is_on, axis=1)
+    ons_at_boundary = jnp.take_along_axis(ons, jnp.maximum(last_boundary, 0), axis=1)
+    press_len = jnp.where(carried, ons + s_len, ons - ons_at_boundary)
+    first_on = is_on & (press_len == 1) & ~(carried & (s_len > 0))
+    last_first = _last_index(first_on)
+    last_fresh = _last_index(fresh)
+    ref = jnp.where(last_first >= 0, jnp.take_along_axis(inputs, jnp.maximum(last_first, 0), axis=1) - vocab.note_on,
+                    jnp.where(last_fresh < 0, s_ref, -1))
+    ref = jnp.where((last_fresh > last_first), -1, ref)  # the latest press was in an earlier piece
+    last_vel = _last_index(vocab.is_velocity(inputs))
+    vel_bin = jnp.where(last_vel >= 0, jnp.take_along_axis(inputs, jnp.maximum(last_vel, 0), axis=1) - vocab.velocity,
+                        jnp.where(last_fresh < 0, s_vel, -1))
+    vel_bin = jnp.where(last_fresh > last_vel, -1, vel_bin)
+    return PressContext(control.astype(jnp.int32), press_len.astype(jnp.int32), ref.astype(jnp.int32),
+                        vel_bin.astype(jnp.int32))
