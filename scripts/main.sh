@@ -11,3 +11,7 @@ bash scripts/setup_env.sh
 .venv/bin/python -m experiments.train --config=configs/tiny.py --workdir=runs/tiny
 .venv/bin/python -m experiments.sample --workdir=runs/tiny --out=runs/tiny/sample.mid \
   --num_events=240 --temperature=0.9 --top_p=0.95 --seed=0
+# a player-like press script through the play API (the script owns rhythm and
+# dynamics, the model the pitches); prints the piece's adherence beside its path
+.venv/bin/python -m experiments.sample --workdir=runs/tiny --out=runs/tiny/controlled.mid \
+  --player_walk=48 --temperature=1.0 --top_p=0.95 --seed=0

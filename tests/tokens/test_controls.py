@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from yoshimidi_jax.midi import NoteEvents, read_midi
-from yoshimidi_jax.tokens import Vocab, encode
+from yoshimidi_jax.tokens import BOS, TIME, Vocab, encode
 from yoshimidi_jax.tokens import controls as ctl
 
 VOCAB = Vocab()
@@ -47,18 +47,24 @@ def test_pack_unpack_covers_the_block():
         np.testing.assert_array_equal(a, b)
 
 
-def test_insert_controls_before_each_note_on(few_midi_files):
+def test_insert_controls_right_after_the_time_of_each_press(few_midi_files):
     seq = encode(read_midi(few_midi_files[0]).events)
     c = ctl.annotate(seq.ids, seq.times)
     ids, times = ctl.insert_controls(seq.ids, seq.times, c)
-    is_ctrl = ids >= VOCAB.control
+    is_ctrl = VOCAB.is_control(ids)
     assert is_ctrl.sum() == len(c.position)
     at = np.flatnonzero(is_ctrl)
-    is_vel = (ids >= VOCAB.velocity) & (ids < VOCAB.control)
-    note = at + 1 + is_vel[at + 1]  # a CONTROL, then the note's VELOCITY if it has one, then its NOTE_ON
-    assert ((ids[note] >= VOCAB.note_on) & (ids[note] < VOCAB.note_off)).all()
-    assert is_vel[at + 1].sum() > 0  # the piece changes velocity somewhere
-    assert not is_vel[at - 1].any()  # never VELOCITY, CONTROL, NOTE_ON
+    # each CONTROL follows the TIME (or the BOS) of its press ...
+    assert np.isin(ids[at - 1], [TIME, BOS]).all()
+    # ... then come that moment's NOTE_OFFs, the press's VELOCITY if it has one, its NOTE_ON
+    nxt = np.array([i + 1 + np.argmax(~VOCAB.is_note_off(ids[i + 1:])) for i in at])
+    nxt = nxt + VOCAB.is_velocity(ids[nxt])
+    assert VOCAB.is_note_on(ids[nxt]).all()
+    assert VOCAB.is_note_off(ids[at + 1]).sum() > 0  # notes end at the moment of a press somewhere
+    assert VOCAB.is_velocity(ids[at + 1]).sum() > 0  # the piece changes velocity somewhere
+    # the NOTE_ON after each CONTROL is the first of its press, at the annotated position
+    shift = np.arange(len(at)) + 1  # controls inserted at or before each position
+    np.testing.assert_array_equal(nxt - shift, c.position)
     # removing the controls gives the original back; annotation ignores them
     np.testing.assert_array_equal(ids[~is_ctrl], seq.ids)
     np.testing.assert_array_equal(times[~is_ctrl], seq.times)

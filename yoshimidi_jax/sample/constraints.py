@@ -10,7 +10,8 @@ Grammar (always; it is the grammar of the training data):
   above the previous one; no NOTE_OFF or CONTROL inside a press; a new press
   starts more than PRESS_WINDOW_S after the previous one began (closer onsets
   would be one press);
-- after a CONTROL, its press follows: only VELOCITY or NOTE_ON;
+- after a CONTROL, its press follows: NOTE_OFFs of that moment, then its
+  VELOCITY or NOTE_ON (no TIME, CONTROL or EOS before the press);
 - CONTROL only if allow_controls (the model's own "a note starts here, of
   this kind"); the sampler may always *insert* given controls.
 
@@ -85,7 +86,7 @@ def allowed_tokens(track: Track, constraints: Constraints = Constraints(), vocab
     can_start = track.since_press > PRESS_WINDOW_S
     can_on &= jnp.where(press_open[:, None], pitches[None] > track.last_on[:, None],
                         (can_start | track.pending)[:, None])
-    can_off = track.sounding & (~press_open & ~track.after_vel & ~track.pending)[:, None]
+    can_off = track.sounding & (~press_open & ~track.after_vel)[:, None]  # after a CONTROL too
     free = ~track.after_vel & ~track.pending  # not in the middle of starting a note
     # a VELOCITY starts a press unless one is open or announced by its CONTROL
     can_vel = jnp.broadcast_to((~track.after_vel & (press_open | track.pending | can_start))[:, None],
@@ -119,6 +120,9 @@ def allowed_tokens(track: Track, constraints: Constraints = Constraints(), vocab
         short = counting & (track.press_len < n)
         full = counting & (track.press_len >= n)
         strict_on = jnp.where(full[:, None], False, strict_on)
+        # leave room above for the notes still to come (a press goes low to high)
+        to_come = jnp.maximum(n - 1 - track.press_len, 0)
+        strict_on &= pitches[None] <= constraints.pitch_hi - to_come[:, None]
         strict_off = can_off & ~short[:, None]
         strict_vel = jnp.where(counting[:, None], False, strict_vel)
         strict_time, strict_eos, strict_ctrl = can_time & ~short, can_eos & ~short, can_ctrl & ~short

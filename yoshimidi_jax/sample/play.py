@@ -175,7 +175,7 @@ class Player:
             state = self.start(jax.random.key(0))
             for i in range(self.cache_len):  # both forced lengths, releases, until a refill
                 before = len(state.ids)
-                notes, state = self.press(state, Press(0.1, 40 + 80 * (i % 2), 1 + i % MAX_KEYS), s)
+                notes, state = self.press(state, Press(0.1, 40 + 80 * (i // 2 % 2), 1 + i % MAX_KEYS), s)  # same and new VELOCITY
                 state = self.release(state, 0.1, notes.pitches)
                 if len(state.ids) < before:
                     break

@@ -3,12 +3,14 @@
 A CONTROL id packs the three attributes of a press (tokens/presses.py:
 interval from the previous press, chord size, velocity bucket), each of which
 may be ANY. In a token stream it comes right before the press it describes,
-ahead of the press's VELOCITY token where there is one:
+right after the TIME that brings the press, ahead of the NOTE_OFFs of that
+moment and of the press's VELOCITY:
 
-    ... TIME  [NOTE_OFF ...]  CONTROL  [VELOCITY]  NOTE_ON  [VELOCITY] NOTE_ON ...  TIME ...
-                              \_______________ one press ________________/
+    ... TIME  CONTROL  [NOTE_OFF ...]  [VELOCITY]  NOTE_ON  [VELOCITY] NOTE_ON ...  TIME ...
+                       \___________________ one press ____________________/
 
-so the control comes before everything that realises it. Training drops
+so the control comes before everything that realises it: the notes ended at
+that moment too (a repeated note is ended, then struck again). Training drops
 whole sequences' controls, single presses' controls and single attributes at
 random, so one model is conditional and unconditional.
 
@@ -37,7 +39,7 @@ from yoshimidi_jax.tokens.presses import (
     velocity_bucket,
 )
 from yoshimidi_jax.tokens.stream import clock_s, velocity_in_force
-from yoshimidi_jax.tokens.vocab import Vocab
+from yoshimidi_jax.tokens.vocab import BOS, TIME, Vocab
 
 __all__ = [
     "ANY_CHORD", "ANY_INTERVAL", "ANY_VELOCITY", "Control", "ControlError", "PressControls",
@@ -211,12 +213,16 @@ def insert_controls(
     keep: np.ndarray | None = None,
     vocab: Vocab = Vocab(),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inserts one CONTROL id before each press (where keep is True), ahead of
-    the press's VELOCITY token when it has one."""
+    """Inserts one CONTROL id per press (where keep is True) right after the
+    TIME that brings the press (after BOS for a piece's first press): ahead of
+    the NOTE_OFFs of that moment and the press's VELOCITY, so that the notes
+    ended there (a repeated note must end first) are chosen knowing the press."""
     keep = np.ones(controls.position.shape[0], bool) if keep is None else keep
     ids = np.asarray(ids)
-    where = controls.position[keep]
-    where = where - ((where > 0) & vocab.is_velocity(ids[np.maximum(where - 1, 0)]))
+    boundary = np.flatnonzero((ids == TIME) | (ids == BOS))
+    first_on = controls.position[keep]
+    k = np.searchsorted(boundary, first_on) - 1  # the last TIME/BOS before the press
+    where = np.where(k >= 0, boundary[np.maximum(k, 0)] + 1, 0)
     values = control_id(controls.interval[keep], controls.chord[keep], controls.velocity[keep], vocab)
     return (
         np.insert(ids, where, values.astype(ids.dtype)),
