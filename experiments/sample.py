@@ -104,7 +104,7 @@ def main(argv: list[str]) -> None:
         n = min(FLAGS.prompt_tokens, len(seq) - 1)
         prompt = TokenSequence(seq.ids[:n], seq.times[:n])
     total = (len(prompt) + 1 if prompt is not None else 1) + FLAGS.num_events
-    if total > restored.config.model.max_len:
+    if total > restored.config.model.max_len and not FLAGS.player_walk:
         print(f"note: prompt + num_events = {total} positions, beyond the model's context of "
               f"{restored.config.model.max_len} (RoPE extrapolates; learned positions refuse)")
     constraints = Constraints(FLAGS.pitch_lo, FLAGS.pitch_hi, allow_controls=FLAGS.allow_controls,

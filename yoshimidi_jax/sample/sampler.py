@@ -154,11 +154,10 @@ def feed(
 def decode_step(
     model: Transformer, cfg: SamplerConfig, params: Any, state: DecodeState,
     temperature: jax.Array, top_p: jax.Array, top_k: jax.Array, controls: jax.Array, vocab: Vocab = Vocab(),
-    constraints: Constraints | None = None,
-) -> tuple[DecodeState, tuple[jax.Array, jax.Array, jax.Array]]:
+) -> tuple[DecodeState, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
     """One new position: sample (or insert a given control), feed it back.
-    -> (new state, (ids [B], times [B], forced [B]))."""
-    constraints = cfg.constraints if constraints is None else constraints
+    -> (new state, (ids [B], times [B], forced [B], agreement [B]))."""
+    constraints = cfg.constraints
     key, k_tok, k_time = jax.random.split(state.key, 3)
     temperature = jnp.asarray(temperature, jnp.float32)
     track = state.track
