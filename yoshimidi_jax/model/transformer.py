@@ -29,13 +29,8 @@ from yoshimidi_jax.model import time as mtime
 from yoshimidi_jax.model.press_features import PressContext, press_context
 from yoshimidi_jax.tokens import TIME, TimeCodec, Vocab
 from yoshimidi_jax.tokens.controls import control_attributes
-from yoshimidi_jax.tokens.presses import VELOCITY_BUCKET_RANGE
+from yoshimidi_jax.tokens.presses import velocity_bucket
 from yoshimidi_jax.tokens.vocab import NUM_CHORD_SIZES, NUM_INTERVAL_CLASSES, NUM_VELOCITY_BUCKETS
-
-
-def velocity_bucket_jnp(velocity: jax.Array) -> jax.Array:
-    """tokens.presses.velocity_bucket, traceable."""
-    return sum((velocity >= lo).astype(jnp.int32) for lo, _ in VELOCITY_BUCKET_RANGE[1:])
 
 
 def compute_dtype(name: str) -> Any:
@@ -196,7 +191,7 @@ class Transformer(nn.Module):
         is_on = vocab.is_note_on(jnp.arange(self.vocab_size))
         is_vel = vocab.is_velocity(jnp.arange(self.vocab_size))
         mids = jnp.asarray(vocab.velocity_of_bin(np.arange(vocab.num_velocity_bins)))
-        in_force = jnp.where(ctx.vel_bin >= 0, velocity_bucket_jnp(mids[jnp.maximum(ctx.vel_bin, 0)]),
+        in_force = jnp.where(ctx.vel_bin >= 0, velocity_bucket(mids[jnp.maximum(ctx.vel_bin, 0)]),
                              NUM_VELOCITY_BUCKETS)
         bias = jnp.where(first[..., None], scale * self.velocity_bias[velocity, in_force], 0.0)
         bias = bias + jnp.where(is_on, jnp.pad(on, ((0, 0), (0, 0), (vocab.note_on, self.vocab_size - vocab.note_off))), 0.0)

@@ -34,7 +34,7 @@ import numpy as np
 from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
 from yoshimidi_jax.sample.sampler import DecodeState, feed, prefill, sample_token
-from yoshimidi_jax.sample.tracker import Track, init_track
+from yoshimidi_jax.sample.tracker import init_track
 from yoshimidi_jax.tokens import BOS, TIME, Vocab
 from yoshimidi_jax.tokens.controls import Control, ControlError
 from yoshimidi_jax.tokens.presses import ANY_INTERVAL, chord_class, velocity_bucket
@@ -235,6 +235,3 @@ class Player:
         """Every token of the session so far (ids, times): decode it to record it."""
         return (np.concatenate([c[0] for c in state.history]).astype(np.int32),
                 np.concatenate([c[1] for c in state.history]).astype(np.float32))
-
-    def track(self, state: PlayState) -> Track:
-        return state.decode.track

@@ -51,8 +51,9 @@ def interval_bounds(cls: int) -> tuple[int, int]:
 
 
 def velocity_bucket(velocity):
-    """MIDI velocity -> 0 soft, 1 medium, 2 hard."""
-    return np.searchsorted(_VELOCITY_EDGES, np.asarray(velocity), side="right")
+    """MIDI velocity -> 0 soft, 1 medium, 2 hard (numpy or jax arrays, or numbers)."""
+    v = velocity if hasattr(velocity, "shape") else np.asarray(velocity)
+    return sum((v >= edge) * 1 for edge in _VELOCITY_EDGES.tolist())
 
 
 VELOCITY_BUCKET_RANGE = ((1, 63), (64, 95), (96, 127))
