@@ -52,9 +52,11 @@ def resilient_map(
             futures: list[cf.Future] = []
             broken = False
             while next_chunk < len(pending) and not broken:
-                while len(futures) < window and next_chunk + len(futures) < len(pending):
-                    futures.append(pool.submit(_run_chunk, fn, pending[next_chunk + len(futures)]))
                 try:
+                    # submit too raises once a worker has died (the pool may break
+                    # between two results); the chunk it refused is still pending
+                    while len(futures) < window and next_chunk + len(futures) < len(pending):
+                        futures.append(pool.submit(_run_chunk, fn, pending[next_chunk + len(futures)]))
                     results = futures[0].result()
                 except BrokenProcessPool:
                     broken = True
