@@ -63,14 +63,16 @@ class Attention(nn.Module):
         q, k, v = dense("query")(x), dense("key")(x), dense("value")(x)  # [B, T, H, D]
         if self.positional == "rope":
             q, k = rope(q, positions, self.rope_base), rope(k, positions, self.rope_base)
+        # keys/values [B, T, H, D] (training), or the cache's [B, H, L, D] (decoding)
+        keys = "bkhd"
         if cache is not None:
             cache = kv_cache.update(cache, k, v, cache_index)
-            k, v = cache["k"], cache["v"]
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+            k, v, keys = cache["k"], cache["v"], "bhkd"
+        scores = jnp.einsum(f"bqhd,{keys}->bhqk", q, k, preferred_element_type=jnp.float32)
         scores = scores / jnp.sqrt(jnp.float32(head_dim))
         scores = jnp.where(mask, scores, NEG_INF)
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v.astype(self.dtype))
+        out = jnp.einsum(f"bhqk,{keys}->bqhd", probs, v.astype(self.dtype))
         out = nn.DenseGeneral(
             d_model, axis=(-2, -1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name="out"
         )(out)

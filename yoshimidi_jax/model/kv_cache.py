@@ -1,4 +1,6 @@
-"""KV cache: a plain pytree, one {'k', 'v'} per layer, [batch, length, heads, head_dim].
+"""KV cache: a plain pytree, one {'k', 'v'} per layer, [batch, heads, length, head_dim]
+(heads before length: a decode step's attention reads each head's keys as
+one contiguous block, with no transpose of the cache).
 
 The cache is passed into and returned from Transformer.decode explicitly (no
 flax mutable collections), so it can live in a lax.scan carry. Entry i holds
@@ -18,7 +20,7 @@ Cache = list[dict[str, jax.Array]]
 def init_cache(
     num_layers: int, batch: int, length: int, num_heads: int, head_dim: int, dtype: Any = jnp.float32
 ) -> Cache:
-    shape = (batch, length, num_heads, head_dim)
+    shape = (batch, num_heads, length, head_dim)
     return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(num_layers)]
 
 
@@ -39,8 +41,8 @@ def cache_for(model_cfg, batch: int, length: int) -> Cache:
 def update(layer: dict[str, jax.Array], k: jax.Array, v: jax.Array, index: jax.Array) -> dict[str, jax.Array]:
     """Writes k, v [batch, t, heads, head_dim] at sequence index `index`."""
     zero = jnp.zeros((), jnp.int32)
-    start = (zero, index.astype(jnp.int32), zero, zero)
+    start = (zero, zero, index.astype(jnp.int32), zero)
     return {
-        "k": jax.lax.dynamic_update_slice(layer["k"], k.astype(layer["k"].dtype), start),
-        "v": jax.lax.dynamic_update_slice(layer["v"], v.astype(layer["v"].dtype), start),
+        "k": jax.lax.dynamic_update_slice(layer["k"], k.swapaxes(1, 2).astype(layer["k"].dtype), start),
+        "v": jax.lax.dynamic_update_slice(layer["v"], v.swapaxes(1, 2).astype(layer["v"].dtype), start),
     }

@@ -224,7 +224,7 @@ class Transformer(nn.Module):
         if self.control_reference or self.control_bias:
             ctx = press_context(inputs, None, press_start)
         x = self.embed(inputs, input_times, positions, ctx)
-        mask = attn.decode_mask(cache_index, t, cache[0]["k"].shape[1])
+        mask = attn.decode_mask(cache_index, t, cache[0]["k"].shape[2])
         new_cache = []
         for block, layer in zip(self.blocks, cache):
             x, layer = block(x, positions, mask, layer, cache_index)
