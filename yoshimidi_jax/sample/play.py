@@ -34,7 +34,7 @@ import numpy as np
 from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
 from yoshimidi_jax.sample.sampler import DecodeState, feed, prefill, sample_token
-from yoshimidi_jax.sample.tracker import init_track
+from yoshimidi_jax.sample.tracker import advance, init_track
 from yoshimidi_jax.tokens import BOS, TIME, Vocab
 from yoshimidi_jax.tokens.controls import Control, ControlError
 from yoshimidi_jax.tokens.presses import ANY_INTERVAL, chord_class, velocity_bucket
@@ -110,6 +110,99 @@ class PlayState:
     history: tuple = ()  # host: ((ids, times), ...) every token of the session, for recording
 
 
+def press_tokens(press: Press, vel_bin_in_force: int, codec, vocab: Vocab = Vocab(),
+                 ending=()) -> tuple[np.ndarray, np.ndarray, int]:
+    """The forced tokens of a press, as the data writes them:
+    TIME(dt) CONTROL [NOTE_OFF of `ending`] [VELOCITY if its bin changes]
+    -> (ids, times, the VELOCITY bin in force after them)."""
+    vel_bin = int(vocab.velocity_bin(press.velocity))
+    ids = [TIME, press.control.id(vocab)] + [vocab.note_off + int(p) for p in sorted(ending)]
+    if vel_bin != vel_bin_in_force:
+        ids.append(vocab.velocity + vel_bin)
+    times = np.zeros(len(ids), np.float32)
+    times[0] = float(np.clip(press.dt_s, codec.min_s, codec.max_s))
+    return np.array(ids, np.int32), times, vel_bin
+
+
+def release_tokens(dt_s: float, ending, codec, vocab: Vocab = Vocab()) -> tuple[np.ndarray, np.ndarray]:
+    """TIME(dt) NOTE_OFF... for the pitches ending."""
+    ids = np.array([TIME] + [vocab.note_off + int(p) for p in sorted(ending)], np.int32)
+    times = np.zeros(len(ids), np.float32)
+    times[0] = float(np.clip(dt_s, codec.min_s, codec.max_s))
+    return ids, times
+
+
+def feed_first(model: Transformer, params: Any, state: DecodeState, ids: jax.Array, times: jax.Array,
+               n: jax.Array, vocab: Vocab = Vocab()) -> DecodeState:
+    """feed() of the first n of the tokens [1, F] (F static, n traced): the
+    tokens after n are written to the cache beyond the new index, where
+    attention never looks and the next tokens overwrite them."""
+    logits, time_logits, cache = model.apply(
+        {"params": params}, ids, times.astype(jnp.float32), state.cache, state.index,
+        (state.track.control, state.track.press_len, state.track.ref, state.track.vel_bin), method=model.decode,
+    )
+    track = state.track
+    for i in range(ids.shape[1]):
+        track = jax.tree.map(functools.partial(jnp.where, i < n), advance(track, ids[:, i], times[:, i], vocab), track)
+    last = jnp.maximum(n - 1, 0)
+    fed = n > 0  # nothing fed: the state is unchanged
+    return state._replace(
+        cache=cache, index=state.index + n,
+        logits=jnp.where(fed, jax.lax.dynamic_index_in_dim(logits, last, axis=1, keepdims=False), state.logits),
+        time_logits=jnp.where(fed, jax.lax.dynamic_index_in_dim(time_logits, last, axis=1, keepdims=False),
+                              state.time_logits),
+        track=track)
+
+
+def make_press_row(model: Transformer, constraints: Constraints, vocab: Vocab = Vocab()):
+    """The press of one session (a DecodeState of batch 1), as a pure function
+
+        row(params, state, ids [1, F], times [1, F], n_forced, num_keys, max_keys, temperature, top_p, strict)
+            -> (pitches [MAX_KEYS] (-1 past num_keys), state)
+
+    feeding the first n_forced tokens, then sampling num_keys NOTE_ONs low to
+    high. The loop runs max_keys times (a bound shared by a batch: jax.vmap of
+    row over sessions with max_keys unbatched); a row past its num_keys feeds a
+    throw-away token without moving its index, so its state is unchanged.
+    strict (traced) masks pitches so the CONTROL's interval holds."""
+    is_on = vocab.is_note_on(jnp.arange(vocab.size))
+    loose = dataclasses.replace(constraints, strict=False)
+    tight = dataclasses.replace(constraints, strict=True)
+    pitches = jnp.arange(128)
+
+    def one_note(params, temperature, top_p, strict, num_keys, i, carry):
+        state, out = carry
+        key, k_tok = jax.random.split(state.key)
+        track = state.track
+        # leave room above for the keys still to come (a press goes low to high)
+        room = pitches <= constraints.pitch_hi - (num_keys - 1 - i)
+        on_room = jnp.zeros((vocab.size,), bool).at[vocab.note_on:vocab.note_off].set(room)
+        grammar = allowed_tokens(track, loose, vocab) & is_on & on_room
+        mask = jnp.where(strict, allowed_tokens(track, tight, vocab) & is_on & on_room, grammar)
+        mask = jnp.where(mask.any(-1, keepdims=True), mask, grammar)
+        # last resort (the pitches above are sounding): strike one again
+        above = (pitches > track.last_on[:, None]) & (pitches >= constraints.pitch_lo) & room
+        fallback = jnp.zeros_like(mask).at[:, vocab.note_on:vocab.note_off].set(above)
+        mask = jnp.where(mask.any(-1, keepdims=True), mask, fallback)
+        tok = sample_token(k_tok, state.logits, mask, temperature, top_p, jnp.int32(0))
+        fed = feed(model, params, state._replace(key=key), tok[:, None], jnp.zeros((1, 1)), vocab)
+        active = i < num_keys
+        keep = functools.partial(jnp.where, active)
+        state = fed._replace(index=keep(fed.index, state.index), logits=keep(fed.logits, state.logits),
+                             time_logits=keep(fed.time_logits, state.time_logits),
+                             track=jax.tree.map(keep, fed.track, state.track),
+                             key=jax.tree.map(keep, fed.key, state.key))
+        return state, out.at[i].set(jnp.where(active, tok[0] - vocab.note_on, -1))
+
+    def row(params, state, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict):
+        state = feed_first(model, params, state, ids, times, n_forced, vocab)
+        out = jnp.full((MAX_KEYS,), -1, jnp.int32)
+        body = functools.partial(one_note, params, temperature, top_p, strict, num_keys)
+        return jax.lax.fori_loop(0, max_keys, body, (state, out))[::-1]
+
+    return row
+
+
 class Player:
     """Holds the model, its params and the jitted press/release functions; the
     session state is a value (PlayState) passed in and returned."""
@@ -131,38 +224,15 @@ class Player:
         return PlayState(state, ids, times, -1, frozenset(), 0, ((ids, times),))
 
     def _press_fn(self, num_forced: int, constraints: Constraints):
-        """One jitted press per (forced length, constraints); the number of keys
-        is a traced loop bound, so no recompiles per chord size."""
-        sig = (num_forced, constraints)
+        """One jitted press per (forced length, pitch range); the number of keys
+        and strictness are traced, so no recompiles per chord size."""
+        sig = (num_forced, constraints.pitch_lo, constraints.pitch_hi)
         if sig not in self._press_fns:
-            model, vocab = self.model, self.vocab
-            is_on = vocab.is_note_on(jnp.arange(vocab.size))
-            grammar = dataclasses.replace(constraints, strict=False)
-            pitches = jnp.arange(128)
+            row = make_press_row(self.model, constraints, self.vocab)
 
-            def one_note(params, temperature, top_p, num_keys, i, carry):
-                state, out = carry
-                key, k_tok = jax.random.split(state.key)
-                track = state.track
-                # leave room above for the keys still to come (a press goes low to high)
-                room = pitches <= constraints.pitch_hi - (num_keys - 1 - i)
-                on_room = jnp.zeros((vocab.size,), bool).at[vocab.note_on:vocab.note_off].set(room)
-                mask = allowed_tokens(track, constraints, vocab) & is_on & on_room
-                mask = jnp.where(mask.any(-1, keepdims=True), mask,
-                                 allowed_tokens(track, grammar, vocab) & is_on & on_room)
-                # last resort (the pitches above are sounding): strike one again
-                above = (pitches > track.last_on[:, None]) & (pitches >= constraints.pitch_lo) & room
-                fallback = jnp.zeros_like(mask).at[:, vocab.note_on:vocab.note_off].set(above)
-                mask = jnp.where(mask.any(-1, keepdims=True), mask, fallback)
-                tok = sample_token(k_tok, state.logits, mask, temperature, top_p, jnp.int32(0))
-                state = feed(model, params, state._replace(key=key), tok[:, None], jnp.zeros((1, 1)), vocab)
-                return state, out.at[i].set(tok[0] - vocab.note_on)
-
-            def run(params, state: DecodeState, ids, times, num_keys, temperature, top_p):
-                state = feed(model, params, state, ids, times)
-                out = jnp.full((MAX_KEYS,), -1, jnp.int32)
-                body = functools.partial(one_note, params, temperature, top_p, num_keys)
-                return jax.lax.fori_loop(0, num_keys, body, (state, out))[::-1]
+            def run(params, state, ids, times, num_keys, temperature, top_p, strict):
+                return row(params, state, ids, times, jnp.int32(ids.shape[1]), num_keys, num_keys,
+                           temperature, top_p, strict)
 
             self._press_fns[sig] = jax.jit(run, donate_argnums=(1,))
         return self._press_fns[sig]
@@ -190,22 +260,13 @@ class Player:
         return dataclasses.replace(state, decode=decode, ids=ids, times=times)
 
     def press(self, state: PlayState, press: Press, settings: PlaySettings = PlaySettings()) -> tuple[PressNotes, PlayState]:
-        vocab, codec = self.vocab, self.model.codec
+        vocab = self.vocab
         control = press.control
-        vel_bin = int(vocab.velocity_bin(press.velocity))
-        ids, times = [], []
-        ids.append(TIME)  # also before the first press: one shape fewer to compile
-        times.append(float(np.clip(press.dt_s, codec.min_s, codec.max_s)))
-        ids.append(control.id(vocab))
-        times.append(0.0)
-        if vel_bin != state.vel_bin:
-            ids.append(vocab.velocity + vel_bin)
-            times.append(0.0)
-        state = self._room(state, len(ids) + press.num_keys)
-        fn = self._press_fn(len(ids), settings.constraints)
-        f_ids, f_times = np.array(ids, np.int32), np.array(times, np.float32)
+        f_ids, f_times, vel_bin = press_tokens(press, state.vel_bin, self.model.codec, vocab)
+        state = self._room(state, len(f_ids) + press.num_keys)
+        fn = self._press_fn(len(f_ids), settings.constraints)
         pitches, decode = fn(self.params, state.decode, f_ids[None], f_times[None], jnp.int32(press.num_keys),
-                             jnp.float32(settings.temperature), jnp.float32(settings.top_p))
+                             jnp.float32(settings.temperature), jnp.float32(settings.top_p), jnp.bool_(settings.strict))
         pitches = np.asarray(pitches)[: press.num_keys]
         chunk = (np.concatenate([f_ids, (pitches + vocab.note_on).astype(np.int32)]),
                  np.concatenate([f_times, np.zeros(len(pitches), np.float32)]))
@@ -221,10 +282,7 @@ class Player:
         ending = sorted({int(p) for p in pitches} & state.sounding)
         if not ending:
             return state
-        codec = self.model.codec
-        ids = np.array([TIME] + [self.vocab.note_off + p for p in ending], np.int32)
-        times = np.zeros(len(ids), np.float32)
-        times[0] = float(np.clip(dt_s, codec.min_s, codec.max_s))
+        ids, times = release_tokens(dt_s, ending, self.model.codec, self.vocab)
         state = self._room(state, len(ids))
         decode = self._feed(self.params, state.decode, ids[None], times[None])
         return PlayState(decode, np.concatenate([state.ids, ids]), np.concatenate([state.times, times]),

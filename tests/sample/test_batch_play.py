@@ -1,0 +1,146 @@
+"""BatchPlayer: many sessions decoded as one batch give each session what the
+single-session Player gives it; releases wait for the next press and change
+nothing the model sees; a full cache refills; slots never leak into each other."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from tests.model.helpers import model_and_params, small_config
+from yoshimidi_jax.sample.batch_play import MAX_PENDING, BatchPlayer, FlushJob, PressJob
+from yoshimidi_jax.sample.play import Player, PlaySettings, Press
+from yoshimidi_jax.sample.player_walk import player_walk
+from yoshimidi_jax.tokens import TIME, Vocab
+from yoshimidi_jax.tokens.presses import interval_bounds
+
+VOCAB = Vocab()
+CACHE = 96  # small: the walks below refill it
+
+
+@pytest.fixture(scope="module")
+def model_params():
+    return model_and_params(small_config(max_len=CACHE), seed=5)
+
+
+@pytest.fixture(scope="module")
+def batch_player(model_params):
+    return BatchPlayer(*model_params, num_slots=4, cache_len=CACHE)
+
+
+def _walk_presses(n, seed):
+    return [Press(0.2 if i else 0.0, p.velocity, p.num_keys, p.interval) for i, p in enumerate(player_walk(n, seed))]
+
+
+def test_a_batch_plays_each_session_as_the_single_player_does(model_params, batch_player):
+    """Same key, same presses: the batch of 3 sessions and 3 Players agree note
+    for note until the first cache refill (float sums in a batch may differ in
+    the last bit, so only the tokens before any divergence are compared)."""
+    model, params = model_params
+    player = Player(model, params, cache_len=CACHE)
+    settings = [PlaySettings(temperature=1.0, top_p=0.95), PlaySettings(strict=True), PlaySettings(temperature=0.0)]
+    walks = [_walk_presses(8, seed) for seed in range(3)]
+    states = []
+    for slot in range(3):
+        batch_player.open(slot, jax.random.key(10 + slot))
+        states.append(player.start(jax.random.key(10 + slot)))
+    agree = total = 0
+    for step in range(8):
+        jobs = [PressJob(slot, walks[slot][step], settings[slot]) for slot in range(3)]
+        got = batch_player.run(jobs)
+        for slot in range(3):
+            want, states[slot] = player.press(states[slot], walks[slot][step], settings[slot])
+            assert len(got[slot].pitches) == walks[slot][step].num_keys
+            agree += int(np.array_equal(want.pitches, got[slot].pitches))
+            total += 1
+            states[slot] = player.release(states[slot], 0.1, want.pitches)
+            batch_player.release(slot, 0.1, got[slot].pitches)
+    assert agree >= total - 2, (agree, total)
+    for slot in range(3):
+        batch_player.close(slot)
+
+
+def test_releases_wait_for_the_next_press_and_then_come_first(model_params, batch_player):
+    bp = batch_player
+    bp.open(0, jax.random.key(0))
+    (n1,) = bp.run([PressJob(0, Press(0.0, 90, 2))])
+    before = len(bp.host[0].ids)
+    assert bp.release(0, 0.3, n1.pitches) is False  # few tokens: nothing to feed now
+    assert len(bp.host[0].ids) == before and len(bp.host[0].pending_ids) == 1 + 2
+    assert bp.host[0].sounding == frozenset()
+    (n2,) = bp.run([PressJob(0, Press(0.1, 90, 1, interval=1))])
+    new = bp.host[0].ids[before:]
+    times = bp.host[0].times[before:]
+    # TIME(0.3) OFF OFF, then the press: TIME(0.1) CONTROL NOTE_ON
+    assert new[0] == TIME and times[0] == pytest.approx(0.3)
+    assert sorted(new[1:3] - VOCAB.note_off) == sorted(n1.pitches.tolist())
+    assert new[3] == TIME and times[3] == pytest.approx(0.1)
+    assert new[4] == Press(0.1, 90, 1, interval=1).control.id()
+    assert new[-1] - VOCAB.note_on == n2.pitches[0]
+    assert len(bp.host[0].pending_ids) == 0
+    # a release of notes not sounding is ignored
+    assert bp.release(0, 0.1, [n2.pitches[0] + 1]) is False and len(bp.host[0].pending_ids) == 0
+    bp.close(0)
+
+
+def test_many_pending_releases_are_flushed(model_params, batch_player):
+    """Ten notes sounding, released one by one (TIME OFF each): past
+    MAX_PENDING tokens the player asks for a flush, which feeds them all."""
+    bp = batch_player
+    bp.open(1, jax.random.key(1))
+    (a,) = bp.run([PressJob(1, Press(0.0, 80, 5))])
+    (b,) = bp.run([PressJob(1, Press(0.1, 80, 5, interval=1))])
+    sounding = sorted(bp.host[1].sounding)
+    assert len(sounding) == 10
+    flushes = [bp.release(1, 0.05, [p]) for p in sounding]
+    first = flushes.index(True)
+    assert 2 * (first + 1) > MAX_PENDING >= 2 * first  # asked as soon as the pending tokens pass the limit
+    fed, pending = len(bp.host[1].ids), len(bp.host[1].pending_ids)
+    assert pending == 2 * len(sounding)
+    assert bp.run([FlushJob(1)]) == [None]
+    assert len(bp.host[1].ids) == fed + pending and len(bp.host[1].pending_ids) == 0
+    assert bp.host[1].sounding == frozenset()
+    bp.close(1)
+
+
+def test_strict_batch_keeps_every_interval_and_survives_refills(model_params, batch_player):
+    """Two sessions for 40 presses each (several refills of a 96-token cache):
+    every strict press keeps its interval where the keyboard has room."""
+    bp = batch_player
+    settings = PlaySettings(strict=True, temperature=1.0, top_p=1.0)
+    walks = [_walk_presses(40, seed) for seed in (7, 8)]
+    for slot in (2, 3):
+        bp.open(slot, jax.random.key(slot))
+    prev = {2: None, 3: None}
+    checked = refills = 0
+    for step in range(40):
+        lens = {s: len(bp.host[s].ids) for s in (2, 3)}
+        got = bp.run([PressJob(2, walks[0][step], settings), PressJob(3, walks[1][step], settings)])
+        for slot, notes, press in zip((2, 3), got, (walks[0][step], walks[1][step])):
+            refills += int(len(bp.host[slot].ids) < lens[slot])
+            assert len(notes.pitches) == press.num_keys and (np.diff(notes.pitches) > 0).all()
+            low = int(notes.pitches.min())
+            if prev[slot] is not None:
+                lo, hi = interval_bounds(press.interval)
+                if max(prev[slot] + lo, 21) <= min(prev[slot] + hi, 108 - (press.num_keys - 1)):
+                    assert lo <= low - prev[slot] <= hi, (press, prev[slot], notes.pitches)
+                    checked += 1
+            prev[slot] = low
+            bp.release(slot, 0.1, notes.pitches)
+            assert len(bp.host[slot].ids) <= CACHE
+    assert checked >= 40 and refills >= 2, (checked, refills)
+    for slot in (2, 3):
+        bp.close(slot)
+
+
+def test_one_job_per_slot_and_open_slots_only(batch_player):
+    bp = batch_player
+    bp.open(0, jax.random.key(0))
+    with pytest.raises(ValueError, match="one job per slot"):
+        bp.run([PressJob(0, Press(0.0, 90, 1)), PressJob(0, Press(0.1, 90, 1))])
+    with pytest.raises(ValueError, match="not open"):
+        bp.run([PressJob(3, Press(0.0, 90, 1))])
+    with pytest.raises(ValueError, match="not in"):
+        bp.open(4, jax.random.key(0))
+    bp.close(0)

@@ -1,0 +1,265 @@
+"""Many players at once: the presses and releases of every session that waits
+at the same moment, decoded as one batch.
+
+The decode state of every session lives in one pool on the device (a
+DecodeState whose leaves have a leading slot axis: KV caches [slots, 1, L,
+H, D], indices [slots]...). A batch gathers the rows of its sessions, runs
+play.make_press_row under jax.vmap (each row feeds its own forced tokens and
+samples its own number of notes, at its own cache index, with its own
+temperature, top-p and strictness), and scatters the rows back, all in one
+jitted call with the pool donated. Row count and forced length are padded to
+a few bucket sizes (padding rows use a scratch slot), so a server compiles
+a handful of shapes once, at warm-up.
+
+    bp = BatchPlayer(model, params, num_slots=64)
+    bp.open(0, jax.random.key(0)); bp.open(1, jax.random.key(1))
+    notes = bp.run([PressJob(0, Press(0.0, 90, 1), settings), PressJob(1, Press(0.0, 60, 3), settings)])
+    bp.release(0, 0.2, notes[0].pitches)        # host only: fed with slot 0's next press
+
+A release needs no answer, so its tokens (TIME NOTE_OFF..) wait on the host
+and are fed as the first forced tokens of the session's next press: one
+decode row per press, none per release, and the model sees exactly the
+tokens it would have seen had they been fed at once.
+
+The tokens are exactly those of play.Player (same row function, same token
+layout), so a session played here and one played with Player from the same
+key agree (tested).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from yoshimidi_jax.model import Transformer
+from yoshimidi_jax.sample.constraints import Constraints
+from yoshimidi_jax.sample.play import (MAX_KEYS, PlaySettings, Press, PressNotes, _check_number,
+                                       make_press_row, press_tokens, release_tokens)
+from yoshimidi_jax.sample.sampler import prefill
+from yoshimidi_jax.sample.tracker import init_track
+from yoshimidi_jax.tokens import BOS, Vocab
+
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# a press feeds [the pending releases: TIME OFF..] TIME CONTROL [OFF of re-struck keys] [VELOCITY]
+FORCED_BUCKETS = (8, 32)
+MAX_PENDING = 12  # release tokens kept for the next press; beyond, they are fed at once (a FlushJob)
+
+
+@dataclasses.dataclass(frozen=True)
+class PressJob:
+    slot: int
+    press: Press
+    settings: PlaySettings = PlaySettings()
+    ending: tuple[int, ...] = ()  # pitches to end at the press's moment first (keys struck again)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlushJob:
+    """Feeds a slot's pending release tokens now (BatchPlayer.release asks for it)."""
+
+    slot: int
+
+
+Job = Union[PressJob, FlushJob]
+
+
+@dataclasses.dataclass
+class SlotHost:
+    """What the host keeps of one session (the device part is its pool row)."""
+
+    ids: np.ndarray  # the session's recent tokens (to refill a full cache)
+    times: np.ndarray
+    vel_bin: int = -1
+    sounding: frozenset = frozenset()
+    presses: int = 0
+    pending_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
+    pending_times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+def bucket(n: int, sizes) -> int:
+    for size in sizes:
+        if n <= size:
+            return size
+    raise ValueError(f"{n} is more than the largest bucket {sizes[-1]}")
+
+
+class BatchPlayer:
+    def __init__(self, model: Transformer, params: Any, num_slots: int, cache_len: int | None = None,
+                 pitch_lo: int = 21, pitch_hi: int = 108, vocab: Vocab = Vocab()):
+        if num_slots < 1:
+            raise ValueError(f"num_slots={num_slots} must be >= 1")
+        self.model, self.params, self.vocab = model, params, vocab
+        self.num_slots = num_slots
+        self.scratch = num_slots  # the padding rows' slot
+        self.cache_len = int(cache_len or model.max_len)
+        self.keep = self.cache_len // 2
+        self.constraints = Constraints(pitch_lo, pitch_hi, allow_controls=False, allow_eos=False)
+        self.row_buckets = tuple(b for b in ROW_BUCKETS if b < num_slots) + (num_slots,)
+        cache_len = self.cache_len
+
+        def start_row(params, key):
+            ids = jnp.full((1, 1), BOS, jnp.int32)
+            return prefill(model, params, ids, jnp.zeros((1, 1)), init_track(1), key, cache_len)
+
+        def refill_row(params, pool, slot, ids, times):
+            row = jax.tree.map(lambda x: x[slot], pool)
+            row = prefill(model, params, ids, times, row.track, row.key, cache_len)
+            return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, row)
+
+        def reset_row(params, pool, slot, key):
+            return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, start_row(params, key))
+
+        row = make_press_row(model, self.constraints, vocab)
+        vrow = jax.vmap(row, in_axes=(None, 0, 0, 0, 0, 0, None, 0, 0, 0))
+
+        def batch(params, pool, slots, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict):
+            rows = jax.tree.map(lambda x: x[slots], pool)
+            pitches, rows = vrow(params, rows, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict)
+            return pitches, jax.tree.map(lambda x, y: x.at[slots].set(y), pool, rows)
+
+        one = start_row(params, jax.random.key(0))
+        self.pool = jax.tree.map(lambda x: jnp.repeat(x[None], num_slots + 1, axis=0), one)
+        self._reset = jax.jit(reset_row, donate_argnums=(1,))
+        self._refill = jax.jit(refill_row, donate_argnums=(1,))
+        self._batch = jax.jit(batch, donate_argnums=(1,))
+        self.host: list[SlotHost | None] = [None] * num_slots
+
+    @property
+    def kv_bytes_per_slot(self) -> int:
+        cache = self.pool.cache
+        return sum(int(x.nbytes) for x in jax.tree.leaves(cache)) // (self.num_slots + 1)
+
+    # -- sessions --------------------------------------------------------------
+    def open(self, slot: int, key: jax.Array) -> None:
+        """(Re)starts a slot: an empty context (BOS) with its own PRNG key."""
+        self._check_slot(slot)
+        self.pool = self._reset(self.params, self.pool, jnp.int32(slot), key)
+        self.host[slot] = SlotHost(np.array([BOS], np.int32), np.zeros(1, np.float32))
+
+    def close(self, slot: int) -> None:
+        self._check_slot(slot)
+        self.host[slot] = None
+
+    def _check_slot(self, slot: int) -> None:
+        if not 0 <= slot < self.num_slots:
+            raise ValueError(f"slot {slot} is not in [0, {self.num_slots})")
+
+    def _room(self, slot: int, needed: int) -> None:
+        host = self.host[slot]
+        if len(host.ids) + needed <= self.cache_len:
+            return
+        ids, times = host.ids[-self.keep:], host.times[-self.keep:]
+        self.pool = self._refill(self.params, self.pool, jnp.int32(slot), ids[None], times[None])
+        host.ids, host.times = ids, times
+
+    def release(self, slot: int, dt_s: float, pitches) -> bool:
+        """Ends the given notes (those sounding) dt_s after the previous event;
+        host only. True when the pending tokens should be fed now (submit a
+        FlushJob for the slot)."""
+        _check_number("dt_s", dt_s, 0.0, 3600.0, integer=False)
+        host = self.host[slot]
+        if host is None:
+            raise ValueError(f"slot {slot} is not open")
+        ending = sorted({int(p) for p in pitches} & host.sounding)
+        if not ending:
+            return False
+        ids, times = release_tokens(dt_s, ending, self.model.codec, self.vocab)
+        host.pending_ids = np.concatenate([host.pending_ids, ids])
+        host.pending_times = np.concatenate([host.pending_times, times])
+        host.sounding = host.sounding - set(ending)
+        return len(host.pending_ids) > MAX_PENDING
+
+    # -- one batch ---------------------------------------------------------------
+    def run(self, jobs: list[Job]) -> list[PressNotes | None]:
+        """Decodes every job at once (at most one job per slot) -> per job, its
+        notes (a PressJob) or None (a FlushJob)."""
+        if not jobs:
+            return []
+        slots = [j.slot for j in jobs]
+        if len(set(slots)) != len(slots):
+            raise ValueError(f"one job per slot in a batch: slots {slots}")
+        codec, vocab = self.model.codec, self.vocab
+        rows = []  # (ids, times, num_keys, settings, (vel_bin, ending))
+        for job in jobs:
+            host = self.host[job.slot]
+            if host is None:
+                raise ValueError(f"slot {job.slot} is not open")
+            pending = (host.pending_ids, host.pending_times)
+            if isinstance(job, PressJob):
+                ending = sorted(set(job.ending) & host.sounding)
+                ids, times, vel_bin = press_tokens(job.press, host.vel_bin, codec, vocab, ending)
+                rows.append((np.concatenate([pending[0], ids]), np.concatenate([pending[1], times]),
+                             job.press.num_keys, job.settings, (vel_bin, ending)))
+            elif len(pending[0]):
+                rows.append((pending[0], pending[1], 0, None, (host.vel_bin, ())))
+            else:
+                rows.append((None, None, 0, None, (host.vel_bin, ())))
+        live = [i for i, r in enumerate(rows) if r[0] is not None]
+        pitches = np.full((len(jobs), MAX_KEYS), -1, np.int32)
+        if live:
+            n_rows = bucket(len(live), self.row_buckets)
+            width = bucket(max(len(rows[i][0]) for i in live), FORCED_BUCKETS)
+            for i in live:  # the padded forced tokens and every note step must fit the cache
+                self._room(jobs[i].slot, width + MAX_KEYS + 1)
+            b_slots = np.full(n_rows, self.scratch, np.int32)
+            b_ids = np.zeros((n_rows, 1, width), np.int32)
+            b_times = np.zeros((n_rows, 1, width), np.float32)
+            b_n = np.zeros(n_rows, np.int32)
+            b_keys = np.zeros(n_rows, np.int32)
+            b_temp = np.ones(n_rows, np.float32)
+            b_top_p = np.ones(n_rows, np.float32)
+            b_strict = np.zeros(n_rows, bool)
+            for r, i in enumerate(live):
+                ids, times, num_keys, settings, _ = rows[i]
+                b_slots[r], b_n[r], b_keys[r] = jobs[i].slot, len(ids), num_keys
+                b_ids[r, 0, : len(ids)], b_times[r, 0, : len(ids)] = ids, times
+                if settings is not None:
+                    b_temp[r], b_top_p[r], b_strict[r] = settings.temperature, settings.top_p, settings.strict
+            out, self.pool = self._batch(self.params, self.pool, b_slots, b_ids, b_times, b_n, b_keys,
+                                         jnp.int32(b_keys.max()), b_temp, b_top_p, b_strict)
+            pitches[live] = np.asarray(out)[: len(live)]
+        results: list[PressNotes | None] = []
+        for i, job in enumerate(jobs):
+            ids, times, num_keys, _, (vel_bin, ending) = rows[i]
+            host = self.host[job.slot]
+            if ids is None:
+                results.append(None)
+                continue
+            played = pitches[i, :num_keys]
+            chunk_ids = np.concatenate([ids, (played + vocab.note_on).astype(np.int32)])
+            host.ids = np.concatenate([host.ids, chunk_ids])
+            host.times = np.concatenate([host.times, times, np.zeros(num_keys, np.float32)])
+            host.vel_bin = vel_bin
+            host.sounding = (host.sounding - set(ending)) | set(played.tolist())
+            host.pending_ids, host.pending_times = np.zeros(0, np.int32), np.zeros(0, np.float32)
+            if isinstance(job, PressJob):
+                host.presses += 1
+                results.append(PressNotes(played, int(job.press.velocity), job.press.control))
+            else:
+                results.append(None)
+        return results
+
+    def warmup(self) -> None:
+        """Compiles every (rows, forced length) bucket, the reset and the refill."""
+        slot = 0
+        self.open(slot, jax.random.key(0))
+        for n_rows in self.row_buckets:
+            for width in FORCED_BUCKETS:
+                b_slots = np.full(n_rows, self.scratch, np.int32)
+                b_slots[0] = slot
+                n = np.zeros(n_rows, np.int32)
+                zeros = np.zeros((n_rows, 1, width))
+                _, self.pool = self._batch(self.params, self.pool, b_slots, zeros.astype(np.int32),
+                                           zeros.astype(np.float32), n, n, jnp.int32(1), np.ones(n_rows, np.float32),
+                                           np.ones(n_rows, np.float32), np.zeros(n_rows, bool))
+        host = self.host[slot]
+        host.ids = np.zeros(self.cache_len, np.int32)
+        host.ids[0] = BOS
+        host.times = np.zeros(self.cache_len, np.float32)
+        self._room(slot, self.cache_len)  # the refill
+        self.open(slot, jax.random.key(0))
+        self.close(slot)
