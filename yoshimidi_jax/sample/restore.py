@@ -6,6 +6,8 @@ The params are found inside the restored item by shape: the first subtree
 whose leaf paths and shapes equal the model's (so a train state
 {'params': ..., 'opt_state': ..., 'step': ...} or bare params both work).
 Where no checkpoint exists, params are a random init, with a message saying so.
+A remote workdir (s3://bucket/prefix) is first brought into its local staging
+dir (train/storage.py: the newest committed step, config.json), then read there.
 """
 
 from __future__ import annotations
@@ -87,10 +89,32 @@ def restore_params(workdir: str, step: int, like: Any) -> Any:
     )
 
 
+def fetch_remote(workdir: str) -> str:
+    """A local dir holding `workdir`'s newest committed checkpoint and config:
+    the workdir itself when local; for s3://... its staging dir, filled from
+    the remote (raises, naming the URL, where the remote cannot be read)."""
+    from yoshimidi_jax.train.storage import WorkdirMirror, is_remote, local_staging_dir
+
+    if not is_remote(workdir):
+        return workdir
+    local = local_staging_dir(workdir)
+    mirror = WorkdirMirror(workdir, local)
+    try:
+        mirror.restore_latest()
+    except Exception as e:  # noqa: BLE001
+        raise OSError(f"cannot read the run at {workdir}: {type(e).__name__}: {e}") from e
+    finally:
+        mirror.close(timeout_s=5.0)
+    return local
+
+
 def restore(
     workdir: str | None, config: ml_collections.ConfigDict | None = None, seed: int = 0
 ) -> Restored:
-    """config: used when the workdir has no config.json (or there is no workdir)."""
+    """config: used when the workdir has no config.json (or there is no workdir).
+    workdir may be local or remote (s3://...)."""
+    if workdir:
+        workdir = fetch_remote(workdir)
     saved = load_config(workdir) if workdir else None
     cfg = saved if saved is not None else config
     if cfg is None:
