@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Creates .venv from requirements.txt (again only when requirements.txt changed)
 # and installs the Debian packages the project uses (fluidsynth, to render .wav;
-# without it the built-in synth is used). Needs python3.11 (or python3 >= 3.11).
+# chromium, for the instrument page's browser tests). Needs python3.11 (or
+# python3 >= 3.11).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
-if ! command -v fluidsynth >/dev/null 2>&1; then
+# Debian packages: fluidsynth renders .wav (else the built-in synth is used);
+# chromium runs the page's browser tests (else they skip, saying why)
+missing=()
+command -v fluidsynth >/dev/null 2>&1 || missing+=(fluidsynth)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "installing fluidsynth (apt-get)..."
-    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fluidsynth >/dev/null; } \
-      || echo "warning: apt-get could not install fluidsynth; .wav files use the built-in synth" >&2
+    echo "installing ${missing[*]} (apt-get)..."
+    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } \
+      || echo "warning: apt-get could not install ${missing[*]}: .wav files use the built-in synth / browser tests skip" >&2
   else
-    echo "note: fluidsynth not installed (needs apt-get as root); .wav files use the built-in synth" >&2
+    echo "note: ${missing[*]} not installed (needs apt-get as root): .wav files use the built-in synth / browser tests skip" >&2
   fi
 fi
 if [ ! -x .venv/bin/python ]; then

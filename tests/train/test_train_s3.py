@@ -7,7 +7,10 @@ import json
 import os
 import shutil
 
+import pytest
+
 from tests.train.conftest import small_config
+from yoshimidi_jax.sample.restore import restore
 from yoshimidi_jax.train.loop import train
 from yoshimidi_jax.train.storage import local_staging_dir, make_fs
 
@@ -34,3 +37,20 @@ def test_train_to_s3_then_resume_from_s3_on_a_fresh_machine(s3, tmp_path, train_
         steps = [json.loads(line)["step"] for line in f.read().decode().splitlines() if "train/loss" in line]
     assert steps == list(range(1, 13))
     assert os.path.isdir(os.path.join(second.workdir, "checkpoints", "12"))
+
+    # sampling / serving on yet another machine restores the newest step from S3
+    shutil.rmtree(tmp_path / "staging")
+    restored = restore(workdir)
+    assert restored.step == 12
+    assert restored.config.train.steps == 12
+    assert os.path.isdir(os.path.join(local_staging_dir(workdir), "checkpoints", "12"))
+
+
+def test_restore_from_an_unreachable_s3_names_the_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOSHIMIDI_STAGING", str(tmp_path / "staging"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(OSError, match="s3://nowhere/runs/x"):
+        restore("s3://nowhere/runs/x")

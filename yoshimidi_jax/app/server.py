@@ -1,0 +1,288 @@
+"""The instrument's web server (starlette): the page, and one websocket per tab.
+
+    app = create_app(player, model_info, ServerOptions(max_sessions=64))
+    uvicorn.run(app, host="127.0.0.1", port=8000)       # experiments/serve.py does this
+
+Each websocket is a Session (app/session.py) with its own decode state,
+created on connect and freed on disconnect or after idle_timeout_s without a
+message; beyond max_sessions the next one gets a "refused" message. Each
+session is a row of one BatchPlayer (sample/batch_play.py); one decode thread
+(app/batcher.py) decodes the presses and releases of every session waiting
+at that moment as one batch, so the event loop stays free and a busy server
+makes bigger, cheaper batches. A session has at most one message in flight. A message
+is checked (app/protocol.py) and rate-limited (a token bucket per session:
+one "rate" error per flood, the excess dropped) before it costs any decoding.
+The websocket takes connections whose Origin is the page's own (a page on
+another site cannot drive the instrument); clients that send no Origin
+(not browsers: scripts, benchmarks) are let in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import jax
+from starlette.applications import Starlette
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from yoshimidi_jax.app import protocol
+from yoshimidi_jax.app.protocol import (PingMsg, PressMsg, ProtocolError, RecordMsg, ReleaseMsg, ResetMsg,
+                                        SettingsMsg)
+from yoshimidi_jax.app.batcher import Batcher
+from yoshimidi_jax.app.rate_limit import TokenBucket
+from yoshimidi_jax.app.session import Session
+from yoshimidi_jax.sample.batch_play import BatchPlayer, FlushJob
+from yoshimidi_jax.sample.play import MAX_KEYS as MAX_NOTES
+from yoshimidi_jax.sample.play import PlaySettings
+from yoshimidi_jax.tokens.controls import ControlError
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+log = logging.getLogger("yoshimidi.serve")
+
+CLOSE_POLICY = 1008  # a websocket close code: origin not allowed
+CLOSE_TRY_LATER = 1013  # server full
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    max_sessions: int = 64
+    idle_timeout_s: float = 600.0
+    messages_per_s: float = 60.0  # per session, sustained
+    burst: int = 120  # per session
+    seed: int = 0  # sessions' PRNG keys are fold_in(key(seed), session number)
+    settings: PlaySettings = PlaySettings(temperature=1.0, top_p=0.95)  # a new session's
+    allowed_origins: tuple[str, ...] = ()  # more origins (scheme://host:port) besides the page's own
+
+    def __post_init__(self) -> None:
+        for name in ("max_sessions", "idle_timeout_s", "messages_per_s", "burst"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+
+
+def origin_allowed(headers, extra: tuple[str, ...] = ()) -> bool:
+    """A websocket handshake's Origin is the page's own (same host:port as the
+    Host header), one of `extra`, or absent (a non-browser client)."""
+    origin = headers.get("origin")
+    if origin is None:
+        return True
+    if origin.rstrip("/") in {o.rstrip("/") for o in extra}:
+        return True
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == headers.get("host", "").lower()
+
+
+class Hub:
+    """The server's shared state: live sessions, their slots in the batch
+    player, counters, and the decode thread (app/batcher.py)."""
+
+    def __init__(self, players: list[BatchPlayer], model_info: dict, options: ServerOptions):
+        if sum(p.num_slots for p in players) < options.max_sessions:
+            raise ValueError(f"BatchPlayers of {[p.num_slots for p in players]} slots cannot hold "
+                             f"{options.max_sessions} sessions")
+        self.players, self.model_info, self.options = players, model_info, options
+        self.sessions: dict[str, Session] = {}
+        # (shard, slot), interleaved: sessions spread over the decode threads
+        slots = [(i, s) for s in range(max(p.num_slots for p in players)) for i, p in enumerate(players)
+                 if s < p.num_slots]
+        self.free_slots = collections.deque(slots[: options.max_sessions])
+        self.counters: collections.Counter = collections.Counter()
+        self.opened = 0
+        self.boot = secrets.token_hex(3)  # session ids differ across restarts
+        self.batchers = [Batcher(p) for p in players]  # one decode thread per shard
+        self._base_key = jax.random.key(options.seed)
+
+    def info(self) -> dict:
+        return {"model": self.model_info, "sessions": len(self.sessions), "max_sessions": self.options.max_sessions}
+
+    def stats(self) -> dict:
+        bs = self.batchers
+        return {**self.info(), "opened": self.opened, "counters": dict(self.counters), "decode_threads": len(bs),
+                "batches": sum(b.batches for b in bs), "jobs": sum(b.jobs for b in bs),
+                "decode_busy_s": round(sum(b.busy_s for b in bs), 3),
+                "kv_bytes_per_session": self.players[0].kv_bytes_per_slot}
+
+    def hello(self, session: Session) -> dict:
+        o = self.options
+        return {
+            "type": "hello", "protocol": protocol.PROTOCOL_VERSION, "session": session.id,
+            "model": self.model_info, "settings": session.settings_dict(),
+            "limits": {"max_message_bytes": protocol.MAX_MESSAGE_BYTES, "messages_per_s": o.messages_per_s,
+                       "burst": o.burst, "max_keys": protocol.MAX_KEYS, "max_notes_per_press": MAX_NOTES,
+                       "idle_timeout_s": o.idle_timeout_s},
+        }
+
+    async def open_session(self) -> Session:
+        number = self.opened
+        self.opened += 1
+        shard, slot = self.free_slots.popleft()
+        key = jax.random.fold_in(self._base_key, number)
+        session = Session(f"{self.boot}-{number}", slot, key, self.options.settings)
+        session.shard = shard
+        self.sessions[session.id] = session
+        try:
+            await self.batchers[shard].submit(session.new_context())
+        except BaseException:
+            self.close_session(session)
+            raise
+        return session
+
+    def close_session(self, session: Session | None) -> None:
+        if session is not None and self.sessions.pop(session.id, None) is not None:
+            self.players[session.shard].close(session.slot)
+            self.free_slots.append((session.shard, session.slot))
+            self.counters["sessions_closed"] += 1
+
+    async def handle(self, session: Session, msg: protocol.ClientMsg) -> dict | None:
+        """One checked message -> the reply (None: no reply)."""
+        if isinstance(msg, PressMsg):
+            self.counters["presses"] += 1
+            job = session.plan_press(msg)
+            t0 = time.perf_counter()
+            notes = await self.batchers[session.shard].submit(job)
+            return session.finish_press(msg, notes, (time.perf_counter() - t0) * 1e3)
+        if isinstance(msg, ReleaseMsg):
+            self.counters["releases"] += 1
+            ending = session.plan_release(msg)
+            # the release's tokens wait for the session's next press (no decode now)
+            if ending is not None and self.players[session.shard].release(session.slot, *ending):
+                await self.batchers[session.shard].submit(FlushJob(session.slot))
+            return None
+        if isinstance(msg, SettingsMsg):
+            return session.apply_settings(msg)
+        if isinstance(msg, ResetMsg):
+            await self.batchers[session.shard].submit(session.plan_reset())
+            return {"type": "reset"}
+        if isinstance(msg, RecordMsg):
+            return session.start_recording() if msg.action == "start" else session.stop_recording(msg.id)
+        if isinstance(msg, PingMsg):
+            return {"type": "pong", "t": msg.t_ms}
+        raise TypeError(f"unhandled message {msg!r}")
+
+
+async def _send(ws: WebSocket, msg: dict) -> None:
+    await ws.send_text(protocol.dumps(msg))
+
+
+async def serve_socket(hub: Hub, ws: WebSocket) -> None:
+    if not origin_allowed(ws.headers, hub.options.allowed_origins):
+        hub.counters["origin_refused"] += 1
+        log.warning("websocket from origin %r refused (host %r)", ws.headers.get("origin"), ws.headers.get("host"))
+        await ws.close(code=CLOSE_POLICY)  # before accept: the handshake gets HTTP 403
+        return
+    await ws.accept()
+    if len(hub.sessions) >= hub.options.max_sessions:
+        hub.counters["sessions_refused"] += 1
+        await _send(ws, {"type": "refused",
+                         "reason": f"server is full: {hub.options.max_sessions} sessions (--max_sessions)"})
+        await ws.close(code=CLOSE_TRY_LATER)
+        return
+    session = None
+    try:
+        session = await hub.open_session()
+        await _send(ws, hub.hello(session))
+        bucket = TokenBucket(hub.options.messages_per_s, hub.options.burst)
+        warned = False  # one "rate" error per flood
+        while True:
+            try:
+                event = await asyncio.wait_for(ws.receive(), timeout=hub.options.idle_timeout_s)
+            except asyncio.TimeoutError:
+                hub.counters["idle_closed"] += 1
+                await _send(ws, {"type": "bye", "reason": f"idle for {hub.options.idle_timeout_s:g} s"})
+                await ws.close(code=1000)
+                return
+            if event["type"] == "websocket.disconnect":
+                return
+            frame = event.get("text") if event.get("text") is not None else event.get("bytes", b"")
+            if not bucket.take(time.monotonic()):
+                hub.counters["rate_limited"] += 1
+                if not warned:
+                    warned = True
+                    await _send(ws, protocol.error_message(
+                        "rate", f"more than {hub.options.messages_per_s:g} messages/s (bursts of "
+                                f"{hub.options.burst}): messages are dropped until the rate falls"))
+                continue
+            if bucket.tokens >= hub.options.burst / 2:  # calm for a while: a new flood gets a new error
+                warned = False
+            msg = None
+            try:
+                msg = protocol.parse_message(frame)
+                reply = await hub.handle(session, msg)
+            except ProtocolError as e:
+                hub.counters["errors"] += 1
+                hub.counters[f"error:{e.field}"] += 1
+                await _send(ws, protocol.error_message(e.field, e.why, e.msg_id))
+                continue
+            except ControlError as e:  # a value the play API refuses (its message names it)
+                hub.counters["errors"] += 1
+                await _send(ws, protocol.error_message(None, str(e), getattr(msg, "id", None)))
+                continue
+            except Exception as e:  # noqa: BLE001  a bug must not end the session: say so, log it
+                hub.counters["internal_errors"] += 1
+                log.exception("session %s: %r failed", session.id, msg)
+                await _send(ws, protocol.error_message(None, f"internal error: {type(e).__name__}: {e}",
+                                                       getattr(msg, "id", None)))
+                continue
+            if reply is not None:
+                await _send(ws, reply)
+    except (WebSocketDisconnect, RuntimeError) as e:  # the client went away mid-reply
+        hub.counters["disconnected_mid_reply"] += 1
+        log.info("session %s: client gone (%s)", session.id if session else "-", type(e).__name__)
+    finally:
+        hub.close_session(session)
+
+
+def create_app(players: BatchPlayer | list[BatchPlayer], model_info: dict,
+               options: ServerOptions = ServerOptions()) -> Starlette:
+    """players: one BatchPlayer per decode thread (their slots hold the sessions)."""
+    hub = Hub(players if isinstance(players, list) else [players], model_info, options)
+
+    async def index(request):
+        return FileResponse(os.path.join(STATIC_DIR, "index.html"), headers={"Cache-Control": "no-cache"})
+
+    async def info(request):
+        return JSONResponse(hub.info())
+
+    async def stats(request):
+        return JSONResponse(hub.stats())
+
+    async def socket(ws: WebSocket):
+        await serve_socket(hub, ws)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        for b in hub.batchers:
+            b.close()
+
+    app = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/api/info", info),
+            Route("/api/stats", stats),
+            WebSocketRoute("/ws", socket),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.hub = hub
+    return app
+
+
+def model_info(workdir: str | None, step: int | None, params: Any, config) -> dict:
+    n = sum(int(x.size) for x in jax.tree.leaves(params))
+    name = os.path.basename(os.path.normpath(workdir)) if workdir else "random-init"
+    return {"name": name, "workdir": workdir, "step": step, "params": n,
+            "layers": int(config.model.num_layers), "d_model": int(config.model.d_model),
+            "context": int(config.model.max_len)}

@@ -1,0 +1,677 @@
+// YoshiMIDI live: the player says what kind of press (which keys, how hard,
+// together or not); the server's model picks the notes; we play and draw them.
+// Protocol: yoshimidi play protocol v1 (JSON over one websocket at /ws).
+
+import { Synth } from "./synth.js";
+import { Roll } from "./roll.js";
+import { ComputerKeyboard, ScreenKeyboard, noteName } from "./keys.js";
+import { initMidi } from "./midi.js";
+
+const $ = (id) => document.getElementById(id);
+
+// Test hooks (read by the browser tests): keep the names.
+const Y = (window.yoshimidi = {
+  connection: "connecting",
+  session: null,
+  reconnects: 0,
+  hello: null,
+  pressesSent: 0,
+  notesReceived: 0,
+  lastNotes: [],
+  scheduledVoices: 0,
+  activeVoices: 0,
+  drawnNotes: 0,
+  errors: [],
+  recordings: 0,
+  lastLatencyMs: null,
+  audioState: "none",
+  settingsAck: null,
+});
+
+const BRIEF_S = 0.15;        // a note whose key is already up when it arrives
+const PING_EVERY_MS = 10000; // only while the player is active
+let maxKeys = 10;
+
+// ---------------------------------------------------------------- audio + roll
+
+const synth = new Synth({ maxVoices: 48 });
+synth.onChange = (s) => {
+  Y.scheduledVoices = s.scheduled;
+  Y.activeVoices = s.active;
+  Y.audioState = s.state;
+  renderAudio();
+};
+
+const roll = new Roll($("roll"), { seconds: 8 });
+
+// ---------------------------------------------------------------- UI helpers
+
+function setText(id, text) {
+  const el = $(id);
+  if (el && el.textContent !== text) el.textContent = text;
+}
+
+let toastTimer = null;
+function toast(text, kind = "info") {
+  const el = $("toast");
+  el.textContent = text;
+  el.dataset.kind = kind;
+  el.hidden = false;
+  el.classList.remove("fade");
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => el.classList.add("fade"), 3500);
+}
+
+const logEntries = [];   // {kind, text, time, times}
+function logLine(kind, text) {
+  const last = logEntries[logEntries.length - 1];
+  if (last && last.kind === kind && last.text === text) {
+    // The same line again (e.g. refused every 5 s): count it, no storm.
+    last.times += 1;
+    last.time = new Date();
+  } else {
+    logEntries.push({ kind, text, time: new Date(), times: 1 });
+    while (logEntries.length > 5) logEntries.shift();
+  }
+  const list = $("error-list");
+  list.textContent = "";
+  for (const e of logEntries) {
+    const li = document.createElement("li");
+    li.dataset.kind = e.kind;
+    const time = document.createElement("time");
+    time.textContent = e.time.toLocaleTimeString([], { hour12: false });
+    li.append(time, " ", e.text);
+    if (e.times > 1) {
+      const n = document.createElement("span");
+      n.className = "times";
+      n.textContent = ` ×${e.times}`;
+      li.appendChild(n);
+    }
+    list.appendChild(li);
+  }
+  setText("error-count", String(Y.errors.length));
+  $("errors").classList.toggle("has", logEntries.length > 0);
+  $("errors").classList.toggle("server", Y.errors.length > 0);
+}
+
+function renderAudio() {
+  const st = Y.audioState;
+  const el = $("audio");
+  el.dataset.state = st;
+  el.textContent = st === "running" ? `audio on · ${Y.activeVoices} voices`
+    : st === "none" ? "audio: press a key or click to start" : `audio ${st}: click to resume`;
+}
+
+// ---------------------------------------------------------------- connection
+
+let ws = null;
+let everOpened = false;
+let backoffMs = 500;
+let retryTimer = null;
+let lastPressAt = 0;
+let lastT = 0;           // t sent so far (the protocol wants it non-decreasing)
+let droppedNotice = 0;
+
+const CONN_TEXT = {
+  connecting: "connecting…",
+  open: "connected",
+  reconnecting: "reconnecting…",
+  refused: "refused",
+  closed: "closed",
+};
+
+function setConnection(state, detail = "") {
+  Y.connection = state;
+  const el = $("connection");
+  el.dataset.state = state;
+  el.textContent = CONN_TEXT[state] + (detail ? ` · ${detail}` : "");
+  document.body.dataset.connection = state;
+}
+
+function wsUrl() {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  return `${proto}://${location.host}/ws`;
+}
+
+function connect() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) return;
+  if (Y.connection !== "refused") setConnection(everOpened ? "reconnecting" : "connecting");
+  let sock;
+  try {
+    sock = new WebSocket(wsUrl());
+  } catch (err) {
+    logLine("local", `cannot open websocket: ${err.message || err}`);
+    scheduleRetry(5000);
+    return;
+  }
+  ws = sock;
+  sock.yRefused = false;
+  sock.yBye = false;
+  sock.onopen = () => {
+    if (ws !== sock) return;
+    everOpened = true;
+    backoffMs = 500;
+    setConnection("open");
+    setTimeout(() => { if (ws === sock) send({ type: "ping", t: now1() }); }, 1000);
+  };
+  sock.onmessage = (ev) => {
+    if (ws !== sock) return;
+    try {
+      handle(ev.data, sock);
+    } catch (err) {
+      console.warn("yoshimidi: bad message", ev.data, err);
+    }
+  };
+  sock.onerror = () => {
+    if (ws !== sock) return;
+    // Shown once per outage; onclose decides what happens next.
+    if (Y.connection === "open" || Y.connection === "connecting") logLine("local", "websocket error");
+  };
+  sock.onclose = (ev) => {
+    if (ws !== sock) return;
+    ws = null;
+    sessionEnded();
+    if (sock.yRefused || ev.code === 1013) {
+      setConnection("refused", "retrying every 5 s");
+      scheduleRetry(5000);
+    } else if (sock.yBye) {
+      setConnection("closed", "press a key to reconnect");
+    } else {
+      setConnection("reconnecting", `in ${(backoffMs / 1000).toFixed(1)} s`);
+      scheduleRetry(backoffMs);
+      backoffMs = Math.min(5000, backoffMs * 2);
+    }
+  };
+}
+
+function scheduleRetry(ms) {
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(connect, ms);
+}
+
+window.addEventListener("online", () => {
+  if (!ws && Y.connection !== "closed") connect();
+});
+
+function isOpen() {
+  return ws !== null && ws.readyState === WebSocket.OPEN;
+}
+
+function send(msg) {
+  if (!isOpen()) return false;
+  try {
+    ws.send(JSON.stringify(msg));
+    return true;
+  } catch (err) {
+    console.warn("yoshimidi: send failed", err);
+    return false;
+  }
+}
+
+function now1() {
+  return Math.round(performance.now() * 10) / 10;
+}
+
+// A time stamp for an outgoing message: never before one already sent.
+function stamp(t) {
+  const r = Math.max(lastT, Math.round(t * 10) / 10);
+  lastT = r;
+  return r;
+}
+
+setInterval(() => {
+  if (isOpen() && performance.now() - lastPressAt < 2 * PING_EVERY_MS) send({ type: "ping", t: now1() });
+}, PING_EVERY_MS);
+
+// ---------------------------------------------------------------- messages in
+
+function handle(data, sock) {
+  if (typeof data !== "string") return;
+  let msg;
+  try {
+    msg = JSON.parse(data);
+  } catch (err) {
+    console.warn("yoshimidi: not JSON", data);
+    return;
+  }
+  if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
+  switch (msg.type) {
+    case "hello": return onHello(msg, sock);
+    case "notes": return onNotes(msg);
+    case "settings": return onSettingsAck(msg);
+    case "reset": return onResetAck();
+    case "recording": return onRecording(msg);
+    case "pong": return onPong(msg);
+    case "error": return onError(msg);
+    case "refused":
+      sock.yRefused = true;
+      logLine("local", `refused: ${String(msg.reason || "no reason given")}`);
+      return;
+    case "bye":
+      sock.yBye = true;
+      logLine("local", `server closed the session: ${String(msg.reason || "bye")}`);
+      return;
+    default:
+      console.info("yoshimidi: ignoring message type", msg.type);
+  }
+}
+
+function onHello(msg, sock) {
+  // A later hello on a new socket means a new session (the server may have
+  // restarted): the model's context is fresh.
+  const reconnected = !sock.yHello && Y.hello !== null;
+  sock.yHello = true;
+  if (reconnected) Y.reconnects += 1;
+  Y.hello = msg;
+  Y.session = msg.session ?? null;
+  inflight.clear();
+  const m = msg.model && typeof msg.model === "object" ? msg.model : {};
+  const parts = [String(m.name ?? "model")];
+  if (m.step != null) parts.push(`step ${Number(m.step).toLocaleString()}`);
+  if (typeof m.params === "number") parts.push(`${formatCount(m.params)} params`);
+  setText("model", parts.join(" · "));
+  $("model").title = m.workdir ? `workdir: ${m.workdir}` : "";
+  if (msg.limits && Number.isInteger(msg.limits.max_keys)) maxKeys = Math.max(1, msg.limits.max_keys);
+  // The server's settings for this session: adopt them, unless the player
+  // already chose their own (then a fresh session gets the player's).
+  if (msg.settings && typeof msg.settings === "object") {
+    Y.settingsAck = msg.settings;
+    showAck(msg.settings);
+    if (settingsTouched) sendSettings();
+    else applySettings(msg.settings);
+  }
+  if (reconnected) {
+    toast(`reconnected: new session ${Y.session ?? ""} — the model starts afresh`);
+    roll.addMarker("new session");
+  }
+}
+
+function formatCount(n) {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${Math.round(n / 1e3)}k`;
+  return String(n);
+}
+
+const latencies = [];
+function onNotes(msg) {
+  const arrived = performance.now();
+  const notes = Array.isArray(msg.notes) ? msg.notes.filter((n) => n && typeof n === "object") : [];
+  Y.notesReceived += notes.length;
+  Y.lastNotes = notes;
+  const info = inflight.get(msg.id);
+  inflight.delete(msg.id);
+  if (info) {
+    const ms = arrived - info.t;
+    Y.lastLatencyMs = Math.round(ms * 10) / 10;
+    latencies.push(ms);
+    if (latencies.length > 101) latencies.shift();
+    const sorted = [...latencies].sort((a, b) => a - b);
+    const med = sorted[Math.floor(sorted.length / 2)];
+    setText("latency", `${Math.round(ms)} ms`);
+    setText("latency-median", `median ${Math.round(med)} ms`);
+    $("latency").title = `key down → notes arrived (includes the chord window)` +
+      (typeof msg.server_ms === "number" ? `; the model took ${msg.server_ms.toFixed(1)} ms` : "");
+  }
+  if (msg.control && typeof msg.control === "object") {
+    const c = msg.control;
+    setText("control", [c.interval, c.chord, c.velocity].filter((x) => x != null).join(" · "));
+  }
+  if (typeof msg.server_ms === "number") setText("server-ms", `${msg.server_ms.toFixed(1)} ms`);
+
+  for (const n of notes) {
+    const pitch = Math.round(Number(n.pitch));
+    if (!Number.isFinite(pitch) || pitch < 0 || pitch > 127) continue;
+    let vel = Math.round(Number(n.velocity));
+    if (!Number.isFinite(vel)) vel = 80;
+    vel = Math.max(1, Math.min(127, vel));
+    const startS = Math.max(0, Number(n.start_s) || 0);
+    const endS = typeof n.end_s === "number" && Number.isFinite(n.end_s) ? n.end_s : null;
+    const h = held.get(n.key);
+    const owned = h !== undefined && info !== undefined && h.pressId === msg.id;
+    let dur = null;
+    if (endS !== null) dur = Math.max(0.03, endS - startS);
+    else if (!owned) dur = BRIEF_S;
+    const voice = synth.noteOn(pitch, vel, { delay: startS, duration: dur });
+    const t0 = arrived + startS * 1000;
+    const rn = roll.addNote({ pitch, velocity: vel, start: t0, end: dur === null ? null : t0 + dur * 1000 });
+    if (dur === null) {
+      h.voices.push(voice);
+      h.rollNotes.push(rn);
+    }
+  }
+  Y.drawnNotes = roll.added;
+  setText("notes-count", String(Y.notesReceived));
+}
+
+function showAck(s) {
+  const parts = [];
+  if (typeof s.temperature === "number") parts.push(`T ${s.temperature.toFixed(2)}`);
+  if (typeof s.top_p === "number") parts.push(`top-p ${s.top_p.toFixed(2)}`);
+  if (typeof s.strict === "boolean") parts.push(`strict ${s.strict ? "on" : "off"}`);
+  setText("settings-ack", parts.length ? `server: ${parts.join(" · ")}` : "");
+}
+
+function onSettingsAck(msg) {
+  if (!msg.settings || typeof msg.settings !== "object") return;
+  Y.settingsAck = msg.settings;
+  showAck(msg.settings);
+}
+
+function onResetAck() {
+  toast("reset: the model's context is fresh");
+  roll.addMarker("reset");
+}
+
+function onPong(msg) {
+  if (typeof msg.t !== "number") return;
+  setText("rtt", `${Math.max(0, Math.round(performance.now() - msg.t))} ms`);
+}
+
+function onError(msg) {
+  Y.errors.push(msg);
+  if (Y.errors.length > 200) Y.errors.splice(0, 100);
+  const field = msg.field == null ? "" : `${String(msg.field)}: `;
+  const id = msg.id == null ? "" : ` (id ${msg.id})`;
+  logLine("server", `${field}${String(msg.error ?? "error")}${id}`);
+  if (msg.id != null) inflight.delete(msg.id);
+  if (recordState === "starting" || recordState === "stopping") {
+    if (msg.field === "action" || msg.field === "record") setRecordState(recordState === "starting" ? "idle" : "recording");
+  }
+}
+
+// ---------------------------------------------------------------- presses out
+
+// Keys down now: pitch -> {pressId, voices, rollNotes}
+const held = new Map();
+// The press whose chord window is open: {id, keys, velocity, t, timer, releases}
+let pending = null;
+// Presses sent and not answered: id -> {t, keys}
+const inflight = new Map();
+let nextId = 1;
+
+function chordWindowMs() {
+  return Number($("chord-window").value) || 0;
+}
+
+function dynamics() {
+  return Number($("dynamics").value) || 80;
+}
+
+function keyDown(pitch, velocity) {
+  synth.ensure();
+  if (!Number.isInteger(pitch) || pitch < 0 || pitch > 127 || held.has(pitch)) return;
+  if (!isOpen()) {
+    if (Y.connection === "closed") connect();
+    const t = performance.now();
+    if (t - droppedNotice > 3000) {
+      droppedNotice = t;
+      toast("not connected: the model cannot answer yet", "warn");
+    }
+  }
+  lastPressAt = performance.now();
+  if (pending && pending.keys.length >= maxKeys) flush();
+  if (!pending) {
+    pending = { id: nextId++, keys: [], velocity: 0, t: performance.now(), timer: null, releases: [] };
+    const w = chordWindowMs();
+    if (w > 0) pending.timer = setTimeout(flush, w);
+  }
+  pending.keys.push(pitch);
+  pending.velocity = Math.max(pending.velocity, Math.max(1, Math.min(127, Math.round(velocity))));
+  held.set(pitch, { pressId: pending.id, voices: [], rollNotes: [] });
+  screen.setHeld(pitch, true);
+  if (pending.timer === null) flush();
+}
+
+function flush() {
+  const p = pending;
+  if (!p) return;
+  pending = null;
+  clearTimeout(p.timer);
+  const keys = [...p.keys].sort((a, b) => a - b);
+  const msg = { type: "press", id: p.id, keys, velocity: p.velocity, t: stamp(p.t) };
+  const ok = send(msg);
+  if (ok) {
+    Y.pressesSent += 1;
+    inflight.set(p.id, { t: p.t, keys });
+    if (inflight.size > 500) inflight.delete(inflight.keys().next().value);
+    setText("presses", String(Y.pressesSent));
+  }
+  roll.addPress({ t: p.t, keys, velocity: p.velocity, ok });
+  for (const r of p.releases) send({ type: "release", keys: r.keys, t: stamp(r.t) });
+}
+
+function keyUp(pitch) {
+  const h = held.get(pitch);
+  if (!h) return;
+  held.delete(pitch);
+  screen.setHeld(pitch, false);
+  const t = performance.now();
+  for (const v of h.voices) synth.noteOff(v);
+  for (const n of h.rollNotes) if (n.end === null) n.end = t;
+  if (pending && pending.id === h.pressId) {
+    flush();
+    send({ type: "release", keys: [pitch], t: stamp(t) });
+  } else if (pending) {
+    // An older key let go while a new chord window is open: it goes out
+    // after that press, so the times stay in order.
+    pending.releases.push({ keys: [pitch], t });
+  } else {
+    send({ type: "release", keys: [pitch], t: stamp(t) });
+  }
+}
+
+// The session is gone: what is in flight will never be answered.
+function sessionEnded() {
+  if (pending) {
+    clearTimeout(pending.timer);
+    roll.addPress({ t: pending.t, keys: pending.keys, velocity: pending.velocity, ok: false });
+    pending = null;
+  }
+  inflight.clear();
+  if (recordState !== "idle") {
+    if (recordState !== "starting") logLine("local", "the recording was lost with the connection");
+    setRecordState("idle");
+  }
+}
+
+// ---------------------------------------------------------------- inputs
+
+const computer = new ComputerKeyboard({
+  onDown: keyDown,
+  onUp: keyUp,
+  getVelocity: dynamics,
+  onOctave: (base) => showOctave(base),
+});
+computer.attach(window);
+
+const screen = new ScreenKeyboard($("keyboard"), {
+  onDown: keyDown,
+  onUp: keyUp,
+  getVelocity: dynamics,
+});
+
+function showOctave(base) {
+  setText("octave", `${noteName(base)}–${noteName(base + 17)}`);
+  screen.setBase(base);
+}
+showOctave(computer.base);
+$("oct-down").addEventListener("click", (e) => { computer.shiftOctave(-1); e.currentTarget.blur(); });
+$("oct-up").addEventListener("click", (e) => { computer.shiftOctave(1); e.currentTarget.blur(); });
+
+initMidi({
+  onDown: keyDown,
+  onUp: keyUp,
+  onStatus: ({ text, names }) => {
+    setText("midi", text);
+    $("midi").dataset.on = names.length ? "1" : "0";
+  },
+});
+
+// Audio may only start after a gesture.
+for (const type of ["pointerdown", "keydown"]) {
+  window.addEventListener(type, () => synth.ensure(), { capture: true });
+}
+
+roll.onFrame = (now) => {
+  screen.setLit(roll.sounding(now));
+  Y.drawnNotes = roll.added;
+};
+roll.start();
+
+// ---------------------------------------------------------------- settings
+
+let settingsTouched = false;
+let settingsTimer = null;
+
+function currentSettings() {
+  return {
+    temperature: Number($("temperature").value),
+    top_p: Number($("top-p").value),
+    strict: $("strict").checked,
+  };
+}
+
+function sendSettings() {
+  clearTimeout(settingsTimer);
+  settingsTimer = null;
+  send({ type: "settings", ...currentSettings() });
+}
+
+function applySettings(s) {
+  if (typeof s.temperature === "number") $("temperature").value = String(s.temperature);
+  if (typeof s.top_p === "number") $("top-p").value = String(s.top_p);
+  if (typeof s.strict === "boolean") $("strict").checked = s.strict;
+  showValues();
+}
+
+function showValues() {
+  setText("temperature-value", Number($("temperature").value).toFixed(2));
+  setText("top-p-value", Number($("top-p").value).toFixed(2));
+  setText("dynamics-value", String($("dynamics").value));
+  const w = chordWindowMs();
+  setText("chord-window-value", w === 0 ? "off" : `${w} ms`);
+}
+
+function settingsChanged() {
+  settingsTouched = true;
+  showValues();
+  clearTimeout(settingsTimer);
+  settingsTimer = setTimeout(sendSettings, 150);
+}
+
+for (const id of ["temperature", "top-p"]) {
+  $(id).addEventListener("input", settingsChanged);
+}
+$("strict").addEventListener("change", settingsChanged);
+for (const id of ["dynamics", "chord-window"]) {
+  $(id).addEventListener("input", showValues);
+}
+// Let go of the focus after a change, so the letters play again.
+for (const id of ["temperature", "top-p", "strict", "dynamics", "chord-window"]) {
+  $(id).addEventListener("change", (e) => e.currentTarget.blur());
+  $(id).addEventListener("pointerup", (e) => {
+    const el = e.currentTarget;
+    setTimeout(() => el.blur(), 0);
+  });
+}
+showValues();
+
+$("reset").addEventListener("click", (e) => {
+  e.currentTarget.blur();
+  if (!send({ type: "reset" })) toast("not connected", "warn");
+});
+
+// ---------------------------------------------------------------- record
+
+let recordState = "idle";   // idle | starting | recording | stopping
+let recordStart = 0;
+let recordTick = null;
+
+function setRecordState(state) {
+  recordState = state;
+  const b = $("record");
+  b.dataset.state = state;
+  clearInterval(recordTick);
+  recordTick = null;
+  if (state === "recording") {
+    const show = () => {
+      const s = Math.floor((performance.now() - recordStart) / 1000);
+      b.textContent = `■ stop  ${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    };
+    show();
+    recordTick = setInterval(show, 250);
+  } else {
+    b.textContent = { idle: "● record", starting: "● starting…", stopping: "saving…" }[state];
+  }
+}
+
+$("record").addEventListener("click", (e) => {
+  e.currentTarget.blur();
+  if (recordState === "idle") {
+    if (send({ type: "record", action: "start" })) setRecordState("starting");
+    else toast("not connected", "warn");
+  } else if (recordState === "recording" || recordState === "starting") {
+    if (send({ type: "record", action: "stop" })) setRecordState("stopping");
+  }
+});
+
+function onRecording(msg) {
+  if (msg.state === "started") {
+    recordStart = performance.now();
+    setRecordState("recording");
+    setText("record-status", "recording…");
+  } else if (msg.state === "stopped") {
+    setRecordState("idle");
+    const n = Number(msg.notes) || 0;
+    const secs = typeof msg.seconds === "number" ? ` (${msg.seconds.toFixed(1)} s)` : "";
+    const name = safeFilename(msg.filename);
+    if (typeof msg.midi_base64 === "string" && msg.midi_base64.length) {
+      try {
+        download(base64ToBytes(msg.midi_base64), name);
+        Y.recordings += 1;
+        setText("record-status", `saved ${n} notes${secs} → ${name}`);
+      } catch (err) {
+        logLine("local", `could not save the recording: ${err.message || err}`);
+      }
+    } else {
+      setText("record-status", `saved ${n} notes${secs} (no file)`);
+    }
+  }
+}
+
+function safeFilename(name) {
+  const s = typeof name === "string" ? name.replace(/[\\/:*?"<>|\u0000-\u001f]/g, "_").trim() : "";
+  return s || "yoshimidi.mid";
+}
+
+function base64ToBytes(b64) {
+  const bin = atob(b64);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+function download(bytes, filename) {
+  const url = URL.createObjectURL(new Blob([bytes], { type: "audio/midi" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename;
+  a.hidden = true;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 30000);
+}
+
+// ---------------------------------------------------------------- go
+
+window.addEventListener("unhandledrejection", (e) => {
+  console.warn("yoshimidi:", e.reason);
+  e.preventDefault();
+});
+setConnection("connecting");
+renderAudio();
+connect();
