@@ -4,7 +4,7 @@ SOURCE ?= music21
 DATA ?= data/m21
 PY := .venv/bin/python
 
-.PHONY: env parse tokenize train test test-fast bench
+.PHONY: env parse tokenize train serve test test-fast bench
 CONFIG ?= configs/tiny.py
 WORKDIR ?= runs/tiny
 
@@ -22,6 +22,10 @@ tokenize: env
 # train CONFIG into WORKDIR (resumes if WORKDIR has a checkpoint)
 train: env
 	$(PY) -m experiments.train --config=$(CONFIG) --workdir=$(WORKDIR) --config.data.path=$(DATA)
+
+# play WORKDIR from a web page (prints the URL)
+serve: env
+	$(PY) -m experiments.serve --workdir=$(WORKDIR)
 
 test:
 	bash scripts/test.sh

@@ -15,3 +15,5 @@ bash scripts/setup_env.sh
 # dynamics, the model the pitches); prints the piece's adherence beside its path
 .venv/bin/python -m experiments.sample --workdir=runs/tiny --out=runs/tiny/controlled.mid \
   --player_walk=48 --temperature=1.0 --top_p=0.95 --seed=0
+echo
+echo "Play it: .venv/bin/python -m experiments.serve --workdir=runs/tiny   # then open the URL it prints"
