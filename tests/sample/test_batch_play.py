@@ -144,3 +144,24 @@ def test_one_job_per_slot_and_open_slots_only(batch_player):
     with pytest.raises(ValueError, match="not in"):
         bp.open(4, jax.random.key(0))
     bp.close(0)
+
+
+def test_refill_ahead_leaves_room_for_any_next_press(batch_player):
+    """Refilled between presses, a nearly full cache never makes the next
+    press refill (the press's time then holds no prefill)."""
+    from yoshimidi_jax.sample.batch_play import FORCED_BUCKETS, MAX_KEYS
+
+    bp = batch_player
+    bp.open(0, jax.random.key(0))
+    refilled = 0
+    for press in _walk_presses(40, seed=3):
+        before = len(bp.host[0].ids)
+        (notes,) = bp.run([PressJob(0, press)])
+        assert len(bp.host[0].ids) > before  # no refill inside the press
+        bp.release(0, 0.1, notes.pitches)
+        done = bp.refill_ahead([0])
+        refilled += len(done)
+        assert len(bp.host[0].ids) + FORCED_BUCKETS[-1] + MAX_KEYS + 1 <= bp.cache_len
+        assert (len(bp.host[0].ids) == bp.keep) == bool(done)
+    assert refilled >= 2
+    bp.close(0)

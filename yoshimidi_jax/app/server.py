@@ -110,7 +110,7 @@ class Hub:
         bs = self.batchers
         return {**self.info(), "opened": self.opened, "counters": dict(self.counters), "decode_threads": len(bs),
                 "batches": sum(b.batches for b in bs), "jobs": sum(b.jobs for b in bs),
-                "decode_busy_s": round(sum(b.busy_s for b in bs), 3),
+                "decode_busy_s": round(sum(b.busy_s for b in bs), 3), "refills_ahead": sum(b.refills for b in bs),
                 "kv_bytes_per_session": self.players[0].kv_bytes_per_slot}
 
     def hello(self, session: Session) -> dict:

@@ -173,6 +173,18 @@ class BatchPlayer:
         host.sounding = host.sounding - set(ending)
         return len(host.pending_ids) > MAX_PENDING
 
+    def refill_ahead(self, slots) -> list[int]:
+        """Refills, now, the caches of `slots` that the largest next job might
+        not fit (the decode thread calls it when idle, after answering a
+        batch, so that no press waits for a refill) -> the slots refilled."""
+        done = []
+        for slot in slots:
+            host = self.host[slot]
+            if host is not None and len(host.ids) + FORCED_BUCKETS[-1] + MAX_KEYS + 1 > self.cache_len:
+                self._room(slot, self.cache_len)
+                done.append(slot)
+        return done
+
     # -- one batch ---------------------------------------------------------------
     def run(self, jobs: list[Job]) -> list[PressNotes | None]:
         """Decodes every job at once (at most one job per slot) -> per job, its
