@@ -52,12 +52,11 @@ def test_loss_ignores_masked_positions_and_has_family_keys():
 
 
 def test_perfect_time_prediction_has_small_error():
-    from yoshimidi_jax.model import time as mtime
     from yoshimidi_jax.tokens import TimeCodec
 
     rng = np.random.default_rng(1)
     batch, logits, _ = _batch(rng)
-    target = np.asarray(mtime.two_hot(TimeCodec(), jnp.asarray(batch["target_times"])))
+    target = np.asarray(TimeCodec().two_hot_dense(jnp.asarray(batch["target_times"]), jnp))
     time_logits = np.log(target + 1e-9)
     _, metrics = loss_fn(logits, time_logits, batch)
     assert float(metrics["time_mae_log"]) < 1e-3
@@ -90,3 +89,30 @@ def test_gradients_through_model_and_loss_are_finite():
     assert np.isfinite(float(total))
     assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
     assert float(jnp.abs(grads["time_embed"]).sum()) > 0 and float(jnp.abs(grads["time_head"]["kernel"]).sum()) > 0
+
+
+def test_loss_equals_a_hand_computation():
+    """Three positions (a NOTE_ON, a TIME, a masked one) with logits whose
+    cross-entropies are known in closed form: uniform logits over V give
+    log V; a TIME target on a support gets -log softmax at that support."""
+    from yoshimidi_jax.tokens import TimeCodec
+
+    vocab, codec = Vocab(), TimeCodec()
+    v, k = vocab.size, codec.num_supports
+    targets = np.array([[vocab.note_on + 60, TIME, vocab.note_on + 61]], np.int32)
+    target_times = np.array([[0.0, codec.supports[10], 0.0]], np.float32)  # exactly on support 10
+    mask = np.array([[True, True, False]])
+    logits = np.zeros((1, 3, v), np.float32)  # uniform: CE = log V at every position
+    logits[0, 1, TIME] = 2.0  # the TIME position: CE = log(V - 1 + e^2) - 2
+    time_logits = np.zeros((1, 3, k), np.float32)
+    time_logits[0, 1, 10] = 1.0  # CE against one-hot at 10 = log(K - 1 + e) - 1
+    total, metrics = loss_fn(logits, time_logits,
+                             {"targets": targets, "target_times": target_times, "loss_mask": mask})
+    ce_note = np.log(v)
+    ce_time_token = np.log(v - 1 + np.e ** 2) - 2.0
+    ce_time_value = np.log(k - 1 + np.e) - 1.0
+    np.testing.assert_allclose(float(total), (ce_note + ce_time_token + ce_time_value) / 2, rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["loss/token"]), (ce_note + ce_time_token) / 2, rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["loss/time_value"]), ce_time_value, rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["loss/note_on"]), ce_note, rtol=1e-4)
+    assert float(metrics["count/token"]) == 2 and float(metrics["accuracy/time"]) == 1.0

@@ -2,22 +2,35 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend.core import jaxprs_in_params
 
 from tests.model.helpers import model_and_params, small_config, tokens_of
 from yoshimidi_jax.model import cache_for, model_cost
-from yoshimidi_jax.model import time as mtime
 from yoshimidi_jax.tokens import TIME, TimeCodec
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
 
-def test_two_hot_matches_numpy_codec():
-    codec = TimeCodec()
-    t = np.array([0.001, 0.005, 0.0123, 0.5, 3.3, 8.0, 20.0], np.float32)
-    np.testing.assert_allclose(np.asarray(mtime.two_hot(codec, jnp.asarray(t))), codec.two_hot_dense(t), atol=2e-5)
-    probs = codec.two_hot_dense(np.array([0.02, 0.7]))
-    got = mtime.expectation(codec, jnp.asarray(probs, jnp.float32))
-    np.testing.assert_allclose(np.asarray(got), [0.02, 0.7], rtol=1e-4)
+@pytest.mark.parametrize("xp", [np, jnp], ids=["numpy", "jax"])
+def test_two_hot_against_hand_computed_values(xp):
+    """On a support: all mass there; half way in log-time between two: half
+    each; outside the range: the end support; and the expectation in
+    log-time gives the seconds back."""
+    codec = TimeCodec(num_supports=5, min_s=0.01, max_s=100.0)  # supports 0.01, 0.1, 1, 10, 100
+    t = np.array([0.01, 1.0, np.sqrt(0.1 * 1.0), 10 ** 1.75, 0.001, 1000.0], np.float32)
+    want = np.array([
+        [1, 0, 0, 0, 0],
+        [0, 0, 1, 0, 0],
+        [0, 0.5, 0.5, 0, 0],
+        [0, 0, 0, 0.25, 0.75],
+        [1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1],
+    ])
+    got = np.asarray(codec.two_hot_dense(xp.asarray(t), xp))
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    inside = np.array([0.013, 0.5, 7.0, 99.0], np.float32)
+    back = codec.expectation(codec.two_hot_dense(xp.asarray(inside), xp), xp)
+    np.testing.assert_allclose(np.asarray(back), inside, rtol=1e-5)
 
 
 @pytest.mark.parametrize("positional", ["rope", "learned"])
@@ -72,14 +85,36 @@ def test_segments_never_see_each_other(few_midi_files):
     np.testing.assert_allclose(np.asarray(alone)[0], np.asarray(logits)[0, 40:], rtol=1e-5, atol=1e-5)
 
 
-def test_bf16_compute_keeps_fp32_params():
+def _dot_dtypes(dtype: str) -> set[str]:
+    """The operand dtypes of every matmul in the forward pass of a model whose
+    compute dtype is `dtype` (params fp32 either way)."""
     cfg = small_config()
-    cfg.model.dtype = "bfloat16"
+    cfg.model.dtype = dtype
     model, params = model_and_params(cfg)
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
     x = jnp.zeros((1, 8), jnp.int32)
-    logits, tl = model.apply({"params": params}, x, jnp.zeros((1, 8)), x, x + 1)
+    fwd = lambda p: model.apply({"params": p}, x, jnp.zeros((1, 8)), x, x + 1)  # noqa: E731
+    logits, _ = fwd(params)
     assert logits.dtype == jnp.float32 and np.isfinite(np.asarray(logits)).all()
+    dots = set()
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                dots.update(str(v.aval.dtype) for v in eqn.invars)
+            for sub in jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jax.make_jaxpr(fwd)(params).jaxpr)
+    return dots
+
+
+def test_bf16_compute_keeps_fp32_params():
+    """bf16 compute: the matmuls run in bf16 (fp32 params cast on use), the
+    logits come out fp32; fp32 compute has no bf16 matmul at all."""
+    bf16 = _dot_dtypes("bfloat16")
+    assert "bfloat16" in bf16, bf16
+    assert _dot_dtypes("float32") == {"float32"}
 
 
 def test_model_cost_configs():
@@ -95,4 +130,6 @@ def test_model_cost_configs():
     cfg = small_config()
     model, params = model_and_params(cfg)
     assert model_cost(cfg.model).params == sum(p.size for p in jax.tree.leaves(params))
-    assert configs.base.get_config().model.num_layers == 6
+    base = model_cost(configs.base.get_config().model)
+    assert tiny.params < base.params < large.params
+    assert tiny.flops_per_token < base.flops_per_token < large.flops_per_token

@@ -6,9 +6,9 @@ import mido
 import numpy as np
 
 from yoshimidi_jax.midi.events import DRUM_CHANNEL, NoteEvents
+from yoshimidi_jax.midi.tempo_map import DEFAULT_TEMPO_US
 
 DEFAULT_TICKS_PER_BEAT = 960
-DEFAULT_TEMPO_US = 500_000
 
 
 def _major_key_name(sharps: int, minor: bool) -> str:

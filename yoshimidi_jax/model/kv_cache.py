@@ -24,20 +24,6 @@ def init_cache(
     return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(num_layers)]
 
 
-def cache_for(model_cfg, batch: int, length: int) -> Cache:
-    """An empty cache for a model config (config.model)."""
-    from yoshimidi_jax.model.transformer import compute_dtype
-
-    return init_cache(
-        model_cfg.num_layers,
-        batch,
-        length,
-        model_cfg.num_heads,
-        model_cfg.d_model // model_cfg.num_heads,
-        compute_dtype(model_cfg.dtype),
-    )
-
-
 def update(layer: dict[str, jax.Array], k: jax.Array, v: jax.Array, index: jax.Array) -> dict[str, jax.Array]:
     """Writes k, v [batch, t, heads, head_dim] at sequence index `index`."""
     zero = jnp.zeros((), jnp.int32)

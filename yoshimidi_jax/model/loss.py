@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from yoshimidi_jax.model import time as mtime
 from yoshimidi_jax.tokens import TIME, Family, TimeCodec, Vocab
 
 FAMILY_NAMES = {
@@ -29,15 +28,6 @@ FAMILY_NAMES = {
     Family.TIME: "time",
     Family.CONTROL: "control",
 }
-
-
-def family_of(ids: jax.Array, vocab: Vocab = Vocab()) -> jax.Array:
-    """jnp version of Vocab.family (int32 Family values)."""
-    return jnp.select(
-        [ids < TIME, ids == TIME, ids < vocab.note_off, ids < vocab.velocity, ids < vocab.control],
-        [Family.SPECIAL, Family.TIME, Family.NOTE_ON, Family.NOTE_OFF, Family.VELOCITY],
-        Family.CONTROL,
-    ).astype(jnp.int32)
 
 
 def _safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -62,7 +52,7 @@ def loss_fn(
     correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
 
     is_time = (targets == TIME).astype(jnp.float32) * mask
-    time_target = mtime.two_hot(codec, batch["target_times"])  # [B, L, K]
+    time_target = codec.two_hot_dense(batch["target_times"], jnp)  # [B, L, K]
     time_ce = optax.softmax_cross_entropy(time_logits, time_target)
     time_ce = jnp.where(is_time > 0, time_ce, 0.0)
 
@@ -75,7 +65,7 @@ def loss_fn(
         "accuracy/token": _safe_div((correct * mask).sum(), n),
         "count/token": n,
     }
-    fam = family_of(targets, vocab)
+    fam = vocab.family(targets, jnp)
     for f, name in FAMILY_NAMES.items():
         m = mask * (fam == f)
         c = m.sum()
@@ -84,7 +74,7 @@ def loss_fn(
         metrics[f"count/{name}"] = c
 
     n_time = is_time.sum()
-    log_pred = jax.nn.softmax(time_logits, -1) @ mtime.log_supports(codec)
+    log_pred = jax.nn.softmax(time_logits, -1) @ codec.log_supports(jnp)
     t_target = jnp.clip(batch["target_times"], codec.min_s, codec.max_s)
     log_err = jnp.abs(log_pred - jnp.log(t_target))
     sec_err = jnp.abs(jnp.exp(log_pred) - t_target)

@@ -25,7 +25,6 @@ import numpy as np
 
 from yoshimidi_jax.model import attention as attn
 from yoshimidi_jax.model import kv_cache
-from yoshimidi_jax.model import time as mtime
 from yoshimidi_jax.model.press_features import PressContext, press_context
 from yoshimidi_jax.tokens import TIME, TimeCodec, Vocab
 from yoshimidi_jax.tokens.controls import control_attributes
@@ -35,6 +34,12 @@ from yoshimidi_jax.tokens.vocab import NUM_CHORD_SIZES, NUM_INTERVAL_CLASSES, NU
 
 def compute_dtype(name: str) -> Any:
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}[name]
+
+
+def cache_for(model_cfg: ml_collections.ConfigDict, batch: int, length: int) -> kv_cache.Cache:
+    """An empty KV cache for a model config (config.model)."""
+    return kv_cache.init_cache(model_cfg.num_layers, batch, length, model_cfg.num_heads,
+                               model_cfg.d_model // model_cfg.num_heads, compute_dtype(model_cfg.dtype))
 
 
 def _norm(kind: str, dtype: Any, name: str) -> nn.Module:
@@ -151,7 +156,7 @@ class Transformer(nn.Module):
         self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array, ctx: PressContext | None = None
     ) -> jax.Array:
         tok = self.token_embed(inputs)
-        mix = mtime.two_hot(self.codec, input_times) @ self.time_embed  # [B, L, D]
+        mix = self.codec.two_hot_dense(input_times, jnp) @ self.time_embed  # [B, L, D]
         x = jnp.where((inputs == TIME)[..., None], mix, tok)
         if self.factored_controls:
             vocab = Vocab()

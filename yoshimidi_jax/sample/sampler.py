@@ -29,7 +29,6 @@ import numpy as np
 
 from yoshimidi_jax.midi import NoteEvents
 from yoshimidi_jax.model import Transformer, init_cache
-from yoshimidi_jax.model import time as mtime
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
 from yoshimidi_jax.sample.tracker import Track, advance, track_tokens
 from yoshimidi_jax.tokens import BOS, EOS, PAD, TIME, TokenSequence, Vocab, decode
@@ -92,7 +91,7 @@ def time_value(key: jax.Array, time_logits: jax.Array, model: Transformer, mode:
     codec = model.codec
     probs = jax.nn.softmax(time_logits, axis=-1)
     if mode == "expectation":
-        return mtime.expectation(codec, probs)
+        return codec.expectation(probs, jnp)
     idx = jax.random.categorical(key, time_logits / jnp.maximum(temperature, 1e-6), axis=-1)
     if mode == "sample":
         return jnp.asarray(codec.supports, jnp.float32)[idx]
@@ -101,7 +100,7 @@ def time_value(key: jax.Array, time_logits: jax.Array, model: Transformer, mode:
         near = jnp.abs(k[None] - idx[:, None]) <= 1
         local = jnp.where(near, probs, 0.0)
         local = local / jnp.maximum(local.sum(-1, keepdims=True), 1e-30)
-        return jnp.exp(local @ mtime.log_supports(codec))
+        return jnp.exp(local @ codec.log_supports(jnp))
     raise ValueError(f"time_mode must be one of {TIME_MODES}, got {mode!r}")
 
 

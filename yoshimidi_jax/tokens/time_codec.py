@@ -19,20 +19,30 @@ class TimeCodec:
     def supports(self) -> np.ndarray:
         return np.geomspace(self.min_s, self.max_s, self.num_supports)
 
+    def position(self, t, xp=np):
+        """t [...] (seconds) -> (lower support index, weight of the upper
+        support), both float, clipped to [min_s, max_s]. xp: numpy (float64)
+        or jax.numpy (float32, usable under jit): the one formula for both."""
+        t = xp.clip(xp.asarray(t, dtype=np.float64 if xp is np else np.float32), self.min_s, self.max_s)
+        x = xp.log(t / self.min_s) / float(np.log(self.max_s / self.min_s)) * (self.num_supports - 1)
+        lower = xp.clip(xp.floor(x), 0, self.num_supports - 2)
+        return lower, x - lower
+
     def two_hot(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """t [...] (seconds) -> (lower support index [...] int32, weight of the
         upper support [...] float32). Clipped to [min_s, max_s]."""
-        t = np.clip(np.asarray(t, dtype=np.float64), self.min_s, self.max_s)
-        x = np.log(t / self.min_s) / np.log(self.max_s / self.min_s) * (self.num_supports - 1)
-        lower = np.clip(np.floor(x), 0, self.num_supports - 2)
-        return lower.astype(np.int32), (x - lower).astype(np.float32)
+        lower, w = self.position(t)
+        return lower.astype(np.int32), w.astype(np.float32)
 
-    def two_hot_dense(self, t: np.ndarray) -> np.ndarray:
-        """t [...] -> probabilities [..., K]."""
-        lower, w = self.two_hot(t)
-        k = np.arange(self.num_supports)
+    def two_hot_dense(self, t, xp=np):
+        """t [...] -> probabilities [..., K] (xp: numpy or jax.numpy)."""
+        lower, w = self.position(t, xp)
+        k = xp.arange(self.num_supports)
         return (k == lower[..., None]) * (1 - w[..., None]) + (k == lower[..., None] + 1) * w[..., None]
 
-    def expectation(self, probs: np.ndarray) -> np.ndarray:
+    def log_supports(self, xp=np):
+        return xp.asarray(np.log(self.supports), dtype=np.float64 if xp is np else np.float32)
+
+    def expectation(self, probs, xp=np):
         """probabilities [..., K] -> seconds: the expectation in log-time."""
-        return np.exp(np.asarray(probs) @ np.log(self.supports))
+        return xp.exp(xp.asarray(probs) @ self.log_supports(xp))

@@ -84,13 +84,14 @@ class Vocab:
     def is_control(self, ids):
         return (ids >= self.control) & (ids < self.size)
 
-    def family(self, ids: np.ndarray) -> np.ndarray:
-        """Family of each id (vectorised; works on numpy and jax arrays)."""
-        bounds = np.array([TIME, self.note_on, self.note_off, self.velocity, self.control])
-        fam = np.searchsorted(bounds, np.asarray(ids), side="right")
+    def family(self, ids, xp=np):
+        """Family of each id (vectorised; xp: numpy, or jax.numpy under jit)."""
+        bounds = xp.asarray([TIME, self.note_on, self.note_off, self.velocity, self.control])
+        fam = xp.searchsorted(bounds, xp.asarray(ids), side="right")
         # searchsorted: <TIME ->0, TIME ->1, note_on.. ->2, note_off.. ->3, vel ->4, ctrl ->5
-        return np.array(
-            [Family.SPECIAL, Family.TIME, Family.NOTE_ON, Family.NOTE_OFF, Family.VELOCITY, Family.CONTROL]
+        return xp.asarray(
+            [Family.SPECIAL, Family.TIME, Family.NOTE_ON, Family.NOTE_OFF, Family.VELOCITY, Family.CONTROL],
+            dtype=np.int32,
         )[fam]
 
     def velocity_bin(self, velocity: np.ndarray) -> np.ndarray:
