@@ -60,7 +60,6 @@ def _pieces(data: str, split: str, spec) -> list[np.ndarray]:
 
 def _model_token_nll(restored, ids, times, mask, segs, pos, batch: int = 16):
     """Token CE and time-value CE at every target of the windows."""
-    from yoshimidi_jax.model import time as mtime
     from yoshimidi_jax.tokens import TIME, TimeCodec
 
     model, params = restored.model, restored.params
@@ -70,7 +69,7 @@ def _model_token_nll(restored, ids, times, mask, segs, pos, batch: int = 16):
     def nll(inp, inp_t, tgt, tgt_t, seg, p):
         logits, time_logits = model.apply({"params": params}, inp, inp_t, p, seg)
         token = optax.softmax_cross_entropy_with_integer_labels(logits, tgt)
-        tv = optax.softmax_cross_entropy(time_logits, mtime.two_hot(codec, tgt_t))
+        tv = optax.softmax_cross_entropy(time_logits, codec.two_hot_dense(tgt_t, jnp))
         return token, jnp.where(tgt == TIME, tv, 0.0)
 
     token_out, time_out = [], []
@@ -86,7 +85,7 @@ def _ngram_nll_on_windows(model, ids: np.ndarray) -> np.ndarray:
     """The n-gram's -log p of every window target [W, L], with contexts taken
     from the whole piece (windows are consecutive cuts of one stream)."""
     from yoshimidi_jax.tokens import BOS, PAD
-    from yoshimidi_jax.train.ngram import log_probs
+    from benchmarks.ngram import log_probs
 
     stream = ids.reshape(-1)
     real = np.flatnonzero(stream != PAD)
@@ -105,7 +104,7 @@ def main(argv):
     from yoshimidi_jax.sample.restore import restore
     from yoshimidi_jax.tokens import Vocab
     from yoshimidi_jax.train.loop import batch_spec, train
-    from yoshimidi_jax.train.ngram import fit_ngram
+    from benchmarks.ngram import fit_ngram
 
     cfg = get_config()
     cfg.data.path = FLAGS.data

@@ -30,7 +30,7 @@ from array_record.python.array_record_data_source import ArrayRecordDataSource
 from yoshimidi_jax.data.prepare import shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.midi import NoteEvents
-from yoshimidi_jax.sample import Constraints, generate, to_events
+from yoshimidi_jax.sample import Constraints, generate
 from yoshimidi_jax.sample.restore import restore
 from yoshimidi_jax.sample.sampler import TIME_MODES
 from yoshimidi_jax.tokens import TIME, decode

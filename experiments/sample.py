@@ -80,7 +80,7 @@ def play_walk(restored, num_presses: int, seed: int) -> tuple[TokenSequence, lis
     settings = PlaySettings(temperature=FLAGS.temperature, top_p=FLAGS.top_p, strict=FLAGS.strict,
                             pitch_lo=FLAGS.pitch_lo, pitch_hi=FLAGS.pitch_hi)
     state = player.start(jax.random.key(seed))
-    session_ids, session_times, controls, held = [], [], [], None
+    controls, held = [], None
     for i, p in enumerate(player_walk(num_presses, seed=seed)):
         if held is not None:  # the previous press is released half way to this one
             state = player.release(state, p.dt_s / 2, held.pitches)

@@ -20,7 +20,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from yoshimidi_jax.train.config import ConfigError
+from yoshimidi_jax.config import ConfigError
+from yoshimidi_jax.sample.step_sample import write_step_sample
 from yoshimidi_jax.train.loop import NonFiniteError, train
 
 FLAGS = flags.FLAGS
@@ -36,7 +37,7 @@ def main(argv: list[str]) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("yoshimidi_jax").setLevel(logging.INFO)
     try:
-        result = train(FLAGS.config, FLAGS.workdir)
+        result = train(FLAGS.config, FLAGS.workdir, sample_writer=write_step_sample)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yoshimidi_jax.train.ngram import (
+from benchmarks.ngram import (
     best_ngram,
     fit_ngram,
     log_probs,

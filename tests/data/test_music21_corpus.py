@@ -12,6 +12,8 @@ import pytest
 from music21 import bar, meter, midi, note, stream
 
 from yoshimidi_jax.data.sources import music21_corpus as mc
+from yoshimidi_jax.data.sources.music21_corpus.worker import _abc_tunes
+from yoshimidi_jax.files import write_atomic
 
 CHORALES = ("bach/bwv66.6.mxl", "bach/bwv1.6.mxl", "bach/bwv244.3.mxl")
 ABC_TUNES = "nottingham-dataset"  # one .abc file holding two tunes
@@ -114,7 +116,7 @@ def _first_oneills_tune():
     path = sorted((mc.corpus_root() / "oneills1850").glob("*.abc"))[0]
     from music21 import abcFormat
 
-    return abcFormat.translate.abcToStreamScore(mc._abc_tunes(path)[SHARED_TS_TUNE])
+    return abcFormat.translate.abcToStreamScore(_abc_tunes(path)[SHARED_TS_TUNE])
 
 
 def test_shared_time_signature_cure_on_real_tune() -> None:
@@ -148,7 +150,7 @@ def test_repeat_cure_writes_music_once(tmp_path: pathlib.Path) -> None:
     assert reason is None and cure == "repeats"
     assert not mc.has_repeat_marks(score)
     out = tmp_path / "x.mid"
-    mc.write_atomic(out, data)
+    write_atomic(out, data)
     assert note_count(str(out)) == 4
 
 
@@ -165,7 +167,7 @@ def test_needs_conversion_rules(tmp_path: pathlib.Path) -> None:
     failed = {piece.name: {"reason": "timeout", "detail": "x", "timeout_s": 60.0}}
     assert not mc.needs_conversion(piece, str(tmp_path), failed, 60.0)
     assert mc.needs_conversion(piece, str(tmp_path), failed, 120.0)
-    mc.write_atomic(tmp_path / piece.name, b"MThd")
+    write_atomic(tmp_path / piece.name, b"MThd")
     assert not mc.needs_conversion(piece, str(tmp_path), {}, 60.0)
 
 

@@ -11,11 +11,25 @@ import pytest
 from array_record.python.array_record_data_source import ArrayRecordDataSource
 
 from yoshimidi_jax.data.pool import resilient_map
-from yoshimidi_jax.data.prepare import PrepareOptions, hashes_by_split, prepare, read_manifest
+from yoshimidi_jax.data.prepare import PrepareOptions, prepare, read_manifest, shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.data.sources.base import SourceFiles
 from yoshimidi_jax.midi import read_midi
 from yoshimidi_jax.tokens import TimeCodec, decode, normalize_events
+
+def hashes_by_split(data_dir: str) -> dict[str, np.ndarray]:
+    """Piece hashes of every record, per split (for purity checks)."""
+    from array_record.python.array_record_data_source import ArrayRecordDataSource
+
+    from yoshimidi_jax.data.records import deserialize
+
+    out = {}
+    for split in ("train", "eval"):
+        paths = shard_paths(data_dir, split)
+        src = ArrayRecordDataSource(paths) if paths else []
+        out[split] = np.array([deserialize(src[i]).piece_hash for i in range(len(src))], dtype=np.uint64)
+    return out
+
 
 
 def _bad_files(tmp_path, good: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from moto import server as moto_server
 
 from yoshimidi_jax.data.prepare import PrepareOptions, prepare
 from yoshimidi_jax.data.sources.base import SourceFiles
-from yoshimidi_jax.train.storage import make_fs
+from yoshimidi_jax.storage import make_fs
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import os
 import shutil
 
 
-from yoshimidi_jax.train import storage
+from yoshimidi_jax import storage
 from tests.train.conftest import _free_port, _reset_moto, _start, _stop  # noqa: F401  (s3 fixture helpers)
-from yoshimidi_jax.train.storage import WorkdirMirror, is_remote, local_staging_dir, make_fs
+from yoshimidi_jax.storage import WorkdirMirror, is_remote, local_staging_dir, make_fs
 
 FAST = dict(retry_initial_s=0.05, retry_max_s=0.5)
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from tests.train.conftest import small_config
-from yoshimidi_jax.train.config import ConfigError, check_config
+from yoshimidi_jax.config import ConfigError, check_config
+from yoshimidi_jax.sample.step_sample import write_step_sample
 from yoshimidi_jax.train.loop import NonFiniteError, train
 from yoshimidi_jax.train.metrics import read_metrics
 
@@ -23,7 +24,7 @@ def test_short_run_writes_everything_and_loss_falls(tmp_path, train_data):
     cfg = small_config(train_data, steps=12)
     cfg.train.lr = 3e-3
     workdir = str(tmp_path / "run")
-    result = train(cfg, workdir)
+    result = train(cfg, workdir, sample_writer=write_step_sample)
     assert result.step == 12 and result.resumed_from is None
     rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
     train_rows = [r for r in rows if "train/loss" in r]

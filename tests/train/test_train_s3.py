@@ -11,14 +11,15 @@ import pytest
 
 from tests.train.conftest import small_config
 from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.sample.step_sample import write_step_sample
 from yoshimidi_jax.train.loop import train
-from yoshimidi_jax.train.storage import local_staging_dir, make_fs
+from yoshimidi_jax.storage import local_staging_dir, make_fs
 
 
 def test_train_to_s3_then_resume_from_s3_on_a_fresh_machine(s3, tmp_path, train_data, monkeypatch):
     monkeypatch.setenv("YOSHIMIDI_STAGING", str(tmp_path / "staging"))
     workdir = f"s3://{s3['bucket']}/runs/tiny"
-    first = train(small_config(train_data, steps=8), workdir)
+    first = train(small_config(train_data, steps=8), workdir, sample_writer=write_step_sample)
     assert first.step == 8 and first.workdir == local_staging_dir(workdir)
 
     fs = make_fs(workdir)

@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 
-import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 from tqdm import tqdm
 
@@ -198,20 +197,3 @@ def read_manifest(data_dir: str) -> dict:
 def shard_paths(data_dir: str, split: str) -> list[str]:
     manifest = read_manifest(data_dir)
     return [os.path.join(data_dir, name) for name in manifest["split"][split]["shards"]]
-
-
-def hashes_by_split(data_dir: str) -> dict[str, np.ndarray]:
-    """Piece hashes of every record, per split (for purity checks)."""
-    from array_record.python.array_record_data_source import ArrayRecordDataSource
-
-    from yoshimidi_jax.data.records import deserialize
-
-    out = {}
-    for split in SPLITS:
-        paths = shard_paths(data_dir, split)
-        if not paths:
-            out[split] = np.zeros(0, np.uint64)
-            continue
-        src = ArrayRecordDataSource(paths)
-        out[split] = np.array([deserialize(src[i]).piece_hash for i in range(len(src))], dtype=np.uint64)
-    return out

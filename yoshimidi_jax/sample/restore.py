@@ -7,7 +7,7 @@ whose leaf paths and shapes equal the model's (so a train state
 {'params': ..., 'opt_state': ..., 'step': ...} or bare params both work).
 Where no checkpoint exists, params are a random init, with a message saying so.
 A remote workdir (s3://bucket/prefix) is first brought into its local staging
-dir (train/storage.py: the newest committed step, config.json), then read there.
+dir (yoshimidi_jax/storage: the newest committed step, config.json), then read there.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 
 from yoshimidi_jax.model import Transformer, init_params, make_model
-from yoshimidi_jax.train import config as config_lib
+from yoshimidi_jax import config as config_lib
 
 
 @dataclasses.dataclass
@@ -40,11 +40,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict | None:
 
 
 def latest_step(workdir: str) -> int | None:
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir):
-        return None
-    steps = [int(d) for d in os.listdir(ckpt_dir) if d.isdigit() and os.path.isdir(os.path.join(ckpt_dir, d))]
-    return max(steps) if steps else None
+    from yoshimidi_jax.storage import local_steps
+
+    steps = local_steps(workdir)
+    return steps[-1] if steps else None
 
 
 def _flat(tree: Any) -> dict[str, tuple[int, ...]]:
@@ -93,7 +92,7 @@ def fetch_remote(workdir: str) -> str:
     """A local dir holding `workdir`'s newest committed checkpoint and config:
     the workdir itself when local; for s3://... its staging dir, filled from
     the remote (raises, naming the URL, where the remote cannot be read)."""
-    from yoshimidi_jax.train.storage import WorkdirMirror, is_remote, local_staging_dir
+    from yoshimidi_jax.storage import WorkdirMirror, is_remote, local_staging_dir
 
     if not is_remote(workdir):
         return workdir

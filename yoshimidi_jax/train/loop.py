@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import ml_collections
@@ -18,12 +18,12 @@ from yoshimidi_jax.data.pipeline import BatchSpec, make_batches
 from yoshimidi_jax.model import init_params, make_model, model_cost
 from yoshimidi_jax.train import mesh as mesh_lib
 from yoshimidi_jax.train.checkpoints import RunCheckpoints, abstract_like
-from yoshimidi_jax.train.config import ConfigError, check_config, differences, load_config, save_config
+from yoshimidi_jax.config import ConfigError, check_config, differences, load_config, save_config
 from yoshimidi_jax.train.metrics import MetricsWriter, device_peak_flops
 from yoshimidi_jax.train.optimizer import learning_rate_at, make_optimizer
 from yoshimidi_jax.train.state import TrainState
 from yoshimidi_jax.train.step import make_eval_step, make_train_step
-from yoshimidi_jax.train.storage import WorkdirMirror, is_remote, local_staging_dir
+from yoshimidi_jax.storage import WorkdirMirror, is_remote, local_staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -107,28 +107,15 @@ def _resolve_config(cfg: ml_collections.ConfigDict, local: str) -> ml_collection
     return cfg
 
 
-def write_sample(model, params, cfg, step: int, local: str) -> str:
-    """samples/step_N.{mid,png} from the current params (seeded by the step)."""
-    from yoshimidi_jax.midi import write_midi
-    from yoshimidi_jax.sample import generate, to_events
-    from yoshimidi_jax.sample.render import piano_roll_png
-
-    os.makedirs(os.path.join(local, "samples"), exist_ok=True)
-    key = jax.random.fold_in(jax.random.key(cfg.seed), step)
-    seqs, _ = generate(
-        model, jax.device_get(params), key, num_events=cfg.train.sample_events,
-        temperature=cfg.train.sample_temperature,
-    )
-    events = to_events(seqs[0])
-    stem = os.path.join(local, "samples", f"step_{step}")
-    write_midi(events, stem + ".mid")
-    piano_roll_png(events, stem + ".png", title=f"step {step}: {len(events)} notes")
-    return stem + ".mid"
+SampleWriter = Callable[[Any, Any, ml_collections.ConfigDict, int, str], str]
 
 
-def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWriter | None = None) -> TrainResult:
     """Trains cfg in workdir (a folder, or s3://... mirrored from a local
-    staging folder). Resumes from the latest checkpoint there, if any."""
+    staging folder). Resumes from the latest checkpoint there, if any.
+    sample_writer(model, params, cfg, step, local_workdir) is called after each
+    eval (experiments/train.py passes sample.step_sample.write_step_sample:
+    samples/step_N.{mid,png}); None: no samples."""
     mesh_lib.maybe_initialize_distributed()
     mesh = mesh_lib.make_mesh()
     check_config(cfg, num_devices=mesh.size)
@@ -183,9 +170,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         rows = [_to_host(eval_step(state.params, mesh_lib.put_batch(b, mesh))) for b in eval_batches]
         metrics = combine_eval(rows)
         writer.write(step, metrics, prefix="eval/")
-        if p_count == 1:
+        if p_count == 1 and sample_writer is not None:
             try:
-                write_sample(model, state.params, cfg, step, local)
+                sample_writer(model, state.params, cfg, step, local)
             except Exception as e:  # a sample must never stop training
                 log.warning("sample at step %d failed: %s", step, e)
         return metrics["loss"]

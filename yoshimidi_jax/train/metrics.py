@@ -8,6 +8,8 @@ import os
 
 import jax
 
+from yoshimidi_jax.files import write_atomic
+
 # dense bf16 peak FLOP/s per device (no sparsity)
 PEAK_FLOPS = {
     "H100": 989e12,
@@ -68,9 +70,7 @@ def truncate_after(path: str, step: int) -> None:
         rows = [line for line in f if line.strip()]
     kept = [line for line in rows if json.loads(line)["step"] <= step]
     if len(kept) != len(rows):
-        with open(path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(path + ".tmp", path)
+        write_atomic(path, "".join(kept))
 
 
 def read_metrics(path: str) -> list[dict]:

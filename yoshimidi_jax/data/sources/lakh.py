@@ -18,6 +18,7 @@ import urllib.request
 
 import tqdm
 
+from yoshimidi_jax.files import write_atomic
 from yoshimidi_jax.data.sources.base import SourceFiles
 from yoshimidi_jax.data.sources.folder import list_midi_files
 
@@ -246,12 +247,8 @@ def is_extracted(out_dir: str) -> bool:
 
 def _write_marker(out_dir: str, archive: str, members: int) -> None:
     """Write the completion marker atomically."""
-    marker = os.path.join(out_dir, MARKER_NAME)
-    tmp = marker + ".tmp"
     info = {"archive": os.path.abspath(archive), "archive_bytes": _size(archive), "members": members}
-    with open(tmp, "w") as f:
-        json.dump(info, f)
-    os.replace(tmp, marker)
+    write_atomic(os.path.join(out_dir, MARKER_NAME), json.dumps(info))
 
 
 def _refuse_absolute(member: tarfile.TarInfo) -> None:
