@@ -93,8 +93,8 @@ def play_walk(restored, num_presses: int, seed: int) -> tuple[TokenSequence, lis
 
 def main(argv: list[str]) -> None:
     del argv
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it restores; our own lines are printed
     restored = restore(FLAGS.workdir, FLAGS.config, seed=FLAGS.seed)
-    logging.info(restored.message)
     print(restored.message)
     print(model_cost(restored.config.model).summary())
 

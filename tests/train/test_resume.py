@@ -59,7 +59,7 @@ def test_sigkill_then_same_command_resumes_exactly(tmp_path, train_data):
 
     second = subprocess.run(_command(workdir, train_data), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    resumed = int(second.stdout.split("resumed from step ")[1].split()[0])
+    resumed = int((second.stdout + second.stderr).split("resumed from step ")[1].split()[0])
     assert 8 <= resumed <= killed_at and resumed % 8 == 0
     got = _losses(workdir)
     assert sorted(got) == list(range(1, STEPS + 1))  # rows after the checkpoint were written once again

@@ -99,26 +99,17 @@ def _is_number(v: Any) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
-def _number(msg: dict, field: str, lo: float, hi: float, msg_id: int | None) -> float:
+def _number(msg: dict, field: str, lo: float, hi: float, msg_id: int | None, integer: bool = False):
+    """msg[field], required, a finite number (an integer if asked) in [lo, hi]."""
+    kind = "an integer" if integer else "a number"
     if field not in msg:
-        raise ProtocolError(field, "missing (a number is required)", msg_id)
+        raise ProtocolError(field, f"missing ({kind} is required)", msg_id)
     v = msg[field]
-    if not _is_number(v):
-        raise ProtocolError(field, f"{v!r} is not a finite number", msg_id)
+    if not (_is_int(v) if integer else _is_number(v)):
+        raise ProtocolError(field, f"{v!r} is not {'an integer' if integer else 'a finite number'}", msg_id)
     if not lo <= v <= hi:
         raise ProtocolError(field, f"{v!r} is out of range [{lo:g}, {hi:g}]", msg_id)
-    return float(v)
-
-
-def _integer(msg: dict, field: str, lo: int, hi: int, msg_id: int | None) -> int:
-    if field not in msg:
-        raise ProtocolError(field, "missing (an integer is required)", msg_id)
-    v = msg[field]
-    if not _is_int(v):
-        raise ProtocolError(field, f"{v!r} is not an integer", msg_id)
-    if not lo <= v <= hi:
-        raise ProtocolError(field, f"{v!r} is out of range [{lo}, {hi}]", msg_id)
-    return int(v)
+    return int(v) if integer else float(v)
 
 
 def _keys(msg: dict, msg_id: int | None) -> tuple[int, ...]:
@@ -173,7 +164,7 @@ def parse_message(frame: str | bytes) -> ClientMsg:
                             msg_id)
     if kind == "press":
         keys = _keys(msg, msg_id)
-        velocity = _integer(msg, "velocity", 1, 127, msg_id)
+        velocity = _number(msg, "velocity", 1, 127, msg_id, integer=True)
         return PressMsg(keys, velocity, _number(msg, "t", 0.0, MAX_T_MS, msg_id), msg_id)
     if kind == "release":
         return ReleaseMsg(_keys(msg, msg_id), _number(msg, "t", 0.0, MAX_T_MS, msg_id), msg_id)

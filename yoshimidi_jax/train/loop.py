@@ -138,7 +138,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
     optimizer = make_optimizer(cfg.train)
     schedule = learning_rate_at(cfg.train)
     cost = model_cost(cfg.model, context=cfg.data.seq_len)
-    print(cost.summary(), f"| {mesh.size} device(s): {jax.devices()[0].device_kind}")
+    log.info("%s | %d device(s): %s", cost.summary(), mesh.size, jax.devices()[0].device_kind)
 
     params = init_params(model, jax.random.key(cfg.seed))
     params_sharding = mesh_lib.param_sharding(mesh, params, cfg.train.fsdp)
@@ -158,7 +158,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
     if resumed_from is not None:
         state = checkpoints.restore(resumed_from, abstract_like(state, state_sharding), train_iter)
         start = int(state.step)
-        print(f"resumed from step {start} ({local}/checkpoints)")
+        log.info("resumed from step %d (%s/checkpoints)", start, local)
     writer = MetricsWriter(local, resume_step=start)
 
     train_step = make_train_step(model, optimizer, schedule, state_sharding, batch_sharding)
@@ -237,10 +237,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
         except NonFiniteError:
             saveable = False
         if saveable and trained not in checkpoints.all_steps():
-            print(f"interrupted: saving step {trained}")
+            log.warning("interrupted: saving step %d", trained)
             checkpoint(trained, None)
         else:
-            print(f"interrupted: resume from the last checkpoint ({checkpoints.latest_step()})")
+            log.warning("interrupted: resume from the last checkpoint (%s)", checkpoints.latest_step())
         raise
     finally:
         bar.close()
