@@ -110,10 +110,10 @@ def _dot_dtypes(dtype: str) -> set[str]:
 
 
 def test_bf16_compute_keeps_fp32_params():
-    """bf16 compute: the matmuls run in bf16 (fp32 params cast on use), the
-    logits come out fp32; fp32 compute has no bf16 matmul at all."""
+    """bf16 compute: the body's matmuls run in bf16 (fp32 params cast on use),
+    the output projections in fp32; fp32 compute has no bf16 matmul at all."""
     bf16 = _dot_dtypes("bfloat16")
-    assert "bfloat16" in bf16, bf16
+    assert bf16 == {"bfloat16", "float32"}, bf16
     assert _dot_dtypes("float32") == {"float32"}
 
 

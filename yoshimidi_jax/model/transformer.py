@@ -147,10 +147,11 @@ class Transformer(nn.Module):
             for i in range(self.num_layers)
         ]
         self.final_norm = _norm(self.norm, self.dtype, "final_norm")
-        self.token_head = nn.Dense(self.vocab_size, dtype=self.dtype, param_dtype=jnp.float32, name="token_head")
-        self.time_head = nn.Dense(
-            self.num_time_supports, dtype=self.dtype, param_dtype=jnp.float32, name="time_head"
-        )
+        # the output projections run in float32 whatever the compute dtype (bf16
+        # logits over 533 ids lose the small differences sampling depends on)
+        self.token_head = nn.Dense(self.vocab_size, dtype=jnp.float32, param_dtype=jnp.float32, name="token_head")
+        self.time_head = nn.Dense(self.num_time_supports, dtype=jnp.float32, param_dtype=jnp.float32,
+                                  name="time_head")
 
     def embed(
         self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array, ctx: PressContext | None = None
@@ -172,11 +173,11 @@ class Transformer(nn.Module):
         return x.astype(self.dtype)
 
     def heads(self, x: jax.Array, ctx: PressContext | None = None) -> tuple[jax.Array, jax.Array]:
-        x = self.final_norm(x)
-        logits = self.token_head(x).astype(jnp.float32)
+        x = self.final_norm(x).astype(jnp.float32)
+        logits = self.token_head(x)
         if self.control_bias:
             logits = logits + self.control_logit_bias(ctx)
-        return logits, self.time_head(x).astype(jnp.float32)
+        return logits, self.time_head(x)
 
     def control_logit_bias(self, ctx: PressContext) -> jax.Array:
         """[B, L, V]: what the control in force adds to the next token's logits."""
