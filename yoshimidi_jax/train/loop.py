@@ -140,11 +140,15 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
     cost = model_cost(cfg.model, context=cfg.data.seq_len)
     log.info("%s | %d device(s): %s", cost.summary(), mesh.size, jax.devices()[0].device_kind)
 
-    params = init_params(model, jax.random.key(cfg.seed))
-    params_sharding = mesh_lib.param_sharding(mesh, params, cfg.train.fsdp)
-    state = TrainState.create(params, optimizer)
-    state_sharding = mesh_lib.param_sharding(mesh, state, cfg.train.fsdp)
-    state = jax.device_put(state, state_sharding)
+    def init_state() -> TrainState:
+        return TrainState.create(init_params(model, jax.random.key(cfg.seed)), optimizer)
+
+    # shardings from shapes alone, then the state made under jit straight into
+    # them: with FSDP no device ever holds the whole model
+    shapes = jax.eval_shape(init_state)
+    params_sharding = mesh_lib.param_sharding(mesh, shapes.params, cfg.train.fsdp)
+    state_sharding = mesh_lib.param_sharding(mesh, shapes, cfg.train.fsdp)
+    state = jax.jit(init_state, out_shardings=state_sharding)()
     batch_sharding = mesh_lib.batch_sharding(mesh)
 
     p_index, p_count = jax.process_index(), jax.process_count()
