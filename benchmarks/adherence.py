@@ -30,7 +30,7 @@ from absl import app, flags
 from array_record.python.array_record_data_source import ArrayRecordDataSource
 
 from yoshimidi_jax.data.augment import augment_velocity
-from yoshimidi_jax.data.prepare import shard_paths
+from yoshimidi_jax.data.manifest import shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.sample import Constraints, generate, to_events
 from yoshimidi_jax.sample.adherence import AdherenceCounts, score

@@ -53,7 +53,7 @@ def _stream_windows(data: str, spec) -> np.ndarray:
 
 def _pieces(data: str, split: str, spec) -> list[np.ndarray]:
     from yoshimidi_jax.data.pipeline import piece_dataset
-    from yoshimidi_jax.data.prepare import shard_paths
+    from yoshimidi_jax.data.manifest import shard_paths
 
     return [x["ids"] for x in piece_dataset(shard_paths(data, split), spec)]
 

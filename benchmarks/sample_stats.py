@@ -27,7 +27,7 @@ import numpy as np
 from absl import app, flags
 from array_record.python.array_record_data_source import ArrayRecordDataSource
 
-from yoshimidi_jax.data.prepare import shard_paths
+from yoshimidi_jax.data.manifest import shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.midi import NoteEvents
 from yoshimidi_jax.sample import Constraints, generate

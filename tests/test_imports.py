@@ -86,3 +86,16 @@ def test_the_graph_is_read():
     assert "yoshimidi_jax.model.kv_cache" in graph["yoshimidi_jax.model.transformer"]
     assert "yoshimidi_jax.sample.batch_play" in graph["yoshimidi_jax.app.batcher"]
     assert sum(len(v) for v in graph.values()) > 100
+
+
+def test_the_training_path_does_not_pull_in_dataset_writing():
+    """train/ and data/pipeline.py reach neither prepare.py (shard writers)
+    nor pool.py (worker processes), directly or through anything they import."""
+    graph = import_graph()
+    seen, todo = set(), ["yoshimidi_jax.data.pipeline", "yoshimidi_jax.train.loop"]
+    while todo:
+        mod = todo.pop()
+        if mod not in seen:
+            seen.add(mod)
+            todo.extend(graph[mod])
+    assert not seen & {"yoshimidi_jax.data.prepare", "yoshimidi_jax.data.pool"}, sorted(seen)

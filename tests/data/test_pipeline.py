@@ -74,7 +74,7 @@ def test_one_epoch_keeps_every_token(dataset):
     stream = np.concatenate([np.append(w["inputs"][0], w["targets"][0, -1]) for w in windows])
     seg = np.concatenate([np.append(w["segment_ids"][0], -1) for w in windows])
     stream = stream[stream != PAD] if (seg[-1] == -1) else stream
-    from yoshimidi_jax.data.prepare import read_manifest
+    from yoshimidi_jax.data.manifest import read_manifest
 
     assert (stream == BOS).sum() == 5 and (stream == EOS).sum() == 5
     assert stream.shape[0] == read_manifest(dataset)["tokens"]

@@ -11,7 +11,8 @@ import pytest
 from array_record.python.array_record_data_source import ArrayRecordDataSource
 
 from yoshimidi_jax.data.pool import resilient_map
-from yoshimidi_jax.data.prepare import PrepareOptions, prepare, read_manifest, shard_paths
+from yoshimidi_jax.data.manifest import read_manifest, shard_paths
+from yoshimidi_jax.data.prepare import PrepareOptions, prepare
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.data.sources.base import SourceFiles
 from yoshimidi_jax.midi import read_midi

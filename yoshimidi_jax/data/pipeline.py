@@ -24,8 +24,8 @@ import grain
 import numpy as np
 from array_record.python.array_record_data_source import ArrayRecordDataSource
 
-from yoshimidi_jax.data.prepare import shard_paths
 from yoshimidi_jax.data.augment import augment_velocity
+from yoshimidi_jax.data.manifest import shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.tokens import controls as ctl
 from yoshimidi_jax.tokens.encode import decode, encode

@@ -16,6 +16,7 @@ import time
 from array_record.python.array_record_module import ArrayRecordWriter
 from tqdm import tqdm
 
+from yoshimidi_jax.data.manifest import MANIFEST, SPLITS
 from yoshimidi_jax.data.pool import resilient_map
 from yoshimidi_jax.data.records import PieceRecord, content_hash, serialize
 from yoshimidi_jax.data.sources.base import SourceFiles
@@ -27,8 +28,6 @@ from yoshimidi_jax.tokens.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-SPLITS = ("train", "eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,16 +183,3 @@ def prepare(
         shutil.rmtree(out_dir)
     os.replace(partial, out_dir)
     return manifest
-
-
-def read_manifest(data_dir: str) -> dict:
-    path = os.path.join(data_dir, MANIFEST)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: run `python -m experiments.prepare --out={data_dir}` first")
-    with open(path) as f:
-        return json.load(f)
-
-
-def shard_paths(data_dir: str, split: str) -> list[str]:
-    manifest = read_manifest(data_dir)
-    return [os.path.join(data_dir, name) for name in manifest["split"][split]["shards"]]
