@@ -39,3 +39,55 @@ def test_restore_without_workdir_config(tmp_path):
         assert "config.json" in str(e)
     else:
         raise AssertionError("expected FileNotFoundError")
+
+
+def test_restore_bare_params_and_refuse_other_shapes(tmp_path):
+    """A checkpoint whose item is the bare params restores; a model of other
+    shapes gets an error naming the checkpoint, not wrong params."""
+    cfg = small_config()
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(cfg.to_json())
+    _, params = model_and_params(cfg, seed=2)
+    with ocp.CheckpointManager(os.path.join(workdir, "checkpoints")) as mgr:
+        mgr.save(4, args=ocp.args.Composite(params=ocp.args.StandardSave(params)))
+        mgr.wait_until_finished()
+    r = restore(workdir)
+    assert r.step == 4
+    jax.tree.map(np.testing.assert_array_equal, r.params, jax.tree.map(np.asarray, params))
+
+    wider = small_config()
+    wider.model.d_model = 96
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(wider.to_json())
+    try:
+        restore(workdir)
+    except ValueError as e:
+        assert "no params shaped like the model" in str(e) and "checkpoints/4" in str(e)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def test_restore_refuses_a_checkpoint_of_more_layers(tmp_path):
+    """Partial restore would quietly read the first layers of a deeper model's
+    checkpoint: the array count is checked first."""
+    deep, shallow = small_config(), small_config()
+    deep.model.num_layers, shallow.model.num_layers = 3, 2
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    _, params = model_and_params(deep, seed=1)
+    with ocp.CheckpointManager(os.path.join(workdir, "checkpoints")) as mgr:
+        mgr.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params, "step": np.int32(2)})))
+        mgr.wait_until_finished()
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(shallow.to_json())
+    try:
+        restore(workdir)
+    except ValueError as e:
+        assert "arrays saved" in str(e)
+    else:
+        raise AssertionError("expected ValueError")
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(deep.to_json())
+    jax.tree.map(np.testing.assert_array_equal, restore(workdir).params, jax.tree.map(np.asarray, params))

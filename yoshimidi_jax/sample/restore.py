@@ -2,9 +2,9 @@
 ml_collections config as JSON) and the latest orbax checkpoint under
 workdir/checkpoints (CheckpointManager layout: checkpoints/<step>/<item>/).
 
-The params are found inside the restored item by shape: the first subtree
-whose leaf paths and shapes equal the model's (so a train state
-{'params': ..., 'opt_state': ..., 'step': ...} or bare params both work).
+The params are read with orbax's partial restore: the `params` subtree of
+the train state ({'params', 'opt_state', 'step'}), or an item that is the
+bare params; the optimizer state is never read.
 Where no checkpoint exists, params are a random init, with a message saying so.
 A remote workdir (s3://bucket/prefix) is first brought into its local staging
 dir (yoshimidi_jax/storage: the newest committed step, config.json), then read there.
@@ -46,42 +46,45 @@ def latest_step(workdir: str) -> int | None:
     return steps[-1] if steps else None
 
 
-def _flat(tree: Any) -> dict[str, tuple[int, ...]]:
-    return {
-        jax.tree_util.keystr(path): tuple(np.shape(leaf))
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
-    }
-
-
-def find_params(tree: Any, like: Any) -> Any | None:
-    """The first subtree of `tree` shaped like `like` (dicts walked depth first,
-    a key named 'params' before the others: optimizer moments share the shape)."""
-    if _flat(tree) == _flat(like):
-        return tree
-    if isinstance(tree, dict):
-        keys = sorted(tree, key=lambda k: k != "params")
-        for value in (tree[k] for k in keys):
-            found = find_params(value, like)
-            if found is not None:
-                return found
-    return None
-
-
 def restore_params(workdir: str, step: int, like: Any) -> Any:
+    """The params of checkpoint `step`, read with orbax's partial restore:
+    only the `params` subtree of the train state (the optimizer's moments,
+    twice the size, are never read), or a checkpoint item that is the bare
+    params. `like`: the params' shapes (jax.eval_shape of the init)."""
     import orbax.checkpoint as ocp
 
     step_dir = os.path.abspath(os.path.join(workdir, "checkpoints", str(step)))
     items = sorted(d for d in os.listdir(step_dir) if os.path.isdir(os.path.join(step_dir, d)))
     errors = []
-    with ocp.StandardCheckpointer() as ckptr:
-        for item in items:
+    as_numpy = lambda tree: jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)  # noqa: E731
+    with ocp.PyTreeCheckpointer() as ckptr:
+        for item in sorted(items, key=lambda name: name != "state"):  # the train loop's item first
+            path = os.path.join(step_dir, item)
             try:
-                tree = ckptr.restore(os.path.join(step_dir, item))
-            except Exception as e:  # noqa: BLE001  (an item of another kind: json, grain state...)
-                errors.append(f"{item}: {type(e).__name__}: {e}")
+                saved = ckptr.metadata(path).item_metadata
+            except Exception as e:  # noqa: BLE001  (not a pytree item)
+                errors.append(f"{item}: {type(e).__name__}: {str(e)[:200]}")
                 continue
-            found = find_params(tree, like)
-            if found is not None:
+            for target, pick in (({"params": like}, lambda t: t["params"]), (like, lambda t: t)):
+                try:
+                    # partial restore ignores arrays the target does not name: count them first
+                    n_saved = len(jax.tree.leaves(pick(saved)))
+                    if n_saved != len(jax.tree.leaves(like)):
+                        raise ValueError(f"{n_saved} arrays saved, the model has {len(jax.tree.leaves(like))}")
+                    tree = ckptr.restore(path, args=ocp.args.PyTreeRestore(
+                        item=target, restore_args=as_numpy(target), partial_restore=True))
+                except Exception as e:  # noqa: BLE001  (another kind of item: json, grain state; or other shapes)
+                    errors.append(f"{item}: {type(e).__name__}: {str(e)[:200]}")
+                    continue
+                found = pick(tree)
+                if any(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(found)):
+                    errors.append(f"{item}: no {'params subtree' if 'params' in target else 'bare params'}")
+                    continue  # partial restore leaves what the checkpoint lacks as it was given
+                wrong = [jax.tree_util.keystr(k) for (k, a), b in zip(jax.tree_util.tree_flatten_with_path(found)[0],
+                                                                      jax.tree.leaves(like)) if a.shape != b.shape]
+                if wrong:  # orbax restores the saved shapes whatever the target says
+                    errors.append(f"{item}: shapes differ from the model's at {wrong[:3]}")
+                    continue
                 return jax.tree.map(lambda x: np.asarray(x, np.float32), found)
     raise ValueError(
         f"no params shaped like the model in checkpoint {step_dir} (items {items}); " + "; ".join(errors)
