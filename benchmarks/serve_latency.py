@@ -114,7 +114,7 @@ def pct(values, q) -> float:
     return round(float(np.percentile(np.array(values), q)), 3)
 
 
-async def run(args) -> dict:  # noqa: C901
+async def run(args) -> dict:
     proc, url = start_server(args.workdir, max_sessions=args.sessions + 1, extra=args.server_flag)
     try:
         lat1, srv1 = [], []

@@ -128,8 +128,7 @@ class Hub:
         self.opened += 1
         shard, slot = self.free_slots.popleft()
         key = jax.random.fold_in(self._base_key, number)
-        session = Session(f"{self.boot}-{number}", slot, key, self.options.settings)
-        session.shard = shard
+        session = Session(f"{self.boot}-{number}", shard, slot, key, self.options.settings)
         self.sessions[session.id] = session
         try:
             await self.batchers[shard].submit(session.new_context())

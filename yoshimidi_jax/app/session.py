@@ -52,12 +52,11 @@ class Session:
     server's BatchPlayer. plan_* turn a message into a decode job (and update
     the key bookkeeping); finish_* turn the job's result into the reply."""
 
-    def __init__(self, session_id: str, slot: int, key: jax.Array, settings: PlaySettings):
-        self.id, self.slot, self.settings = session_id, slot, settings
-        self.shard = 0  # which of the server's BatchPlayers (decode threads) holds the slot
+    def __init__(self, session_id: str, shard: int, slot: int, key: jax.Array, settings: PlaySettings):
+        self.id, self.settings = session_id, settings
+        self.shard, self.slot = shard, slot  # row `slot` of the server's BatchPlayer number `shard`
         self._key = key
         self.presses = 0
-        self.started = time.monotonic()
         self.recording: list[RecordedNote] | None = None
         self.open_notes: dict[int, RecordedNote] = {}  # pitch -> its note in the recording
         self.last_seen_ms: float = 0.0  # the latest client time of any message (t never decreases)
