@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -141,10 +142,23 @@ def _die_on_seven(x: int) -> int:
     return x * 10
 
 
-def _crashed(x: int, reason: str) -> int:
-    return -x
+def _failed(x: int, reason: str, detail: str) -> tuple[int, str]:
+    return -x, reason
 
 
 def test_resilient_map_survives_a_dying_worker():
-    out = list(resilient_map(_die_on_seven, list(range(40)), _crashed, workers=2, chunk_size=3))
-    assert out == [-7 if x == 7 else x * 10 for x in range(40)]
+    out = list(resilient_map(_die_on_seven, list(range(40)), _failed, workers=2, chunk_size=3))
+    assert out == [(-7, "worker_crash") if x == 7 else x * 10 for x in range(40)]
+
+
+def _hang_on_five(x: int) -> int:
+    if x == 5:
+        time.sleep(60)  # a parser stuck in a loop
+    return x * 10
+
+
+def test_resilient_map_kills_a_hung_worker_and_goes_on():
+    started = time.monotonic()
+    out = list(resilient_map(_hang_on_five, list(range(12)), _failed, workers=2, chunk_size=4, timeout_s=1.0))
+    assert out == [(-5, "timeout") if x == 5 else x * 10 for x in range(12)]
+    assert time.monotonic() - started < 30  # the hung worker was killed, not waited for

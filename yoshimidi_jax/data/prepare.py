@@ -37,6 +37,7 @@ class PrepareOptions:
     workers: int = 2
     min_notes: int = 8
     max_notes: int = 200_000
+    file_timeout_s: float = 120.0  # a reader that hangs on one file is killed after this
     progress: bool = True
 
 
@@ -81,8 +82,9 @@ def process_file(path: str, min_notes: int, max_notes: int) -> FileResult:
         return FileResult(path=path, reason="reader_error", detail=f"{type(e).__name__}: {e}")
 
 
-def _crashed(path: str, detail: str) -> FileResult:
-    return FileResult(path=path, reason="reader_crash", detail=detail)
+def _reader_failed(path: str, reason: str, detail: str) -> FileResult:
+    """A file whose reader process died ("reader_crash") or hung ("reader_timeout")."""
+    return FileResult(path=path, reason="reader_timeout" if reason == "timeout" else "reader_crash", detail=detail)
 
 
 class _ShardWriter:
@@ -132,7 +134,8 @@ def prepare(
     seen_hashes: set[int] = set()
     drum_notes = 0
     work = functools.partial(process_file, min_notes=options.min_notes, max_notes=options.max_notes)
-    results = resilient_map(work, list(source.paths), _crashed, workers=options.workers)
+    results = resilient_map(work, list(source.paths), _reader_failed, workers=options.workers,
+                            timeout_s=options.file_timeout_s)
     for r in tqdm(results, total=len(source.paths), desc="prepare", unit="file", disable=not options.progress):
         if r.reason is None and r.piece_hash in seen_hashes:
             r = dataclasses.replace(r, reason="duplicate", detail="same tokens as an earlier file")

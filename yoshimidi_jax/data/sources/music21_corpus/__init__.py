@@ -11,11 +11,11 @@ becomes one .mid file in a cache folder:
   (josquin), which are merged into one score.
 
 The work unit is one corpus file: a worker tokenizes a many-tune .abc file
-once and writes all its tunes, reporting each tune on its own. Workers are
-processes this module manages (not concurrent.futures, which cannot stop a
-running task): a piece that runs past ``timeout_s`` has its worker killed and
-replaced, the rest of that file's tunes go back in the queue, and a worker
-that dies only costs the piece it was on.
+once and writes all its tunes, reporting each tune on its own. The workers
+are the data path's one pool (`data/pool.py`, pebble): a file gets
+``timeout_s`` per piece; a file whose worker runs past that or dies is
+converted again one piece per task, so only the piece that hangs or crashes
+fails (reasons "timeout", "worker_crash").
 
 Two known music21 failures are cured before writing MIDI:
 
@@ -35,22 +35,17 @@ when a longer ``timeout_s`` is given).
 from __future__ import annotations
 
 import collections
+import functools
 import json
-import multiprocessing
-import multiprocessing.connection
-import dataclasses
 import pathlib
-import time
 from collections.abc import Sequence
-from typing import Any
 
+from yoshimidi_jax.data.pool import map_batches
 from yoshimidi_jax.data.sources.base import SourceFiles
 from yoshimidi_jax.data.sources.music21_corpus.cures import has_repeat_marks, score_to_midi
 from yoshimidi_jax.data.sources.music21_corpus.listing import (ALL, DEFAULT_COLLECTIONS, FAILURES_FILE, Piece, abc_tune_numbers,
                                                               corpus_root, list_pieces, music21_version)
-from yoshimidi_jax.data.sources.music21_corpus.worker import _Unit, _worker_main
-
-_KILL_GRACE_S = 2.0  # a stopped worker gets this long to exit before it is killed
+from yoshimidi_jax.data.sources.music21_corpus.worker import convert_pieces, import_music21
 from yoshimidi_jax.files import write_atomic
 
 __all__ = ["ALL", "DEFAULT_COLLECTIONS", "FAILURES_FILE", "Piece", "SourceFiles", "abc_tune_numbers", "convert_corpus",
@@ -58,134 +53,22 @@ __all__ = ["ALL", "DEFAULT_COLLECTIONS", "FAILURES_FILE", "Piece", "SourceFiles"
            "save_failures", "score_to_midi"]
 
 
-# ------------------------------------------------------------ parent side
+# ------------------------------------------------------------ work units
 
 
-@dataclasses.dataclass
-class _Worker:
-    """A worker process, its pipe and what it is doing."""
-
-    process: Any
-    conn: multiprocessing.connection.Connection
-    ready: bool = False
-    unit: _Unit | None = None
-    todo: list[Piece] = dataclasses.field(default_factory=list)
-    current: str | None = None  # piece name, None while on the file itself
-    deadline: float = float("inf")
-
-
-def _start_worker(ctx: Any, root: str, cache_dir: str) -> _Worker:
-    parent, child = ctx.Pipe()
-    process = ctx.Process(target=_worker_main, args=(child, root, cache_dir), daemon=True)
-    process.start()
-    child.close()
-    return _Worker(process=process, conn=parent)
-
-
-def _stop_worker(worker: _Worker) -> None:
-    """Kill a worker process and close its pipe."""
-    if worker.process.is_alive():
-        worker.process.terminate()
-        worker.process.join(_KILL_GRACE_S)
-        if worker.process.is_alive():
-            worker.process.kill()
-    worker.process.join()
-    worker.conn.close()
-
-
-def _units(pieces: Sequence[Piece]) -> list[_Unit]:
-    """Group pieces by corpus file; largest files first (better balance)."""
+def _batches(pieces: Sequence[Piece]) -> list[tuple[Piece, ...]]:
+    """Pieces grouped by corpus file (one task each); largest files first
+    (better balance)."""
     by_file: dict[str, list[Piece]] = collections.defaultdict(list)
     for piece in pieces:
         by_file[piece.corpus_path].append(piece)
     root = corpus_root()
-    return sorted(
-        (_Unit(path, tuple(ps)) for path, ps in by_file.items()),
-        key=lambda u: (-(root / u.corpus_path).stat().st_size, u.corpus_path),
-    )
+    return [tuple(by_file[path]) for path in
+            sorted(by_file, key=lambda path: (-(root / path).stat().st_size, path))]
 
 
-def _run_pool(
-    units: list[_Unit], cache_dir: str, workers: int, timeout_s: float, on_result: Any
-) -> None:
-    """Convert `units` with `workers` processes; calls on_result(name, reason,
-    detail) once for each piece (reason None on success)."""
-    ctx = multiprocessing.get_context("spawn")
-    root = str(corpus_root())
-    queue = collections.deque(units)
-    pool = [_start_worker(ctx, root, cache_dir) for _ in range(min(workers, len(units)))]
-
-    def fail_and_replace(worker: _Worker, reason: str, detail: str) -> _Worker:
-        """The current piece (or, on the file stage, all its pieces) fails;
-        the rest of the unit is queued again; a fresh worker takes over."""
-        failed = [p for p in worker.todo if worker.current is None or p.name == worker.current]
-        for piece in failed:
-            on_result(piece.name, reason, detail)
-        rest = tuple(p for p in worker.todo if p not in failed)
-        if rest and worker.unit is not None:
-            queue.appendleft(_Unit(worker.unit.corpus_path, rest))
-        _stop_worker(worker)
-        return _start_worker(ctx, root, cache_dir) if queue else None
-
-    try:
-        while pool:
-            for w in pool:
-                if w.ready and w.unit is None and queue:
-                    w.unit = queue.popleft()
-                    w.todo = list(w.unit.pieces)
-                    w.conn.send(w.unit)
-            idle = [w for w in pool if w.ready and w.unit is None]
-            if idle and not queue:
-                for w in idle:
-                    w.conn.send(None)
-                    w.process.join(_KILL_GRACE_S)
-                    _stop_worker(w)
-                pool = [w for w in pool if w not in idle]
-                continue
-            now = time.monotonic()
-            wait_s = max(0.0, min(w.deadline for w in pool) - now) if pool else 0.0
-            ready = multiprocessing.connection.wait([w.conn for w in pool], timeout=min(wait_s, 1.0))
-            replaced: dict[int, _Worker | None] = {}
-            for i, w in enumerate(pool):
-                if w.conn not in ready:
-                    continue
-                try:
-                    while w.conn.poll():
-                        event = w.conn.recv()
-                        _handle_event(w, event, timeout_s, on_result)
-                except (EOFError, OSError):
-                    w.process.join(_KILL_GRACE_S)
-                    code = w.process.exitcode
-                    if not w.ready:  # died before taking work: a broken environment
-                        raise RuntimeError(f"music21 worker exited at start (exit code {code})")
-                    replaced[i] = fail_and_replace(w, "worker_crash", f"worker exited with code {code}")
-            now = time.monotonic()
-            for i, w in enumerate(pool):
-                if i not in replaced and w.unit is not None and now > w.deadline:
-                    stage = w.current or f"{w.unit.corpus_path} (tokenizing)"
-                    replaced[i] = fail_and_replace(w, "timeout", f"{stage} ran past {timeout_s} s")
-            if replaced:
-                pool = [replaced.get(i, w) for i, w in enumerate(pool)]
-                pool = [w for w in pool if w is not None]
-    finally:
-        for w in pool:
-            _stop_worker(w)
-
-
-def _handle_event(worker: _Worker, event: tuple, timeout_s: float, on_result: Any) -> None:
-    """Update a worker's state from one of its events."""
-    kind = event[0]
-    if kind == "ready":
-        worker.ready = True
-    elif kind == "start":
-        worker.current = event[1]
-        worker.deadline = time.monotonic() + timeout_s
-    elif kind == "result":
-        _, name, reason, detail = event
-        worker.todo = [p for p in worker.todo if p.name != name]
-        on_result(name, reason, detail)
-    elif kind == "done":
-        worker.unit, worker.todo, worker.current, worker.deadline = None, [], None, float("inf")
+def _failed(piece: Piece, reason: str, detail: str) -> tuple[str, str, str]:
+    return piece.name, reason, f"{piece.name}: {detail}"
 
 
 # ------------------------------------------------------------ failures file
@@ -261,8 +144,11 @@ def convert_corpus(
                 save_failures(cache_dir, failed)
             bar.update(1)
 
+        convert = functools.partial(convert_pieces, root=str(corpus_root()), cache_dir=cache_dir)
         try:
-            _run_pool(_units(todo), cache_dir, workers, timeout_s, on_result)
+            for name, reason, detail in map_batches(convert, _batches(todo), _failed, workers=workers,
+                                                    timeout_s=timeout_s, initializer=import_music21):
+                on_result(name, reason, detail)
         finally:
             bar.close()
             save_failures(cache_dir, failed)

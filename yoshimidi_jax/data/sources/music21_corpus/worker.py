@@ -1,27 +1,14 @@
-"""The worker process: converts the pieces of one corpus file at a time and
-reports each on a pipe."""
+"""What a worker process does: convert the pieces of one corpus file."""
 
 from __future__ import annotations
 
-import dataclasses
-import multiprocessing.connection
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any
 
 from yoshimidi_jax.data.sources.music21_corpus.cures import _short, score_to_midi
 from yoshimidi_jax.data.sources.music21_corpus.listing import ABC_VOICES_AS_PARTS, Piece
 from yoshimidi_jax.files import write_atomic
-
-
-@dataclasses.dataclass(frozen=True)
-class _Unit:
-    """One corpus file and the pieces still to be made from it."""
-
-    corpus_path: str
-    pieces: tuple[Piece, ...]
-
-# ------------------------------------------------------------ worker side
 
 
 def _parse_score(path: pathlib.Path, merge_voices: bool) -> Any:
@@ -48,24 +35,27 @@ def _abc_tunes(path: pathlib.Path) -> dict[int | None, Any]:
     return handler.splitByReferenceNumber() if handler.definesReferenceNumbers() else {None: handler}
 
 
-def _convert_unit(unit: _Unit, root: pathlib.Path, cache_dir: pathlib.Path) -> Iterator[tuple]:
-    """Convert the pieces of one corpus file, yielding events for the parent:
-    ("start", name | None) before each stage (None: the file itself), then
-    ("result", name, reason | None, detail) for each piece."""
+def import_music21() -> None:
+    """Worker initializer: music21 is imported before a task starts, so its
+    import time does not count against a task's timeout."""
+    import music21  # noqa: F401
+
+
+def convert_pieces(pieces: Sequence[Piece], root: str, cache_dir: str) -> list[tuple[str, str | None, str]]:
+    """Convert pieces that all come from one corpus file (a many-tune .abc
+    file is tokenized once), writing each .mid atomically; returns one
+    (name, reason | None, detail) per piece."""
     from music21 import abcFormat
 
-    path = root / unit.corpus_path
+    path = pathlib.Path(root) / pieces[0].corpus_path
     tunes: dict[int | None, Any] = {}
-    if any(p.number is not None for p in unit.pieces):
-        yield ("start", None)
+    if any(p.number is not None for p in pieces):
         try:
             tunes = _abc_tunes(path)
         except Exception as exc:  # noqa: BLE001
-            for piece in unit.pieces:
-                yield ("result", piece.name, "parse_error", _short(exc))
-            return
-    for piece in unit.pieces:
-        yield ("start", piece.name)
+            return [(piece.name, "parse_error", _short(exc)) for piece in pieces]
+    results = []
+    for piece in pieces:
         try:
             if piece.number is None:
                 score = _parse_score(path, merge_voices=piece.collection in ABC_VOICES_AS_PARTS)
@@ -74,26 +64,13 @@ def _convert_unit(unit: _Unit, root: pathlib.Path, cache_dir: pathlib.Path) -> I
             else:
                 raise KeyError(f"tune X:{piece.number} not found")
         except Exception as exc:  # noqa: BLE001
-            yield ("result", piece.name, "parse_error", _short(exc))
+            results.append((piece.name, "parse_error", _short(exc)))
             continue
         try:
             data, reason, detail = score_to_midi(score)
         except Exception as exc:  # noqa: BLE001
             data, reason, detail = None, "midi_write_error", _short(exc)
         if data is not None:
-            write_atomic(cache_dir / piece.name, data)
-        yield ("result", piece.name, reason, detail)
-
-
-def _worker_main(conn: multiprocessing.connection.Connection, root: str, cache_dir: str) -> None:
-    """Worker loop: receive units, send events, until it receives None."""
-    import music21  # noqa: F401 - import before taking work, so it is not timed
-
-    conn.send(("ready",))
-    while True:
-        unit = conn.recv()
-        if unit is None:
-            return
-        for event in _convert_unit(unit, pathlib.Path(root), pathlib.Path(cache_dir)):
-            conn.send(event)
-        conn.send(("done",))
+            write_atomic(pathlib.Path(cache_dir) / piece.name, data)
+        results.append((piece.name, reason, detail))
+    return results
