@@ -1,21 +1,21 @@
-"""WorkdirMirror: a local run dir mirrored to a remote workdir (uploads with
-commit markers, retries, remote cleanup, verified download); the layout and
-the reasons are in yoshimidi_jax/storage/__init__.py."""
+"""WorkdirMirror: a local run dir mirrored to a remote workdir from one
+background thread (queue, retries with backoff, outage logging, which steps
+to upload, delete or fetch); the remote step layout itself is RemoteSteps.
+The layout and the reasons are in yoshimidi_jax/storage/__init__.py."""
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import json
 import logging
 import os
-import shutil
 import threading
 import time
 from typing import Callable
 
-from yoshimidi_jax.storage.paths import (CHECKPOINTS, DEFAULT_FILES, FINALIZE_WAIT_S, MARKER_SUFFIX, RESTORE_FILES,
-                                         _MARKER, _STEP, _local_files, _scheme, local_steps, make_fs, s3_endpoint)
+from yoshimidi_jax.storage.paths import (CHECKPOINTS, DEFAULT_FILES, FINALIZE_WAIT_S, RESTORE_FILES, _local_files,
+                                         _scheme, local_steps, make_fs, s3_endpoint)
+from yoshimidi_jax.storage.remote_steps import RemoteSteps
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class WorkdirMirror:
         self.root = self.fs._strip_protocol(self.remote_url).rstrip("/")
         self.endpoint = s3_endpoint() if _scheme(remote) in ("s3", "s3a") else _scheme(remote)
         self.endpoint = self.endpoint or "default AWS endpoint"
+        self.steps = RemoteSteps(self.fs, self.root, self.remote_url)
 
         self._cond = threading.Condition()
         self._queue: collections.deque[_Task] = collections.deque()
@@ -72,10 +73,7 @@ class WorkdirMirror:
     # ------------------------------------------------------------------ paths
 
     def _r(self, *parts: str) -> str:
-        return "/".join([self.root, *[p.strip("/") for p in parts if p]])
-
-    def _marker(self, step: int) -> str:
-        return self._r(CHECKPOINTS, f"{step}{MARKER_SUFFIX}")
+        return self.steps.path(*parts)
 
     # ------------------------------------------------------------------ status
 
@@ -217,30 +215,6 @@ class WorkdirMirror:
 
     # ------------------------------------------------------------------ uploads
 
-    def _remote_markers(self) -> dict[int, str]:
-        ckpt = self._r(CHECKPOINTS)
-        if not self.fs.exists(ckpt):
-            return {}
-        out = {}
-        for path in self.fs.ls(ckpt, detail=False):
-            m = _MARKER.match(path.rstrip("/").rsplit("/", 1)[-1])
-            if m:
-                out[int(m.group(1))] = path
-        return out
-
-    def _remote_step_dirs(self) -> set[int]:
-        ckpt = self._r(CHECKPOINTS)
-        if not self.fs.exists(ckpt):
-            return set()
-        names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(ckpt, detail=False))
-        return {int(n) for n in names if _STEP.match(n)}
-
-    def _read_marker(self, step: int) -> dict | None:
-        try:
-            return json.loads(self.fs.cat_file(self._marker(step)))
-        except FileNotFoundError:
-            return None
-
     def _wait_finalized(self, step: int) -> str | None:
         """The local dir of ``step`` once orbax has renamed it into place; None if gone."""
         ckpt = os.path.join(self.local, CHECKPOINTS)
@@ -261,18 +235,7 @@ class WorkdirMirror:
         if path is None:
             log.info("checkpoint step %d is no longer in %s (deleted by keep-N?); not uploading it", step, self.local)
         else:
-            files = _local_files(path)
-            marker = self._read_marker(step)
-            if marker is not None and marker.get("files") == files:
-                log.debug("step %d already on the remote", step)
-            else:
-                if marker is not None:  # a different step <step> was there: uncommit before overwriting
-                    self.fs.rm_file(self._marker(step))
-                for rel in sorted(files):
-                    self.fs.put_file(os.path.join(path, *rel.split("/")), self._r(CHECKPOINTS, str(step), rel))
-                body = json.dumps({"step": step, "files": files}, sort_keys=True).encode()
-                self.fs.pipe_file(self._marker(step), body)
-                log.info("uploaded checkpoint step %d (%d files) to %s", step, len(files), self.remote_url)
+            self.steps.upload(step, path)
             self._known_steps.add(step)
         self._delete_stale_steps()
 
@@ -286,16 +249,10 @@ class WorkdirMirror:
         if not local:
             return
         newest = max(local)
-        markers = self._remote_markers()
-        remote = set(markers) | self._remote_step_dirs()
+        remote = set(self.steps.markers()) | self.steps.step_dirs()
         for step in sorted(s for s in remote & self._known_steps if s not in local and s < newest):
-            if step in markers:
-                self.fs.rm_file(markers[step])
-            prefix = self._r(CHECKPOINTS, str(step))
-            if self.fs.exists(prefix):
-                self.fs.rm(prefix, recursive=True)
+            self.steps.delete(step)
             self._known_steps.discard(step)
-            log.info("deleted checkpoint step %d from %s (gone locally)", step, self.remote_url)
 
     def _upload_files(self, relpaths: tuple[str, ...]) -> None:
         for rel in relpaths:
@@ -334,7 +291,7 @@ class WorkdirMirror:
         """
         self.fs.invalidate_cache()
         have = local_steps(self.local)
-        markers = self._remote_markers()
+        markers = self.steps.markers()
         if have and (not markers or have[-1] >= max(markers)):
             self._pull_missing(RESTORE_FILES)
             self._known_steps.update(have)
@@ -352,40 +309,13 @@ class WorkdirMirror:
         for step in sorted(markers, reverse=True):
             if have and step <= have[-1]:
                 break
-            marker = self._read_marker(step)
+            marker = self.steps.read_marker(step)
             if marker is None:
                 continue
-            if self._download_step(step, marker.get("files", {})):
+            if self.steps.download(step, marker.get("files", {}), os.path.join(self.local, CHECKPOINTS)):
                 self._known_steps.add(step)
                 return step
         return have[-1] if have else None
-
-    def _download_step(self, step: int, files: dict[str, int]) -> bool:
-        ckpt = os.path.join(self.local, CHECKPOINTS)
-        final = os.path.join(ckpt, str(step))
-        tmp = os.path.join(ckpt, f".{step}.yoshimidi-download-tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        try:
-            for rel in sorted(files):
-                dst = os.path.join(tmp, *rel.split("/"))
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                self.fs.get_file(self._r(CHECKPOINTS, str(step), rel), dst)
-            got = _local_files(tmp)
-            if got != files:
-                log.warning("remote step %d does not match its marker (files or sizes differ); skipping it", step)
-                shutil.rmtree(tmp, ignore_errors=True)
-                return False
-        except FileNotFoundError as e:
-            log.warning("remote step %d is missing a file (%s); skipping it", step, e)
-            shutil.rmtree(tmp, ignore_errors=True)
-            return False
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        os.replace(tmp, final)
-        log.info("restored checkpoint step %d from %s", step, self.remote_url)
-        return True
 
     def _pull_missing(self, relpaths, overwrite: bool = False) -> None:
         for rel in relpaths:
