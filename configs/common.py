@@ -25,14 +25,12 @@ def base_config(
     c.model.positional = "rope"  # 'rope' | 'learned'
     c.model.rope_base = 10_000.0
     c.model.dtype = dtype  # compute dtype; params stay float32
-    c.model.dropout = 0.0
     c.model.norm = "rmsnorm"  # 'rmsnorm' | 'layernorm'
     c.model.factored_controls = True  # CONTROL embedding += one embedding per attribute
     c.model.control_reference = True  # CONTROL embedding += the previous press's reference pitch
     c.model.control_bias = True  # logits += learned biases indexed by the control in force
     c.model.control_bias_scale = 10.0  # those biases learn this much faster (a parameter multiplier)
     c.model.vocab_size = vocab.size
-    c.model.num_velocity_bins = vocab.num_velocity_bins
     c.model.num_time_supports = codec.num_supports
     c.model.time_min_s = codec.min_s
     c.model.time_max_s = codec.max_s

@@ -79,9 +79,19 @@ def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
         f.write(cfg.to_json_best_effort(indent=1, sort_keys=True))
 
 
+# fields that configs no longer have; a run saved before their removal still
+# loads (and resumes: they never changed what was computed)
+RETIRED_FIELDS = ("model.dropout", "model.num_velocity_bins")
+
+
 def load_config(path: str) -> ml_collections.ConfigDict:
+    """A saved config.json, without its RETIRED_FIELDS."""
     with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+        data = json.load(f)
+    for field in RETIRED_FIELDS:
+        section, name = field.split(".")
+        data.get(section, {}).pop(name, None)
+    return ml_collections.ConfigDict(data)
 
 
 def differences(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> list[str]:

@@ -128,3 +128,23 @@ def test_resume_refuses_a_changed_model(tmp_path, train_data):
     cfg.model.d_model = 64
     with pytest.raises(ConfigError, match="model.d_model"):
         train(cfg, workdir)
+
+
+def test_a_run_saved_with_retired_fields_resumes(tmp_path, train_data):
+    """config.json of runs made before model.dropout / model.num_velocity_bins
+    were removed still resumes; a genuinely changed field is still refused."""
+    workdir = str(tmp_path / "run")
+    train(small_config(train_data, steps=4), workdir)
+    path = os.path.join(workdir, "config.json")
+    saved = json.load(open(path))
+    assert "dropout" not in saved["model"]
+    saved["model"].update(dropout=0.0, num_velocity_bins=32)
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    train(small_config(train_data, steps=6), workdir)
+    assert json.load(open(path))["model"].keys() == saved["model"].keys() - {"dropout", "num_velocity_bins"}
+    saved["model"]["mlp_ratio"] = 2
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    with pytest.raises(ConfigError, match="model.mlp_ratio"):
+        train(small_config(train_data, steps=8), workdir)
