@@ -162,6 +162,6 @@ def test_refill_ahead_leaves_room_for_any_next_press(batch_player):
         done = bp.refill_ahead([0])
         refilled += len(done)
         assert len(bp.host[0].ids) + FORCED_BUCKETS[-1] + MAX_KEYS + 1 <= bp.cache_len
-        assert (len(bp.host[0].ids) == bp.keep) == bool(done)
+        assert (len(bp.host[0].ids) == bp.cache_len // 2) == bool(done)
     assert refilled >= 2
     bp.close(0)

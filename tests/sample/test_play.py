@@ -11,7 +11,7 @@ import pytest
 from tests.model.helpers import model_and_params, small_config
 from yoshimidi_jax.sample import Constraints, generate, to_events
 from yoshimidi_jax.sample.adherence import score
-from yoshimidi_jax.sample.play import Player, PlaySettings, Press
+from yoshimidi_jax.sample.play import Player, PlaySettings, Press, refill_window
 from yoshimidi_jax.sample.player_walk import player_walk
 from yoshimidi_jax.tokens import TIME, Vocab, decode
 from yoshimidi_jax.tokens.presses import ANY_INTERVAL, attributes_of_notes, interval_bounds
@@ -116,3 +116,11 @@ def test_forced_time_control_and_velocity_appear_exactly(player):
         state = player.release(state, 0.1, notes.pitches)
         clock += 0.1
     assert presses[2].dt_s > codec.max_s  # the clipped case was exercised
+
+
+def test_refill_window_keeps_the_recent_half_only_when_full():
+    ids, times = np.arange(100, dtype=np.int32), np.linspace(0, 1, 100).astype(np.float32)
+    assert refill_window(ids, times, 28, 128) is None  # 100 + 28 fits exactly
+    kept_ids, kept_times = refill_window(ids, times, 29, 128)
+    np.testing.assert_array_equal(kept_ids, ids[-64:])
+    np.testing.assert_array_equal(kept_times, times[-64:])

@@ -1,4 +1,9 @@
-"""Multi-head causal self-attention with RoPE, segment masking and a KV cache."""
+"""Multi-head causal self-attention with RoPE, segment masking and a KV cache.
+
+Shapes are in the names (nanodo's habit): B batch, L the positions of this
+call (the whole sequence in training, the new tokens when decoding), T the key
+positions (L in training, the cache length when decoding), H heads, K head
+size, D model width."""
 
 from __future__ import annotations
 
@@ -13,31 +18,30 @@ from yoshimidi_jax.model import kv_cache
 NEG_INF = -1e30
 
 
-def rope(x: jax.Array, positions: jax.Array, base: float = 10_000.0) -> jax.Array:
-    """Rotary embedding (half-split layout). x [B, T, H, D], positions [B, T]."""
-    d = x.shape[-1]
-    half = d // 2
+def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, base: float = 10_000.0) -> jax.Array:
+    """Rotary embedding (half-split layout)."""
+    half = x_BxLxHxK.shape[-1] // 2
     freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-    angle = positions.astype(jnp.float32)[..., None] * freq  # [B, T, half]
-    sin, cos = jnp.sin(angle)[:, :, None, :], jnp.cos(angle)[:, :, None, :]
-    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
-    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out.astype(x.dtype)
+    angle_BxLxhalf = positions_BxL.astype(jnp.float32)[..., None] * freq
+    sin, cos = jnp.sin(angle_BxLxhalf)[:, :, None, :], jnp.cos(angle_BxLxhalf)[:, :, None, :]
+    x1, x2 = x_BxLxHxK[..., :half].astype(jnp.float32), x_BxLxHxK[..., half:].astype(jnp.float32)
+    out_BxLxHxK = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out_BxLxHxK.astype(x_BxLxHxK.dtype)
 
 
-def full_mask(segment_ids: jax.Array) -> jax.Array:
-    """[B, L] segment ids -> [B, 1, L, L] bool: causal (by index) and same segment."""
-    L = segment_ids.shape[1]
-    causal = jnp.tril(jnp.ones((L, L), bool))
-    same = segment_ids[:, :, None] == segment_ids[:, None, :]
-    return (causal[None] & same)[:, None]
+def full_mask(segment_ids_BxL: jax.Array) -> jax.Array:
+    """[B, 1, L, L] bool: causal (by index) and same segment."""
+    L = segment_ids_BxL.shape[1]
+    causal_LxL = jnp.tril(jnp.ones((L, L), bool))
+    same_BxLxL = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+    return (causal_LxL[None] & same_BxLxL)[:, None]
 
 
 def decode_mask(index: jax.Array, t: int, length: int) -> jax.Array:
     """Queries at sequence indices index..index+t-1 over a cache of `length`:
     [1, 1, t, length] bool, key index <= query index."""
-    q = index + jnp.arange(t)
-    return (jnp.arange(length)[None, :] <= q[:, None])[None, None]
+    query_index_L = index + jnp.arange(t)
+    return (jnp.arange(length)[None, :] <= query_index_L[:, None])[None, None]
 
 
 class Attention(nn.Module):
@@ -49,31 +53,31 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(
         self,
-        x: jax.Array,
-        positions: jax.Array,
-        mask: jax.Array,
+        x_BxLxD: jax.Array,
+        positions_BxL: jax.Array,
+        mask_Bx1xLxT: jax.Array,
         cache: dict[str, jax.Array] | None = None,
         cache_index: jax.Array | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array] | None]:
-        d_model = x.shape[-1]
-        head_dim = d_model // self.num_heads
+        D = x_BxLxD.shape[-1]
+        K = D // self.num_heads
         dense = lambda name: nn.DenseGeneral(  # noqa: E731
-            (self.num_heads, head_dim), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name
+            (self.num_heads, K), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name
         )
-        q, k, v = dense("query")(x), dense("key")(x), dense("value")(x)  # [B, T, H, D]
+        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = dense("query")(x_BxLxD), dense("key")(x_BxLxD), dense("value")(x_BxLxD)
         if self.positional == "rope":
-            q, k = rope(q, positions, self.rope_base), rope(k, positions, self.rope_base)
-        # keys/values [B, T, H, D] (training), or the cache's [B, H, L, D] (decoding)
-        keys = "bkhd"
-        if cache is not None:
-            cache = kv_cache.update(cache, k, v, cache_index)
-            k, v, keys = cache["k"], cache["v"], "bhkd"
-        scores = jnp.einsum(f"bqhd,{keys}->bhqk", q, k, preferred_element_type=jnp.float32)
-        scores = scores / jnp.sqrt(jnp.float32(head_dim))
-        scores = jnp.where(mask, scores, NEG_INF)
-        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
-        out = jnp.einsum(f"bhqk,{keys}->bqhd", probs, v.astype(self.dtype))
-        out = nn.DenseGeneral(
-            d_model, axis=(-2, -1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name="out"
-        )(out)
-        return out, cache
+            q_BxLxHxK = rope(q_BxLxHxK, positions_BxL, self.rope_base)
+            k_BxLxHxK = rope(k_BxLxHxK, positions_BxL, self.rope_base)
+        if cache is None:  # training: keys are the sequence itself, [B, T=L, H, K]
+            k, v, key_axes = k_BxLxHxK, v_BxLxHxK, "bthk"
+        else:  # decoding: the new keys go into the cache, [B, H, T, K]
+            cache = kv_cache.update(cache, k_BxLxHxK, v_BxLxHxK, cache_index)
+            k, v, key_axes = cache["k"], cache["v"], "bhtk"
+        scores_BxHxLxT = jnp.einsum(f"blhk,{key_axes}->bhlt", q_BxLxHxK, k, preferred_element_type=jnp.float32)
+        scores_BxHxLxT = jnp.where(mask_Bx1xLxT, scores_BxHxLxT / jnp.sqrt(jnp.float32(K)), NEG_INF)
+        probs_BxHxLxT = jax.nn.softmax(scores_BxHxLxT, axis=-1).astype(self.dtype)
+        out_BxLxHxK = jnp.einsum(f"bhlt,{key_axes}->blhk", probs_BxHxLxT, v.astype(self.dtype))
+        out_BxLxD = nn.DenseGeneral(
+            D, axis=(-2, -1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name="out"
+        )(out_BxLxHxK)
+        return out_BxLxD, cache

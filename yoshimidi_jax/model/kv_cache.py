@@ -1,4 +1,5 @@
-"""KV cache: a plain pytree, one {'k', 'v'} per layer, [batch, heads, length, head_dim]
+"""KV cache: a plain pytree, one {'k', 'v'} per layer, [B, H, T, K] (batch,
+heads, cache length, head size)
 (heads before length: a decode step's attention reads each head's keys as
 one contiguous block, with no transpose of the cache).
 
@@ -24,11 +25,12 @@ def init_cache(
     return [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)} for _ in range(num_layers)]
 
 
-def update(layer: dict[str, jax.Array], k: jax.Array, v: jax.Array, index: jax.Array) -> dict[str, jax.Array]:
-    """Writes k, v [batch, t, heads, head_dim] at sequence index `index`."""
+def update(layer: dict[str, jax.Array], k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array,
+           index: jax.Array) -> dict[str, jax.Array]:
+    """Writes the keys and values of L new positions at sequence index `index`."""
     zero = jnp.zeros((), jnp.int32)
     start = (zero, zero, index.astype(jnp.int32), zero)
     return {
-        "k": jax.lax.dynamic_update_slice(layer["k"], k.swapaxes(1, 2).astype(layer["k"].dtype), start),
-        "v": jax.lax.dynamic_update_slice(layer["v"], v.swapaxes(1, 2).astype(layer["v"].dtype), start),
+        "k": jax.lax.dynamic_update_slice(layer["k"], k_BxLxHxK.swapaxes(1, 2).astype(layer["k"].dtype), start),
+        "v": jax.lax.dynamic_update_slice(layer["v"], v_BxLxHxK.swapaxes(1, 2).astype(layer["v"].dtype), start),
     }

@@ -35,25 +35,25 @@ def _safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
 
 
 def loss_fn(
-    logits: jax.Array,
-    time_logits: jax.Array,
+    logits_BxLxV: jax.Array,
+    time_logits_BxLxS: jax.Array,
     batch: dict[str, jax.Array],
     vocab: Vocab = Vocab(),
     codec: TimeCodec = TimeCodec(),
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """logits [B, L, V], time_logits [B, L, K], batch with targets, target_times,
-    loss_mask [B, L] -> (scalar total loss, metrics dict of jnp scalars)."""
+    """batch: targets, target_times, loss_mask, each [B, L] -> (scalar total
+    loss, metrics dict of jnp scalars). S: time supports."""
     targets = batch["targets"]
     mask = batch["loss_mask"].astype(jnp.float32)
-    logits = logits.astype(jnp.float32)
-    time_logits = time_logits.astype(jnp.float32)
+    logits_BxLxV = logits_BxLxV.astype(jnp.float32)
+    time_logits_BxLxS = time_logits_BxLxS.astype(jnp.float32)
 
-    token_ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)  # [B, L]
-    correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+    token_ce = optax.softmax_cross_entropy_with_integer_labels(logits_BxLxV, targets)  # [B, L]
+    correct = (jnp.argmax(logits_BxLxV, -1) == targets).astype(jnp.float32)
 
     is_time = (targets == TIME).astype(jnp.float32) * mask
-    time_target = codec.two_hot_dense(batch["target_times"], jnp)  # [B, L, K]
-    time_ce = optax.softmax_cross_entropy(time_logits, time_target)
+    time_target_BxLxS = codec.two_hot_dense(batch["target_times"], jnp)
+    time_ce = optax.softmax_cross_entropy(time_logits_BxLxS, time_target_BxLxS)
     time_ce = jnp.where(is_time > 0, time_ce, 0.0)
 
     n = mask.sum()
@@ -74,7 +74,7 @@ def loss_fn(
         metrics[f"count/{name}"] = c
 
     n_time = is_time.sum()
-    log_pred = jax.nn.softmax(time_logits, -1) @ codec.log_supports(jnp)
+    log_pred = jax.nn.softmax(time_logits_BxLxS, -1) @ codec.log_supports(jnp)
     t_target = jnp.clip(batch["target_times"], codec.min_s, codec.max_s)
     log_err = jnp.abs(log_pred - jnp.log(t_target))
     sec_err = jnp.abs(jnp.exp(log_pred) - t_target)

@@ -1,9 +1,13 @@
 """Decoder-only pre-norm transformer over the flat token vocabulary.
 
 Input: token embedding, except at TIME positions (id == tokens.TIME), where the
-embedding is the two-hot mix of K time-support embeddings (continuous time).
-Outputs: token logits [B, L, V] and time logits [B, L, K] (the time head's
-categorical over the K supports, read where the next token is TIME).
+embedding is the two-hot mix of S time-support embeddings (continuous time).
+Outputs: token logits [B, L, V] and time logits [B, L, S] (the time head's
+categorical over the S supports, read where the next token is TIME).
+
+Shapes are in the names: B batch, L positions of this call, D model width,
+F the MLP's hidden width, V vocabulary, S time supports (attention.py adds
+T, H, K).
 
 Two entry points sharing one set of parameters:
 - `__call__(inputs, input_times, positions, segment_ids)`: the full forward
@@ -53,11 +57,10 @@ class Mlp(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        d = x.shape[-1]
-        h = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name="up")(x)
-        h = nn.gelu(h)
-        return nn.Dense(d, dtype=self.dtype, param_dtype=jnp.float32, name="down")(h)
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        h_BxLxF = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name="up")(x_BxLxD)
+        h_BxLxF = nn.gelu(h_BxLxF)
+        return nn.Dense(x_BxLxD.shape[-1], dtype=self.dtype, param_dtype=jnp.float32, name="down")(h_BxLxF)
 
 
 class Block(nn.Module):
@@ -69,15 +72,15 @@ class Block(nn.Module):
     dtype: Any
 
     @nn.compact
-    def __call__(self, x, positions, mask, cache=None, cache_index=None):
-        h = _norm(self.norm, self.dtype, "attn_norm")(x)
-        h, cache = attn.Attention(
+    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxT, cache=None, cache_index=None):
+        h_BxLxD = _norm(self.norm, self.dtype, "attn_norm")(x_BxLxD)
+        h_BxLxD, cache = attn.Attention(
             self.num_heads, self.positional, self.rope_base, self.dtype, name="attn"
-        )(h, positions, mask, cache, cache_index)
-        x = x + h
-        h = _norm(self.norm, self.dtype, "mlp_norm")(x)
-        x = x + Mlp(self.mlp_hidden, self.dtype, name="mlp")(h)
-        return x, cache
+        )(h_BxLxD, positions_BxL, mask_Bx1xLxT, cache, cache_index)
+        x_BxLxD = x_BxLxD + h_BxLxD
+        h_BxLxD = _norm(self.norm, self.dtype, "mlp_norm")(x_BxLxD)
+        x_BxLxD = x_BxLxD + Mlp(self.mlp_hidden, self.dtype, name="mlp")(h_BxLxD)
+        return x_BxLxD, cache
 
 
 class Transformer(nn.Module):
@@ -154,30 +157,31 @@ class Transformer(nn.Module):
                                   name="time_head")
 
     def embed(
-        self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array, ctx: PressContext | None = None
+        self, inputs_BxL: jax.Array, times_BxL: jax.Array, positions_BxL: jax.Array, ctx: PressContext | None = None
     ) -> jax.Array:
-        tok = self.token_embed(inputs)
-        mix = self.codec.two_hot_dense(input_times, jnp) @ self.time_embed  # [B, L, D]
-        x = jnp.where((inputs == TIME)[..., None], mix, tok)
+        tok_BxLxD = self.token_embed(inputs_BxL)
+        mix_BxLxD = self.codec.two_hot_dense(times_BxL, jnp) @ self.time_embed
+        x_BxLxD = jnp.where((inputs_BxL == TIME)[..., None], mix_BxLxD, tok_BxLxD)
         if self.factored_controls:
             vocab = Vocab()
-            is_control = vocab.is_control(inputs)
-            attrs = control_attributes(jnp.where(is_control, inputs, vocab.control), vocab)
-            extra = sum(jnp.take(table, a, axis=0) for table, a in zip(self.control_embeds, attrs))
-            x = x + jnp.where(is_control[..., None], extra, 0.0)
+            is_control_BxL = vocab.is_control(inputs_BxL)
+            attrs = control_attributes(jnp.where(is_control_BxL, inputs_BxL, vocab.control), vocab)
+            extra_BxLxD = sum(jnp.take(table, a_BxL, axis=0) for table, a_BxL in zip(self.control_embeds, attrs))
+            x_BxLxD = x_BxLxD + jnp.where(is_control_BxL[..., None], extra_BxLxD, 0.0)
         if self.control_reference:
-            ref = jnp.take(self.control_ref_embed, jnp.where(ctx.ref >= 0, ctx.ref, 128), axis=0)
-            x = x + jnp.where(Vocab().is_control(inputs)[..., None], ref, 0.0)
+            ref_BxLxD = jnp.take(self.control_ref_embed, jnp.where(ctx.ref >= 0, ctx.ref, 128), axis=0)
+            x_BxLxD = x_BxLxD + jnp.where(Vocab().is_control(inputs_BxL)[..., None], ref_BxLxD, 0.0)
         if self.positional == "learned":
-            x = x + jnp.take(self.pos_embed, jnp.clip(positions, 0, self.max_len - 1), axis=0)
-        return x.astype(self.dtype)
+            x_BxLxD = x_BxLxD + jnp.take(self.pos_embed, jnp.clip(positions_BxL, 0, self.max_len - 1), axis=0)
+        return x_BxLxD.astype(self.dtype)
 
-    def heads(self, x: jax.Array, ctx: PressContext | None = None) -> tuple[jax.Array, jax.Array]:
-        x = self.final_norm(x).astype(jnp.float32)
-        logits = self.token_head(x)
+    def heads(self, x_BxLxD: jax.Array, ctx: PressContext | None = None) -> tuple[jax.Array, jax.Array]:
+        """(token logits [B, L, V], time logits [B, L, S]), in float32."""
+        x_BxLxD = self.final_norm(x_BxLxD).astype(jnp.float32)
+        logits_BxLxV = self.token_head(x_BxLxD)
         if self.control_bias:
-            logits = logits + self.control_logit_bias(ctx)
-        return logits, self.time_head(x)
+            logits_BxLxV = logits_BxLxV + self.control_logit_bias(ctx)
+        return logits_BxLxV, self.time_head(x_BxLxD)
 
     def control_logit_bias(self, ctx: PressContext) -> jax.Array:
         """[B, L, V]: what the control in force adds to the next token's logits."""
@@ -188,55 +192,57 @@ class Transformer(nn.Module):
         first = has & (ctx.press_len == 0)  # the press's VELOCITY and first NOTE_ON come next
         # NOTE_ON(p) of the first note: by (interval class, p - reference)
         offset = jnp.clip(jnp.arange(128) - ctx.ref[..., None] + 127, 0, 254)
-        on = jnp.take_along_axis(scale * self.interval_bias[interval], offset, axis=-1)  # [B, L, 128]
-        on = jnp.where((first & (ctx.ref >= 0))[..., None], on, 0.0)
+        on_BxLx128 = jnp.take_along_axis(scale * self.interval_bias[interval], offset, axis=-1)
+        on_BxLx128 = jnp.where((first & (ctx.ref >= 0))[..., None], on_BxLx128, 0.0)
         # one more note of the press (NOTE_ON or its VELOCITY) vs TIME: by (chord, struck so far)
         more = has & (ctx.press_len > 0)
-        cb = scale * self.chord_bias[chord, jnp.minimum(ctx.press_len, NUM_CHORD_SIZES)]  # [B, L, 2]
-        cb = jnp.where(more[..., None], cb, 0.0)
+        more_BxLx2 = scale * self.chord_bias[chord, jnp.minimum(ctx.press_len, NUM_CHORD_SIZES)]
+        more_BxLx2 = jnp.where(more[..., None], more_BxLx2, 0.0)
         is_on = vocab.is_note_on(jnp.arange(self.vocab_size))
         is_vel = vocab.is_velocity(jnp.arange(self.vocab_size))
         mids = jnp.asarray(vocab.velocity_of_bin(np.arange(vocab.num_velocity_bins)))
         in_force = jnp.where(ctx.vel_bin >= 0, velocity_bucket(mids[jnp.maximum(ctx.vel_bin, 0)]),
                              NUM_VELOCITY_BUCKETS)
-        bias = jnp.where(first[..., None], scale * self.velocity_bias[velocity, in_force], 0.0)
-        bias = bias + jnp.where(is_on, jnp.pad(on, ((0, 0), (0, 0), (vocab.note_on, self.vocab_size - vocab.note_off))), 0.0)
-        bias = bias + jnp.where(is_on | is_vel, cb[..., :1], 0.0) + jnp.where(jnp.arange(self.vocab_size) == TIME, cb[..., 1:], 0.0)
-        return bias
+        bias_BxLxV = jnp.where(first[..., None], scale * self.velocity_bias[velocity, in_force], 0.0)
+        on_BxLxV = jnp.pad(on_BxLx128, ((0, 0), (0, 0), (vocab.note_on, self.vocab_size - vocab.note_off)))
+        bias_BxLxV = bias_BxLxV + jnp.where(is_on, on_BxLxV, 0.0)
+        bias_BxLxV = (bias_BxLxV + jnp.where(is_on | is_vel, more_BxLx2[..., :1], 0.0)
+                      + jnp.where(jnp.arange(self.vocab_size) == TIME, more_BxLx2[..., 1:], 0.0))
+        return bias_BxLxV
 
     def __call__(
-        self, inputs: jax.Array, input_times: jax.Array, positions: jax.Array, segment_ids: jax.Array
+        self, inputs_BxL: jax.Array, times_BxL: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        """inputs/input_times/positions/segment_ids [B, L] -> (logits [B, L, V], time_logits [B, L, K])."""
-        ctx = press_context(inputs, segment_ids) if self.control_reference or self.control_bias else None
-        x = self.embed(inputs, input_times, positions, ctx)
-        mask = attn.full_mask(segment_ids)
+        """-> (logits [B, L, V], time logits [B, L, S])."""
+        ctx = press_context(inputs_BxL, segment_ids_BxL) if self.control_reference or self.control_bias else None
+        x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx)
+        mask_Bx1xLxL = attn.full_mask(segment_ids_BxL)
         for block in self.blocks:
-            x, _ = block(x, positions, mask)
-        return self.heads(x, ctx)
+            x_BxLxD, _ = block(x_BxLxD, positions_BxL, mask_Bx1xLxL)
+        return self.heads(x_BxLxD, ctx)
 
     def decode(
-        self, inputs: jax.Array, input_times: jax.Array, cache: kv_cache.Cache, cache_index: jax.Array,
+        self, inputs_BxL: jax.Array, times_BxL: jax.Array, cache: kv_cache.Cache, cache_index: jax.Array,
         press_start: tuple | None = None,
     ) -> tuple[jax.Array, jax.Array, kv_cache.Cache]:
-        """t new tokens [B, t] at sequence indices cache_index..cache_index+t-1
-        (one piece per row, position == index) -> (logits [B, t, V],
-        time_logits [B, t, K], updated cache). press_start: (control, press_len,
-        ref) [B] each, where the tokens before these stand (a sample Track's
-        values); None: the start of a piece."""
-        b, t = inputs.shape
-        positions = jnp.broadcast_to(cache_index + jnp.arange(t, dtype=jnp.int32), (b, t))
+        """L new tokens at sequence indices cache_index..cache_index+L-1 (one
+        piece per row, position == index) -> (logits [B, L, V], time logits
+        [B, L, S], updated cache). press_start: (control, press_len, ref) [B]
+        each, where the tokens before these stand (a sample Track's values);
+        None: the start of a piece."""
+        B, L = inputs_BxL.shape
+        positions_BxL = jnp.broadcast_to(cache_index + jnp.arange(L, dtype=jnp.int32), (B, L))
         ctx = None
         if self.control_reference or self.control_bias:
-            ctx = press_context(inputs, None, press_start)
-        x = self.embed(inputs, input_times, positions, ctx)
-        mask = attn.decode_mask(cache_index, t, cache[0]["k"].shape[2])
+            ctx = press_context(inputs_BxL, None, press_start)
+        x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx)
+        mask_1x1xLxT = attn.decode_mask(cache_index, L, cache[0]["k"].shape[2])
         new_cache = []
         for block, layer in zip(self.blocks, cache):
-            x, layer = block(x, positions, mask, layer, cache_index)
+            x_BxLxD, layer = block(x_BxLxD, positions_BxL, mask_1x1xLxT, layer, cache_index)
             new_cache.append(layer)
-        logits, time_logits = self.heads(x, ctx)
-        return logits, time_logits, new_cache
+        logits_BxLxV, time_logits_BxLxS = self.heads(x_BxLxD, ctx)
+        return logits_BxLxV, time_logits_BxLxS, new_cache
 
 
 def make_model(model_cfg: ml_collections.ConfigDict) -> Transformer:

@@ -38,7 +38,7 @@ import numpy as np
 from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.sample.constraints import Constraints
 from yoshimidi_jax.sample.play import (MAX_KEYS, PlaySettings, Press, PressNotes, _check_number,
-                                       make_press_row, press_tokens, release_tokens)
+                                       make_press_row, press_tokens, release_tokens, refill_window)
 from yoshimidi_jax.sample.sampler import prefill
 from yoshimidi_jax.sample.tracker import init_track
 from yoshimidi_jax.tokens import BOS, Vocab
@@ -80,6 +80,19 @@ class SlotHost:
     pending_times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
 
 
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    """One job's row of a batch: the tokens to force (None: nothing to do),
+    the keys to sample, and the host state it leaves behind."""
+
+    ids: np.ndarray | None
+    times: np.ndarray | None
+    num_keys: int = 0
+    settings: PlaySettings | None = None
+    vel_bin: int = -1
+    ending: tuple = ()
+
+
 def bucket(n: int, sizes) -> int:
     for size in sizes:
         if n <= size:
@@ -96,7 +109,6 @@ class BatchPlayer:
         self.num_slots = num_slots
         self.scratch = num_slots  # the padding rows' slot
         self.cache_len = int(cache_len or model.max_len)
-        self.keep = self.cache_len // 2
         self.constraints = Constraints(pitch_lo, pitch_hi, allow_controls=False, allow_eos=False)
         self.row_buckets = tuple(b for b in ROW_BUCKETS if b < num_slots) + (num_slots,)
         cache_len = self.cache_len
@@ -150,9 +162,10 @@ class BatchPlayer:
 
     def _room(self, slot: int, needed: int) -> None:
         host = self.host[slot]
-        if len(host.ids) + needed <= self.cache_len:
+        window = refill_window(host.ids, host.times, needed, self.cache_len)
+        if window is None:
             return
-        ids, times = host.ids[-self.keep:], host.times[-self.keep:]
+        ids, times = window
         self.pool = self._refill(self.params, self.pool, jnp.int32(slot), ids[None], times[None])
         host.ids, host.times = ids, times
 
@@ -195,26 +208,25 @@ class BatchPlayer:
         if len(set(slots)) != len(slots):
             raise ValueError(f"one job per slot in a batch: slots {slots}")
         codec, vocab = self.model.codec, self.vocab
-        rows = []  # (ids, times, num_keys, settings, (vel_bin, ending))
+        rows: list[_Row] = []
         for job in jobs:
             host = self.host[job.slot]
             if host is None:
                 raise ValueError(f"slot {job.slot} is not open")
-            pending = (host.pending_ids, host.pending_times)
             if isinstance(job, PressJob):
-                ending = sorted(set(job.ending) & host.sounding)
+                ending = tuple(sorted(set(job.ending) & host.sounding))
                 ids, times, vel_bin = press_tokens(job.press, host.vel_bin, codec, vocab, ending)
-                rows.append((np.concatenate([pending[0], ids]), np.concatenate([pending[1], times]),
-                             job.press.num_keys, job.settings, (vel_bin, ending)))
-            elif len(pending[0]):
-                rows.append((pending[0], pending[1], 0, None, (host.vel_bin, ())))
+                rows.append(_Row(np.concatenate([host.pending_ids, ids]), np.concatenate([host.pending_times, times]),
+                                 job.press.num_keys, job.settings, vel_bin, ending))
+            elif len(host.pending_ids):
+                rows.append(_Row(host.pending_ids, host.pending_times, vel_bin=host.vel_bin))
             else:
-                rows.append((None, None, 0, None, (host.vel_bin, ())))
-        live = [i for i, r in enumerate(rows) if r[0] is not None]
+                rows.append(_Row(None, None, vel_bin=host.vel_bin))
+        live = [i for i, r in enumerate(rows) if r.ids is not None]
         pitches = np.full((len(jobs), MAX_KEYS), -1, np.int32)
         if live:
             n_rows = bucket(len(live), self.row_buckets)
-            width = bucket(max(len(rows[i][0]) for i in live), FORCED_BUCKETS)
+            width = bucket(max(len(rows[i].ids) for i in live), FORCED_BUCKETS)
             for i in live:  # the padded forced tokens and every note step must fit the cache
                 self._room(jobs[i].slot, width + MAX_KEYS + 1)
             b_slots = np.full(n_rows, self.scratch, np.int32)
@@ -226,27 +238,26 @@ class BatchPlayer:
             b_top_p = np.ones(n_rows, np.float32)
             b_strict = np.zeros(n_rows, bool)
             for r, i in enumerate(live):
-                ids, times, num_keys, settings, _ = rows[i]
-                b_slots[r], b_n[r], b_keys[r] = jobs[i].slot, len(ids), num_keys
-                b_ids[r, 0, : len(ids)], b_times[r, 0, : len(ids)] = ids, times
-                if settings is not None:
-                    b_temp[r], b_top_p[r], b_strict[r] = settings.temperature, settings.top_p, settings.strict
+                row = rows[i]
+                b_slots[r], b_n[r], b_keys[r] = jobs[i].slot, len(row.ids), row.num_keys
+                b_ids[r, 0, : len(row.ids)], b_times[r, 0, : len(row.ids)] = row.ids, row.times
+                if row.settings is not None:
+                    b_temp[r], b_top_p[r], b_strict[r] = row.settings.temperature, row.settings.top_p, row.settings.strict
             out, self.pool = self._batch(self.params, self.pool, b_slots, b_ids, b_times, b_n, b_keys,
                                          jnp.int32(b_keys.max()), b_temp, b_top_p, b_strict)
             pitches[live] = np.asarray(out)[: len(live)]
         results: list[PressNotes | None] = []
         for i, job in enumerate(jobs):
-            ids, times, num_keys, _, (vel_bin, ending) = rows[i]
-            host = self.host[job.slot]
-            if ids is None:
+            row, host = rows[i], self.host[job.slot]
+            if row.ids is None:
                 results.append(None)
                 continue
-            played = pitches[i, :num_keys]
-            chunk_ids = np.concatenate([ids, (played + vocab.note_on).astype(np.int32)])
+            played = pitches[i, :row.num_keys]
+            chunk_ids = np.concatenate([row.ids, (played + vocab.note_on).astype(np.int32)])
             host.ids = np.concatenate([host.ids, chunk_ids])
-            host.times = np.concatenate([host.times, times, np.zeros(num_keys, np.float32)])
-            host.vel_bin = vel_bin
-            host.sounding = (host.sounding - set(ending)) | set(played.tolist())
+            host.times = np.concatenate([host.times, row.times, np.zeros(row.num_keys, np.float32)])
+            host.vel_bin = row.vel_bin
+            host.sounding = (host.sounding - set(row.ending)) | set(played.tolist())
             host.pending_ids, host.pending_times = np.zeros(0, np.int32), np.zeros(0, np.float32)
             if isinstance(job, PressJob):
                 host.presses += 1

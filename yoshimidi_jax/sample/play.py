@@ -132,6 +132,17 @@ def release_tokens(dt_s: float, ending, codec, vocab: Vocab = Vocab()) -> tuple[
     return ids, times
 
 
+def refill_window(ids: np.ndarray, times: np.ndarray, needed: int,
+                  cache_len: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """When `needed` more tokens would not fit a cache of cache_len after a
+    session's tokens in it: the recent half of them, to prefill a fresh cache
+    with (the Track and the PRNG key carry over); None while they fit."""
+    if len(ids) + needed <= cache_len:
+        return None
+    keep = cache_len // 2
+    return ids[-keep:], times[-keep:]
+
+
 def feed_first(model: Transformer, params: Any, state: DecodeState, ids: jax.Array, times: jax.Array,
                n: jax.Array, vocab: Vocab = Vocab()) -> DecodeState:
     """feed() of the first n of the tokens [1, F] (F static, n traced): the
@@ -210,7 +221,6 @@ class Player:
     def __init__(self, model: Transformer, params: Any, cache_len: int | None = None, vocab: Vocab = Vocab()):
         self.model, self.params, self.vocab = model, params, vocab
         self.cache_len = int(cache_len or model.max_len)
-        self.keep = self.cache_len // 2
         self._prefill = jax.jit(lambda p, ids, times, track, key: prefill(model, p, ids, times, track, key,
                                                                           self.cache_len))
         self._feed = jax.jit(lambda p, state, ids, times: feed(model, p, state, ids, times), donate_argnums=(1,))
@@ -250,11 +260,10 @@ class Player:
                 break
 
     def _room(self, state: PlayState, needed: int) -> PlayState:
-        """Refills the cache with the recent half of the session when `needed`
-        more tokens would not fit."""
-        if len(state.ids) + needed <= self.cache_len:
+        window = refill_window(state.ids, state.times, needed, self.cache_len)
+        if window is None:
             return state
-        ids, times = state.ids[-self.keep:], state.times[-self.keep:]
+        ids, times = window
         decode = self._prefill(self.params, ids[None], times[None], state.decode.track, state.decode.key)
         return dataclasses.replace(state, decode=decode, ids=ids, times=times)
 

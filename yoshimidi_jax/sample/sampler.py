@@ -15,6 +15,9 @@ samples a CONTROL of its own, a VELOCITY or a NOTE_ON while no press is
 open), so the model's whole probability of starting a note is kept; the press
 is then sampled given the control. Where no control is given, the model's own
 CONTROL tokens are sampled like any other (Constraints.allow_controls).
+
+Shapes are in the names: B rows, V vocabulary, S time supports, P prompt
+length, L tokens fed in one call, C given controls per row, N new positions.
 """
 
 from __future__ import annotations
@@ -52,55 +55,54 @@ class SampleOutput(NamedTuple):
 
 
 def filter_logits(
-    logits: jax.Array, mask: jax.Array, temperature: jax.Array, top_p: jax.Array, top_k: jax.Array
+    logits_BxV: jax.Array, mask_BxV: jax.Array, temperature: jax.Array, top_p: jax.Array, top_k: jax.Array
 ) -> jax.Array:
-    """[B, V] -> logits with disallowed, beyond-top-k and beyond-top-p ids at MASKED.
+    """Logits with disallowed, beyond-top-k and beyond-top-p ids at MASKED.
     top_k <= 0 and top_p >= 1 disable those filters."""
-    v = logits.shape[-1]
-    x = jnp.where(mask, logits.astype(jnp.float32) / jnp.maximum(temperature, 1e-6), MASKED)
-    desc = -jnp.sort(-x, axis=-1)
-    kth = jnp.take(desc, jnp.clip(top_k - 1, 0, v - 1), axis=-1)[:, None]
-    x = jnp.where((top_k > 0) & (x < kth), MASKED, x)
-    desc = -jnp.sort(-x, axis=-1)
-    probs = jax.nn.softmax(desc, axis=-1)
-    before = jnp.cumsum(probs, axis=-1) - probs  # mass strictly before each sorted id
-    keep = (before < top_p) & (desc > MASKED)
-    keep = keep.at[:, 0].set(True)
-    threshold = jnp.min(jnp.where(keep, desc, jnp.inf), axis=-1, keepdims=True)
-    return jnp.where((x >= threshold) & mask, x, MASKED)
+    V = logits_BxV.shape[-1]
+    x_BxV = jnp.where(mask_BxV, logits_BxV.astype(jnp.float32) / jnp.maximum(temperature, 1e-6), MASKED)
+    desc_BxV = -jnp.sort(-x_BxV, axis=-1)
+    kth_Bx1 = jnp.take(desc_BxV, jnp.clip(top_k - 1, 0, V - 1), axis=-1)[:, None]
+    x_BxV = jnp.where((top_k > 0) & (x_BxV < kth_Bx1), MASKED, x_BxV)
+    desc_BxV = -jnp.sort(-x_BxV, axis=-1)
+    probs_BxV = jax.nn.softmax(desc_BxV, axis=-1)
+    before_BxV = jnp.cumsum(probs_BxV, axis=-1) - probs_BxV  # mass strictly before each sorted id
+    keep_BxV = (before_BxV < top_p) & (desc_BxV > MASKED)
+    keep_BxV = keep_BxV.at[:, 0].set(True)
+    threshold_Bx1 = jnp.min(jnp.where(keep_BxV, desc_BxV, jnp.inf), axis=-1, keepdims=True)
+    return jnp.where((x_BxV >= threshold_Bx1) & mask_BxV, x_BxV, MASKED)
 
 
-def sample_token(key: jax.Array, logits: jax.Array, mask: jax.Array, temperature, top_p, top_k) -> jax.Array:
-    """One id per row; temperature <= 0 is greedy (within the mask)."""
-    filtered = filter_logits(logits, mask, temperature, top_p, top_k)
-    sampled = jax.random.categorical(key, filtered, axis=-1)
-    greedy = jnp.argmax(jnp.where(mask, logits, MASKED), axis=-1)
-    return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
+def sample_token(key: jax.Array, logits_BxV: jax.Array, mask_BxV: jax.Array, temperature, top_p, top_k) -> jax.Array:
+    """One id per row, [B]; temperature <= 0 is greedy (within the mask)."""
+    filtered_BxV = filter_logits(logits_BxV, mask_BxV, temperature, top_p, top_k)
+    sampled_B = jax.random.categorical(key, filtered_BxV, axis=-1)
+    greedy_B = jnp.argmax(jnp.where(mask_BxV, logits_BxV, MASKED), axis=-1)
+    return jnp.where(temperature > 0, sampled_B, greedy_B).astype(jnp.int32)
 
 
 TIME_MODES = ("refined", "expectation", "sample")
 
 
-def time_value(key: jax.Array, time_logits: jax.Array, model: Transformer, mode: str, temperature) -> jax.Array:
-    """[B, K] time-head logits -> seconds [B].
+def time_value(key: jax.Array, time_logits_BxS: jax.Array, model: Transformer, mode: str, temperature) -> jax.Array:
+    """Time-head logits -> seconds [B].
     'refined': sample a support, then take the log-time expectation over it and
     its two neighbours (the two-hot the model learned lives there), so sampled
     rhythm keeps the data's grid and two modes never blur into a value between;
     'expectation': the log-time expectation over all supports;
     'sample': a support value."""
     codec = model.codec
-    probs = jax.nn.softmax(time_logits, axis=-1)
+    probs_BxS = jax.nn.softmax(time_logits_BxS, axis=-1)
     if mode == "expectation":
-        return codec.expectation(probs, jnp)
-    idx = jax.random.categorical(key, time_logits / jnp.maximum(temperature, 1e-6), axis=-1)
+        return codec.expectation(probs_BxS, jnp)
+    support_B = jax.random.categorical(key, time_logits_BxS / jnp.maximum(temperature, 1e-6), axis=-1)
     if mode == "sample":
-        return jnp.asarray(codec.supports, jnp.float32)[idx]
+        return jnp.asarray(codec.supports, jnp.float32)[support_B]
     if mode == "refined":
-        k = jnp.arange(codec.num_supports)
-        near = jnp.abs(k[None] - idx[:, None]) <= 1
-        local = jnp.where(near, probs, 0.0)
-        local = local / jnp.maximum(local.sum(-1, keepdims=True), 1e-30)
-        return jnp.exp(local @ codec.log_supports(jnp))
+        near_BxS = jnp.abs(jnp.arange(codec.num_supports)[None] - support_B[:, None]) <= 1
+        local_BxS = jnp.where(near_BxS, probs_BxS, 0.0)
+        local_BxS = local_BxS / jnp.maximum(local_BxS.sum(-1, keepdims=True), 1e-30)
+        return jnp.exp(local_BxS @ codec.log_supports(jnp))
     raise ValueError(f"time_mode must be one of {TIME_MODES}, got {mode!r}")
 
 
@@ -110,49 +112,51 @@ class DecodeState(NamedTuple):
     cache: Any  # model.kv_cache.Cache
     index: jax.Array  # [] int32: sequence index of the next fed token
     logits: jax.Array  # [B, V] logits for the next token
-    time_logits: jax.Array  # [B, K] time-head logits for the next token
+    time_logits: jax.Array  # [B, S] time-head logits for the next token
     track: Track  # what the tokens so far imply (sounding, velocity, open press...)
     ctrl: jax.Array  # [B] int32: given controls used so far
     key: jax.Array
 
 
 def prefill(
-    model: Transformer, params: Any, prompt_ids: jax.Array, prompt_times: jax.Array, track: Track,
+    model: Transformer, params: Any, prompt_ids_BxP: jax.Array, prompt_times_BxP: jax.Array, track: Track,
     key: jax.Array, cache_len: int,
 ) -> DecodeState:
-    """Runs the prompt [B, P] through the model into a fresh cache of cache_len.
+    """Runs the prompt through the model into a fresh cache of cache_len.
     `track`: the Track after the prompt (track_tokens)."""
-    b, p = prompt_ids.shape
-    if p > cache_len:
-        raise ValueError(f"prompt of {p} tokens does not fit a cache of {cache_len}")
+    B, P = prompt_ids_BxP.shape
+    if P > cache_len:
+        raise ValueError(f"prompt of {P} tokens does not fit a cache of {cache_len}")
     if model.positional == "learned" and cache_len > model.max_len:
         raise ValueError(f"cache of {cache_len} > max_len {model.max_len} (learned positions)")
-    cache = init_cache(model.num_layers, b, cache_len, model.num_heads, model.d_model // model.num_heads, model.dtype)
-    logits, time_logits, cache = model.apply(
-        {"params": params}, prompt_ids, prompt_times, cache, jnp.int32(0), method=model.decode
+    cache = init_cache(model.num_layers, B, cache_len, model.num_heads, model.d_model // model.num_heads, model.dtype)
+    logits_BxPxV, time_logits_BxPxS, cache = model.apply(
+        {"params": params}, prompt_ids_BxP, prompt_times_BxP, cache, jnp.int32(0), method=model.decode
     )
-    return DecodeState(cache, jnp.int32(p), logits[:, -1], time_logits[:, -1], track, jnp.zeros(b, jnp.int32), key)
+    return DecodeState(cache, jnp.int32(P), logits_BxPxV[:, -1], time_logits_BxPxS[:, -1], track,
+                       jnp.zeros(B, jnp.int32), key)
 
 
 def feed(
-    model: Transformer, params: Any, state: DecodeState, ids: jax.Array, times: jax.Array, vocab: Vocab = Vocab()
+    model: Transformer, params: Any, state: DecodeState, ids_BxL: jax.Array, times_BxL: jax.Array,
+    vocab: Vocab = Vocab(),
 ) -> DecodeState:
-    """Feeds tokens [B, t] (a sampled one, or forced ones: the player's TIME,
-    CONTROL, VELOCITY, NOTE_OFFs...) in one decode call and tracks them."""
-    logits, time_logits, cache = model.apply(
-        {"params": params}, ids, times.astype(jnp.float32), state.cache, state.index,
+    """Feeds L tokens per row (a sampled one, or forced ones: the player's
+    TIME, CONTROL, VELOCITY, NOTE_OFFs...) in one decode call and tracks them."""
+    logits_BxLxV, time_logits_BxLxS, cache = model.apply(
+        {"params": params}, ids_BxL, times_BxL.astype(jnp.float32), state.cache, state.index,
         (state.track.control, state.track.press_len, state.track.ref, state.track.vel_bin), method=model.decode,
     )
     track = state.track
-    for i in range(ids.shape[1]):
-        track = advance(track, ids[:, i], times[:, i], vocab)
-    return state._replace(cache=cache, index=state.index + ids.shape[1], logits=logits[:, -1],
-                          time_logits=time_logits[:, -1], track=track)
+    for i in range(ids_BxL.shape[1]):
+        track = advance(track, ids_BxL[:, i], times_BxL[:, i], vocab)
+    return state._replace(cache=cache, index=state.index + ids_BxL.shape[1], logits=logits_BxLxV[:, -1],
+                          time_logits=time_logits_BxLxS[:, -1], track=track)
 
 
 def decode_step(
     model: Transformer, cfg: SamplerConfig, params: Any, state: DecodeState,
-    temperature: jax.Array, top_p: jax.Array, top_k: jax.Array, controls: jax.Array, vocab: Vocab = Vocab(),
+    temperature: jax.Array, top_p: jax.Array, top_k: jax.Array, controls_BxC: jax.Array, vocab: Vocab = Vocab(),
 ) -> tuple[DecodeState, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
     """One new position: sample (or insert a given control), feed it back.
     -> (new state, (ids [B], times [B], forced [B], agreement [B]))."""
@@ -162,41 +166,44 @@ def decode_step(
     track = state.track
     # where the model starts a press, the next given control goes in instead;
     # the press is then sampled given it
-    num_controls = controls.shape[1]
-    next_ctrl = jnp.take_along_axis(controls, jnp.minimum(state.ctrl, num_controls - 1)[:, None], axis=1)[:, 0]
-    has_ctrl = (state.ctrl < num_controls) & (next_ctrl >= 0)
-    mask = allowed_tokens(track, dataclasses.replace(constraints, allow_controls=True), vocab)
-    mask = mask & (vocab.is_control(jnp.arange(vocab.size))[None] <= (has_ctrl | constraints.allow_controls)[:, None])
-    tok = sample_token(k_tok, state.logits, mask, temperature, top_p, top_k)
-    agreement = -jnp.ones(tok.shape, jnp.float32)
+    C = controls_BxC.shape[1]
+    next_ctrl_B = jnp.take_along_axis(controls_BxC, jnp.minimum(state.ctrl, C - 1)[:, None], axis=1)[:, 0]
+    has_ctrl_B = (state.ctrl < C) & (next_ctrl_B >= 0)
+    is_control_V = vocab.is_control(jnp.arange(vocab.size))
+    mask_BxV = allowed_tokens(track, dataclasses.replace(constraints, allow_controls=True), vocab)
+    mask_BxV = mask_BxV & (is_control_V[None] <= (has_ctrl_B | constraints.allow_controls)[:, None])
+    tok_B = sample_token(k_tok, state.logits, mask_BxV, temperature, top_p, top_k)
+    agreement_B = -jnp.ones(tok_B.shape, jnp.float32)
     if constraints.strict:
-        loose = allowed_tokens(track, dataclasses.replace(constraints, strict=False, allow_controls=True), vocab)
-        loose &= mask | ~vocab.is_control(jnp.arange(vocab.size))[None]
-        probs = jax.nn.softmax(jnp.where(loose, state.logits, MASKED), axis=-1)
-        narrowed = (loose & ~mask).any(axis=-1)
-        agreement = jnp.where(narrowed, jnp.where(mask, probs, 0.0).sum(-1), -1.0)
-    starts_press = (vocab.is_control(tok) | vocab.is_velocity(tok) | vocab.is_note_on(tok)) & (
+        loose_BxV = allowed_tokens(track, dataclasses.replace(constraints, strict=False, allow_controls=True), vocab)
+        loose_BxV &= mask_BxV | ~is_control_V[None]
+        probs_BxV = jax.nn.softmax(jnp.where(loose_BxV, state.logits, MASKED), axis=-1)
+        narrowed_B = (loose_BxV & ~mask_BxV).any(axis=-1)
+        agreement_B = jnp.where(narrowed_B, jnp.where(mask_BxV, probs_BxV, 0.0).sum(-1), -1.0)
+    starts_press_B = (vocab.is_control(tok_B) | vocab.is_velocity(tok_B) | vocab.is_note_on(tok_B)) & (
         track.press_len == 0) & ~track.pending & ~track.after_vel
-    insert = has_ctrl & starts_press & ~track.done
-    tok = jnp.where(insert, next_ctrl, tok)
-    tval = jnp.where(tok == TIME, time_value(k_time, state.time_logits, model, cfg.time_mode, temperature), 0.0)
-    new = feed(model, params, state._replace(ctrl=state.ctrl + insert, key=key), tok[:, None], tval[:, None], vocab)
-    return new, (tok, tval.astype(jnp.float32), insert, agreement)
+    insert_B = has_ctrl_B & starts_press_B & ~track.done
+    tok_B = jnp.where(insert_B, next_ctrl_B, tok_B)
+    seconds_B = jnp.where(tok_B == TIME,
+                          time_value(k_time, state.time_logits, model, cfg.time_mode, temperature), 0.0)
+    new = feed(model, params, state._replace(ctrl=state.ctrl + insert_B, key=key), tok_B[:, None],
+               seconds_B[:, None], vocab)
+    return new, (tok_B, seconds_B.astype(jnp.float32), insert_B, agreement_B)
 
 
 def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab = Vocab()) -> Callable[..., SampleOutput]:
     """-> jitted fn(params, prompt_ids [B,P], prompt_times [B,P], track (after the prompt),
     key, temperature, top_p, top_k, controls [B,C]) -> SampleOutput."""
 
-    def run(params, prompt_ids, prompt_times, track, key, temperature, top_p, top_k, controls):
-        length = prompt_ids.shape[1] + cfg.num_steps
-        state = prefill(model, params, prompt_ids, prompt_times, track, key, length)
+    def run(params, prompt_ids_BxP, prompt_times_BxP, track, key, temperature, top_p, top_k, controls_BxC):
+        length = prompt_ids_BxP.shape[1] + cfg.num_steps
+        state = prefill(model, params, prompt_ids_BxP, prompt_times_BxP, track, key, length)
 
         def step(state, _):
-            return decode_step(model, cfg, params, state, temperature, top_p, top_k, controls, vocab)
+            return decode_step(model, cfg, params, state, temperature, top_p, top_k, controls_BxC, vocab)
 
-        _, (ids, times, forced, agreement) = jax.lax.scan(step, state, None, length=cfg.num_steps)
-        return SampleOutput(ids.T, times.T, forced.T, agreement.T)
+        _, (ids_NxB, times_NxB, forced_NxB, agreement_NxB) = jax.lax.scan(step, state, None, length=cfg.num_steps)
+        return SampleOutput(ids_NxB.T, times_NxB.T, forced_NxB.T, agreement_NxB.T)
 
     return jax.jit(run)
 
