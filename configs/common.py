@@ -39,6 +39,11 @@ def base_config(
     c.data.path = "data/m21"  # a prepared dataset (experiments.prepare)
     c.data.seq_len = max_len
     c.data.batch_size = 8  # global (all devices, all hosts)
+    # independent readers of the records (record i -> stream i % streams), each
+    # packing its own rows; a process reads streams / processes of them. 0: one
+    # per process. Fixed, it keeps the global batch the same for any number of
+    # processes (the two-process test trains on the batches of a one-process run)
+    c.data.streams = 0
     c.data.p_drop_control_sequence = 0.1  # a piece gets no CONTROL at all (the unconditional mode)
     c.data.p_drop_control_press = 0.1  # a press gets no CONTROL token
     c.data.p_drop_control_attribute = 0.15  # one attribute of a CONTROL is ANY

@@ -7,6 +7,7 @@ import os
 
 import ml_collections
 
+from yoshimidi_jax.files import write_atomic
 from yoshimidi_jax.tokens import TimeCodec, Vocab
 
 
@@ -25,7 +26,27 @@ def _positive(cfg: ml_collections.ConfigDict, *paths: str) -> list[str]:
     return errors
 
 
-def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_data: bool = True) -> None:
+def num_streams(cfg: ml_collections.ConfigDict, num_processes: int) -> int:
+    """The data streams of a run: data.streams, or one per process when 0."""
+    return int(cfg.data.get("streams", 0)) or num_processes
+
+
+def process_split_errors(cfg: ml_collections.ConfigDict, num_processes: int) -> list[str]:
+    """What keeps the global batch from splitting over num_processes."""
+    d = cfg.data
+    streams = num_streams(cfg, num_processes)
+    errors = []
+    if streams % num_processes:
+        errors.append(f"data.streams={d.get('streams', 0)} is not a multiple of the {num_processes} processes "
+                      "(each process reads whole streams)")
+    if d.batch_size % streams:
+        errors.append(f"data.batch_size={d.batch_size} (the global batch) does not divide into {streams} data "
+                      f"streams{' (one per process)' if not d.get('streams', 0) else ''}")
+    return errors
+
+
+def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_data: bool = True,
+                 num_processes: int = 1) -> None:
     """Raises ConfigError listing every problem (unknown fields and wrong types
     on the command line are refused earlier, by ml_collections' config_flags)."""
     m, d, t = cfg.model, cfg.data, cfg.train
@@ -43,6 +64,7 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
             errors.append(f"data.seq_len={d.seq_len} > model.max_len={m.max_len}")
         if d.batch_size % num_devices:
             errors.append(f"data.batch_size={d.batch_size} is not divisible by the {num_devices} devices")
+        errors += process_split_errors(cfg, num_processes)
         if t.warmup_steps < 0 or t.warmup_steps >= t.steps:
             errors.append(f"train.warmup_steps={t.warmup_steps} must be in [0, train.steps={t.steps})")
         if t.decay_steps != 0 and t.decay_steps <= t.warmup_steps:
@@ -75,22 +97,28 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
 
 
 def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
-    with open(path, "w") as f:
-        f.write(cfg.to_json_best_effort(indent=1, sort_keys=True))
+    """Atomically (another process may be reading it)."""
+    write_atomic(path, cfg.to_json_best_effort(indent=1, sort_keys=True))
 
 
 # fields that configs no longer have; a run saved before their removal still
 # loads (and resumes: they never changed what was computed)
 RETIRED_FIELDS = ("model.dropout", "model.num_velocity_bins")
+# fields added since, with the value that reproduces a run saved before them
+ADDED_FIELDS = {"data.streams": 0}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
-    """A saved config.json, without its RETIRED_FIELDS."""
+    """A saved config.json, without its RETIRED_FIELDS and with the
+    ADDED_FIELDS it was saved without."""
     with open(path) as f:
         data = json.load(f)
     for field in RETIRED_FIELDS:
         section, name = field.split(".")
         data.get(section, {}).pop(name, None)
+    for field, value in ADDED_FIELDS.items():
+        section, name = field.split(".")
+        data.setdefault(section, {}).setdefault(name, value)
     return ml_collections.ConfigDict(data)
 
 

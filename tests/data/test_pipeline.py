@@ -94,6 +94,21 @@ def test_processes_get_disjoint_shares(dataset):
     assert not shares[0] & shares[1]
 
 
+def test_global_batch_does_not_depend_on_the_number_of_processes(dataset):
+    """Two streams: one process reading both gives the same global batches as
+    two processes reading one each, row for row; the two halves differ."""
+    spec = BatchSpec(seq_len=64, batch_size=4, seed=5)
+    one = _take(make_batches(dataset, "train", spec, streams_per_process=2), 3)
+    half = BatchSpec(seq_len=64, batch_size=2, seed=5)
+    two = [_take(make_batches(dataset, "train", half, process_index=p, process_count=2), 3) for p in range(2)]
+    for step in range(3):
+        for key in one[step]:
+            np.testing.assert_array_equal(one[step][key], np.concatenate([two[0][step][key], two[1][step][key]]))
+    assert not np.array_equal(two[0][0]["inputs"], two[1][0]["inputs"])
+    with pytest.raises(ValueError, match="does not split into 3 streams"):
+        make_batches(dataset, "train", spec, streams_per_process=3)
+
+
 def _press_starts(ids: np.ndarray) -> int:
     """NOTE_ONs with no NOTE_ON since the last TIME (or row start): one per press."""
     n = 0

@@ -137,12 +137,15 @@ def test_a_run_saved_with_retired_fields_resumes(tmp_path, train_data):
     train(small_config(train_data, steps=4), workdir)
     path = os.path.join(workdir, "config.json")
     saved = json.load(open(path))
-    assert "dropout" not in saved["model"]
+    assert "dropout" not in saved["model"] and saved["data"]["streams"] == 0
     saved["model"].update(dropout=0.0, num_velocity_bins=32)
+    del saved["data"]["streams"]  # added later
     with open(path, "w") as f:
         json.dump(saved, f)
     train(small_config(train_data, steps=6), workdir)
-    assert json.load(open(path))["model"].keys() == saved["model"].keys() - {"dropout", "num_velocity_bins"}
+    again = json.load(open(path))
+    assert again["model"].keys() == saved["model"].keys() - {"dropout", "num_velocity_bins"}
+    assert again["data"]["streams"] == 0
     saved["model"]["mlp_ratio"] = 2
     with open(path, "w") as f:
         json.dump(saved, f)

@@ -1,7 +1,8 @@
 """Shards -> shuffled, packed, batched training windows, with grain.
 
     array_record shards
-      -> one record per piece (shard by process for multi-host)
+      -> one record per piece; record i belongs to stream i % num_streams
+         (a process reads only its own streams)
       -> global shuffle per epoch (seeded), repeat
       -> decode; velocity augmentation (seeded per element, optional);
          control tokens, one per press (sequence, press and attribute dropout)
@@ -13,6 +14,11 @@
 
 The returned dataset is a grain IterDataset: `iter()` gives an iterator whose
 `get_state()` / `set_state()` resume exactly.
+
+Streams: each stream shuffles, packs and batches its own records, and a
+process's batch is its streams' batches one after another. With the number of
+streams fixed (config data.streams), the global batch (process 0's rows, then
+process 1's, ...) is the same whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from yoshimidi_jax.tokens.vocab import BOS, EOS, Vocab
 @dataclasses.dataclass(frozen=True)
 class BatchSpec:
     seq_len: int = 256  # model context: inputs and targets are [batch, seq_len]
-    batch_size: int = 8  # per process
+    batch_size: int = 8  # per process (all its streams together)
     seed: int = 0
     shuffle: bool = True
     num_epochs: int | None = None  # None: repeat forever
@@ -91,14 +97,18 @@ def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
+STREAM_SEED_STRIDE = 1_000_003  # stream s draws its shuffle and dropout from seed + s * this
+
+
 def piece_dataset(
-    paths: Sequence[str], spec: BatchSpec, process_index: int = 0, process_count: int = 1
+    paths: Sequence[str], spec: BatchSpec, stream: int = 0, num_streams: int = 1
 ) -> grain.MapDataset:
-    """Records of this process's share, shuffled and repeated, as arrays."""
+    """The records of one stream (every num_streams-th, from `stream`),
+    shuffled and repeated, as arrays."""
     if not paths:
         raise ValueError("no shards to read: the split is empty (see manifest.json)")
-    ds = grain.MapDataset.source(ArrayRecordDataSource(list(paths))).seed(spec.seed)
-    ds = ds[process_index::process_count]
+    ds = grain.MapDataset.source(ArrayRecordDataSource(list(paths)))[stream::num_streams]
+    ds = ds.seed(spec.seed + STREAM_SEED_STRIDE * stream)
     if spec.shuffle:
         ds = ds.shuffle()
     if spec.num_epochs != 1:
@@ -106,21 +116,43 @@ def piece_dataset(
     return ds.random_map(_PieceToArrays(spec))
 
 
-def batches_from_paths(
-    paths: Sequence[str], spec: BatchSpec, process_index: int = 0, process_count: int = 1
-) -> grain.IterDataset:
-    ds = piece_dataset(paths, spec, process_index, process_count).to_iter_dataset()
+def stream_batches(paths: Sequence[str], spec: BatchSpec, rows: int, stream: int = 0,
+                   num_streams: int = 1) -> grain.IterDataset:
+    """One stream's records, packed into windows, `rows` windows a batch."""
+    ds = piece_dataset(paths, spec, stream, num_streams).to_iter_dataset()
     length = spec.seq_len + 1
     ds = grain.experimental.ConcatThenSplitIterDataset(
         ds, length_struct={"ids": length, "times": length}, split_full_length_features=True
     )
     ds = ds.map(_to_example)
-    return ds.batch(spec.batch_size, drop_remainder=spec.drop_remainder)
+    return ds.batch(rows, drop_remainder=spec.drop_remainder)
+
+
+def _concat_rows(parts: tuple[dict[str, np.ndarray], ...]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def batches_from_paths(
+    paths: Sequence[str], spec: BatchSpec, process_index: int = 0, process_count: int = 1,
+    streams_per_process: int = 1,
+) -> grain.IterDataset:
+    """This process's batches: its streams (process_index * k .. + k - 1 of
+    process_count * k, k = streams_per_process), spec.batch_size // k rows each."""
+    k = streams_per_process
+    if k < 1 or spec.batch_size % k:
+        raise ValueError(f"a batch of {spec.batch_size} rows does not split into {k} streams")
+    num_streams = process_count * k
+    parts = [stream_batches(paths, spec, spec.batch_size // k, process_index * k + j, num_streams) for j in range(k)]
+    if k == 1:
+        return parts[0]
+    return grain.experimental.ZipIterDataset(parts).map(_concat_rows)
 
 
 def make_batches(
-    data_dir: str, split: str, spec: BatchSpec, process_index: int = 0, process_count: int = 1
+    data_dir: str, split: str, spec: BatchSpec, process_index: int = 0, process_count: int = 1,
+    streams_per_process: int = 1,
 ) -> grain.IterDataset:
     """Batches of one split of a prepared dataset (see experiments.prepare).
-    Same spec and seed -> the same batches, on any machine."""
-    return batches_from_paths(shard_paths(data_dir, split), spec, process_index, process_count)
+    Same spec, seed and number of streams -> the same global batches, on any
+    machine and any number of processes."""
+    return batches_from_paths(shard_paths(data_dir, split), spec, process_index, process_count, streams_per_process)
