@@ -9,6 +9,10 @@ Writes <workdir>/config.json, checkpoints/ (orbax), metrics.jsonl, tb/
 Run the same command again after an interruption (Ctrl-C, kill -9): it resumes
 from the latest checkpoint with the same data order. An s3:// workdir is
 trained in a local staging folder and mirrored (see README).
+
+Several processes (hosts): the same command in each, with
+JAX_COORDINATOR_ADDRESS=host0:port JAX_NUM_PROCESSES=N JAX_PROCESS_ID=i
+(README, "More than one machine").
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ml_collections import config_flags
 
 from yoshimidi_jax.config import ConfigError
 from yoshimidi_jax.sample.step_sample import write_step_sample
+from yoshimidi_jax.train import distributed
 from yoshimidi_jax.train.loop import NonFiniteError, train
 
 FLAGS = flags.FLAGS
@@ -37,8 +42,11 @@ def main(argv: list[str]) -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("yoshimidi_jax").setLevel(logging.INFO)
     try:
+        # several processes (JAX_COORDINATOR_ADDRESS, ... or SLURM): start them
+        # together before anything below starts a JAX backend
+        distributed.initialize(FLAGS.config, FLAGS.workdir)
         result = train(FLAGS.config, FLAGS.workdir, sample_writer=write_step_sample)
-    except ConfigError as e:
+    except (ConfigError, distributed.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except NonFiniteError as e:

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import jax
 import ml_collections
+from jax.experimental import multihost_utils
 import numpy as np
 from tqdm import tqdm
 
@@ -18,7 +19,9 @@ from yoshimidi_jax.data.pipeline import BatchSpec, make_batches
 from yoshimidi_jax.model import init_params, make_model, model_cost
 from yoshimidi_jax.train import mesh as mesh_lib
 from yoshimidi_jax.train.checkpoints import RunCheckpoints, abstract_like
-from yoshimidi_jax.config import ConfigError, check_config, differences, load_config, save_config
+from yoshimidi_jax.config import ConfigError, check_config, differences, load_config, num_streams, save_config
+from yoshimidi_jax.files import write_atomic
+from yoshimidi_jax.train import distributed
 from yoshimidi_jax.train.metrics import MetricsWriter, device_peak_flops
 from yoshimidi_jax.train.optimizer import learning_rate_at, make_optimizer
 from yoshimidi_jax.train.state import TrainState
@@ -51,6 +54,7 @@ def control_fields(cfg: ml_collections.ConfigDict) -> dict:
 
 
 def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:
+    """This process's batches: its share of the global batch."""
     per_process = cfg.data.batch_size // jax.process_count()
     if split == "train":
         return BatchSpec(
@@ -116,22 +120,21 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
     sample_writer(model, params, cfg, step, local_workdir) is called after each
     eval (experiments/train.py passes sample.step_sample.write_step_sample:
     samples/step_N.{mid,png}); None: no samples."""
-    mesh_lib.maybe_initialize_distributed()
+    distributed.initialize(cfg, workdir)  # several processes: before anything starts a backend
     mesh = mesh_lib.make_mesh()
-    check_config(cfg, num_devices=mesh.size)
+    p_index, p_count = jax.process_index(), jax.process_count()
+    check_config(cfg, num_devices=mesh.size, num_processes=p_count)
 
     remote = is_remote(workdir)
-    if remote and jax.process_count() > 1:
-        raise ConfigError(
-            f"--workdir={workdir}: an s3:// workdir is mirrored from one host's staging folder; "
-            "with several hosts use a shared filesystem (or gs://) as the workdir"
-        )
     local = local_staging_dir(workdir) if remote else workdir
     os.makedirs(local, exist_ok=True)
-    mirror = WorkdirMirror(workdir, local) if remote else None
+    # an s3:// workdir: process 0 alone pulls and uploads; the others share its staging folder
+    mirror = WorkdirMirror(workdir, local) if remote and p_index == 0 else None
     if mirror is not None:
         pulled = mirror.restore_latest()
         log.info("workdir %s staged in %s (pulled step %s)", workdir, local, pulled)
+    if remote and p_count > 1:
+        _check_shared_staging(local, workdir)
     cfg = ml_collections.FrozenConfigDict(_resolve_config(cfg, local))
 
     model = make_model(cfg.model)
@@ -151,9 +154,13 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
     state = jax.jit(init_state, out_shardings=state_sharding)()
     batch_sharding = mesh_lib.batch_sharding(mesh)
 
-    p_index, p_count = jax.process_index(), jax.process_count()
-    train_iter = iter(make_batches(cfg.data.path, "train", batch_spec(cfg, "train"), p_index, p_count))
-    eval_iter = iter(make_batches(cfg.data.path, "eval", batch_spec(cfg, "eval"), p_index, p_count))
+    streams_per_process = num_streams(cfg, p_count) // p_count
+    mine = [p_index * streams_per_process + j for j in range(streams_per_process)]
+    log.info("data: process %d of %d reads streams %s of %d", p_index, p_count, mine, num_streams(cfg, p_count))
+    train_iter = iter(make_batches(cfg.data.path, "train", batch_spec(cfg, "train"), p_index, p_count,
+                                   streams_per_process))
+    eval_iter = iter(make_batches(cfg.data.path, "eval", batch_spec(cfg, "eval"), p_index, p_count,
+                                  streams_per_process))
     eval_batches = [next(eval_iter) for _ in range(cfg.train.eval_batches)]
 
     checkpoints = RunCheckpoints(os.path.join(local, "checkpoints"), cfg.train.keep_checkpoints)
@@ -174,17 +181,21 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
         rows = [_to_host(eval_step(state.params, mesh_lib.put_batch(b, mesh))) for b in eval_batches]
         metrics = combine_eval(rows)
         writer.write(step, metrics, prefix="eval/")
-        if p_count == 1 and sample_writer is not None:
-            try:
-                sample_writer(model, state.params, cfg, step, local)
-            except Exception as e:  # a sample must never stop training
-                log.warning("sample at step %d failed: %s", step, e)
+        if sample_writer is not None:
+            # several processes: every one takes part in gathering the params, process 0 samples
+            params = state.params if p_count == 1 else multihost_utils.process_allgather(state.params, tiled=True)
+            if p_index == 0:
+                try:
+                    sample_writer(model, params, cfg, step, local)
+                except Exception as e:  # a sample must never stop training
+                    log.warning("sample at step %d failed: %s", step, e)
         return metrics["loss"]
 
     def checkpoint(step: int, eval_loss: float | None) -> None:
         checkpoints.save(step, state, train_iter, ml_collections.ConfigDict(cfg), eval_loss)
+        if remote:
+            checkpoints.wait()  # every process: orbax finishes a step together
         if mirror is not None:
-            checkpoints.wait()
             mirror.push_checkpoint(step)
             mirror.push_files()
 
@@ -237,7 +248,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
             if pending is not None and pending[0] == trained:
                 _check_finite(*pending, local=local, last_ckpt=checkpoints.latest_step())
                 pending = None
-            saveable = pending is None and trained == consumed and trained > start
+            # several processes save together or not at all: an interrupt reaches one
+            saveable = pending is None and trained == consumed and trained > start and p_count == 1
         except NonFiniteError:
             saveable = False
         if saveable and trained not in checkpoints.all_steps():
@@ -256,6 +268,28 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
                 log.warning("S3 upload still pending after 600 s: %s", mirror.last_error)
             mirror.close()
     return TrainResult(step=step, resumed_from=resumed_from, eval_loss=eval_loss, workdir=local)
+
+
+def _check_shared_staging(local: str, workdir: str) -> None:
+    """Several processes with an s3:// workdir: process 0 uploads from its
+    staging folder, so every process must write into that same folder."""
+    token = np.int64(int.from_bytes(os.urandom(7), "little"))
+    token = int(multihost_utils.broadcast_one_to_all(token))
+    path = os.path.join(local, ".staging-token")
+    if jax.process_index() == 0:
+        write_atomic(path, str(token))
+    multihost_utils.sync_global_devices("staging token written")
+    try:
+        with open(path) as f:
+            shared = int(f.read()) == token
+    except (OSError, ValueError):
+        shared = False
+    everyone = multihost_utils.process_allgather(np.array([shared]))
+    if not everyone.all():
+        raise ConfigError(
+            f"--workdir={workdir}: process 0 uploads the staging folder {local}, which processes "
+            f"{np.flatnonzero(~everyone.ravel()).tolist()} do not share; set YOSHIMIDI_STAGING to a folder "
+            "on a filesystem every process sees (or use a shared local --workdir)")
 
 
 def _check_finite(step: int, host_batch: dict, metrics: Any, local: str, last_ckpt: int | None) -> dict:

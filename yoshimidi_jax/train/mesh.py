@@ -3,12 +3,12 @@
 Batches are sharded on their leading axis; params and optimizer state are
 replicated, or sharded over the same axis on their largest dimension when
 `fsdp` is on (each device then keeps 1/N of them; XLA gathers what a layer
-needs). The same code runs on 1 CPU, 8 GPUs or 8 hosts.
+needs). The same code runs on 1 CPU, 8 GPUs or 8 hosts (train/distributed.py
+starts the multi-process runtime first).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import jax
@@ -16,14 +16,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
-
-
-def maybe_initialize_distributed() -> None:
-    """Multi-host: jax.distributed.initialize() when the usual variables are set
-    (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID; or a cluster
-    jax detects itself, e.g. SLURM). A no-op on one host."""
-    if os.environ.get("JAX_COORDINATOR_ADDRESS") and jax.process_count() == 1:
-        jax.distributed.initialize()
 
 
 def make_mesh(devices: list | None = None) -> Mesh:
