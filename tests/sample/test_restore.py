@@ -27,6 +27,10 @@ def test_restore_latest_checkpoint_and_fallback(tmp_path):
     r = restore(workdir)
     assert r.step == 7 and r.config.model.d_model == cfg.model.d_model
     jax.tree.map(np.testing.assert_array_equal, r.params, jax.tree.map(np.asarray, params))
+    # device arrays, as init gives: a function that closes over them can be jitted
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(r.params))
+    ids = jax.numpy.zeros((1, 8), jax.numpy.int32)
+    jax.jit(lambda x: r.model.apply({"params": r.params}, x, x.astype(float), x, x + 1))(ids)
 
 
 def test_restore_without_workdir_config(tmp_path):

@@ -130,5 +130,5 @@ def restore(
         where = os.path.join(workdir, "checkpoints") if workdir else "(no --workdir)"
         params = init_params(model, jax.random.key(seed))
         return Restored(cfg, model, params, None, f"no checkpoint in {where}: using random-init params (seed {seed})")
-    params = restore_params(workdir, step, like)
+    params = jax.device_put(restore_params(workdir, step, like))  # device arrays, like init_params gives
     return Restored(cfg, model, params, step, f"restored params of step {step} from {workdir}/checkpoints")
