@@ -31,6 +31,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from yoshimidi_jax import compile_cache
 from yoshimidi_jax.midi import read_midi, write_midi
 from yoshimidi_jax.model import model_cost
 from yoshimidi_jax.sample import Constraints, generate, to_events
@@ -94,6 +95,7 @@ def play_walk(restored, num_presses: int, seed: int) -> tuple[TokenSequence, lis
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it restores; our own lines are printed
+    compile_cache.enable()  # a second run loads the sampler instead of compiling it (README, "Sampling")
     restored = restore(FLAGS.workdir, FLAGS.config, seed=FLAGS.seed)
     print(restored.message)
     print(model_cost(restored.config.model).summary())

@@ -14,7 +14,6 @@ README ("Play it") and yoshimidi_jax/app/protocol.py.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
@@ -23,6 +22,7 @@ import uvicorn
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from yoshimidi_jax import compile_cache
 from yoshimidi_jax.app.server import ServerOptions, create_app, model_info
 from yoshimidi_jax.sample.batch_play import BatchPlayer
 from yoshimidi_jax.sample.play import PlaySettings
@@ -47,8 +47,9 @@ flags.DEFINE_integer("seed", 0, "sessions' PRNG keys are fold_in(key(seed), sess
 flags.DEFINE_multi_string("allow_origin", [], "another page origin (scheme://host:port) allowed to connect")
 flags.DEFINE_integer("decode_threads", 2, "decode threads, each batching its share of the sessions "
                      "(2 on 2 cores: p99 at 50 sessions 41 -> 20 ms, benchmarks/RESULTS.md)")
-flags.DEFINE_string("compile_cache", "cache/jax", "jax's persistent compilation cache: a restart loads the compiled "
-                    "batch shapes instead of compiling them again ('' = off)")
+flags.DEFINE_string("compile_cache", None, "jax's persistent compilation cache: a restart loads the compiled "
+                    "batch shapes instead of compiling them again (default: $YOSHIMIDI_JAX_CACHE or "
+                    "~/.cache/yoshimidi/jax; '' = off)")
 flags.DEFINE_bool("warmup", True, "compile every batch shape before serving (else the first presses compile)")
 
 
@@ -80,11 +81,8 @@ def main(argv: list[str]) -> None:
                                 settings=settings, allowed_origins=tuple(FLAGS.allow_origin))
     except (ControlError, ValueError) as e:
         raise app.UsageError(str(e)) from None
-    if FLAGS.compile_cache:
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", os.path.abspath(FLAGS.compile_cache))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    if FLAGS.compile_cache != "":
+        compile_cache.enable(FLAGS.compile_cache)
     restored = restore(FLAGS.workdir, FLAGS.config, seed=FLAGS.seed)
     print(restored.message, flush=True)
     threads = max(1, min(FLAGS.decode_threads, FLAGS.max_sessions))

@@ -24,6 +24,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from yoshimidi_jax import compile_cache
 from yoshimidi_jax.config import ConfigError
 from yoshimidi_jax.sample.step_sample import write_step_sample
 from yoshimidi_jax.train import distributed
@@ -45,6 +46,7 @@ def main(argv: list[str]) -> None:
         # several processes (JAX_COORDINATOR_ADDRESS, ... or SLURM): start them
         # together before anything below starts a JAX backend
         distributed.initialize(FLAGS.config, FLAGS.workdir)
+        compile_cache.enable()  # a resumed run loads its train step instead of compiling it again
         result = train(FLAGS.config, FLAGS.workdir, sample_writer=write_step_sample)
     except (ConfigError, distributed.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -99,3 +99,11 @@ def test_the_training_path_does_not_pull_in_dataset_writing():
             seen.add(mod)
             todo.extend(graph[mod])
     assert not seen & {"yoshimidi_jax.data.prepare", "yoshimidi_jax.data.pool"}, sorted(seen)
+
+
+def test_compile_cache_folder_from_the_environment():
+    from yoshimidi_jax.compile_cache import default_dir
+
+    assert default_dir({"YOSHIMIDI_JAX_CACHE": "/x/y"}) == "/x/y"
+    assert default_dir({"YOSHIMIDI_JAX_CACHE": ""}) is None  # off
+    assert default_dir({"XDG_CACHE_HOME": "/c"}) == "/c/yoshimidi/jax"

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import wave
@@ -16,8 +17,21 @@ def test_sample_cli_writes_mid_png_wav(tmp_path, few_midi_files):
         "--num_events=48", "--seed=3", "--temperature=0.9", "--top_p=0.95",
         f"--prompt={few_midi_files[0]}", "--prompt_tokens=64", "--controls=1/*/2,*/0/*",
     ]
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    cache = tmp_path / "jax_cache"
+    env = dict(os.environ, YOSHIMIDI_JAX_CACHE=str(cache))
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    # jax's persistent compilation cache: the run's programs are on disk, and a
+    # second run of the same command compiles nothing new (it loads them)
+    compiled = sorted(os.listdir(cache))
+    assert compiled, "no compiled program was cached"
+    again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(os.listdir(cache)) == compiled
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    first = json.loads(res.stdout.strip().splitlines()[-1])
+    assert {k: v for k, v in second.items() if k != "sample_seconds"} == {
+        k: v for k, v in first.items() if k != "sample_seconds"}
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert "random-init" in res.stdout and "params" in res.stdout
     for ext in ("mid", "png", "wav"):
