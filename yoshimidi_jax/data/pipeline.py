@@ -107,8 +107,9 @@ def piece_dataset(
     shuffled and repeated, as arrays."""
     if not paths:
         raise ValueError("no shards to read: the split is empty (see manifest.json)")
-    ds = grain.MapDataset.source(ArrayRecordDataSource(list(paths)))[stream::num_streams]
-    ds = ds.seed(spec.seed + STREAM_SEED_STRIDE * stream)
+    source = grain.MapDataset.source(ArrayRecordDataSource(list(paths)))
+    # seeded before slicing, as single-process runs always were (their batches are unchanged)
+    ds = source.seed(spec.seed + STREAM_SEED_STRIDE * stream)[stream::num_streams]
     if spec.shuffle:
         ds = ds.shuffle()
     if spec.num_epochs != 1:
