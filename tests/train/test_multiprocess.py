@@ -77,6 +77,7 @@ def runs(train_data, tmp_path_factory):
     return {"two": two, "one": one, "logs": [log for _, log in results]}
 
 
+@pytest.mark.slow
 def test_two_processes_train_on_the_batches_of_one(runs):
     two, one = _losses(runs["two"]), _losses(runs["one"])
     assert sorted(two) == list(range(1, STEPS + 1)) == sorted(one)  # one row per step: process 0 alone writes
@@ -113,6 +114,7 @@ def _resumed_from(log: str) -> int:
     return int(line.split("resumed from step ")[1].split()[0])
 
 
+@pytest.mark.slow
 def test_kill_9_both_then_both_resume_exactly(runs, train_data, tmp_path):
     workdir = str(tmp_path / "run")
     procs = _start(train_data, workdir, _free_port())
@@ -127,6 +129,7 @@ def test_kill_9_both_then_both_resume_exactly(runs, train_data, tmp_path):
     np.testing.assert_array_equal([resumed[s] for s in range(1, STEPS + 1)], [whole[s] for s in range(1, STEPS + 1)])
 
 
+@pytest.mark.slow
 def test_s3_workdir_two_processes_one_uploader(runs, train_data, tmp_path, s3):
     url = f"s3://{s3['bucket']}/runs/mh"
     staging = {"YOSHIMIDI_STAGING": str(tmp_path / "staging_a")}
