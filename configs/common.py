@@ -26,6 +26,11 @@ def base_config(
     c.model.rope_base = 10_000.0
     c.model.dtype = dtype  # compute dtype; params stay float32
     c.model.norm = "rmsnorm"  # 'rmsnorm' | 'layernorm'
+    c.model.activation = "gelu"  # the MLP's: 'gelu' (tanh approximation) | 'relu'
+    # training attention in blocks of this many queries, each against only the
+    # keys up to its end (the masked blocks above the diagonal are skipped; the
+    # same result); 0: the whole [L, L] at once. Used where seq_len is a multiple > 1.
+    c.model.attention_block = 0
     c.model.factored_controls = True  # CONTROL embedding += one embedding per attribute
     c.model.control_reference = True  # CONTROL embedding += the previous press's reference pitch
     c.model.control_bias = True  # logits += learned biases indexed by the control in force

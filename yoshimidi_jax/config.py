@@ -71,6 +71,10 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
             errors.append(f"train.decay_steps={t.decay_steps} must be 0 (train.steps) or > train.warmup_steps")
     if m.positional not in ("rope", "learned"):
         errors.append(f"model.positional={m.positional!r}: 'rope' or 'learned'")
+    if m.get("activation", "gelu") not in ("gelu", "relu"):
+        errors.append(f"model.activation={m.activation!r}: 'gelu' or 'relu'")
+    if not isinstance(m.get("attention_block", 0), int) or m.get("attention_block", 0) < 0:
+        errors.append(f"model.attention_block={m.attention_block!r}: an integer >= 0 (0: off)")
     if m.dtype not in ("float32", "bfloat16", "float16"):
         errors.append(f"model.dtype={m.dtype!r}: 'float32', 'bfloat16' or 'float16'")
     for name in ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute"):
@@ -105,7 +109,7 @@ def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
 # loads (and resumes: they never changed what was computed)
 RETIRED_FIELDS = ("model.dropout", "model.num_velocity_bins")
 # fields added since, with the value that reproduces a run saved before them
-ADDED_FIELDS = {"data.streams": 0}
+ADDED_FIELDS = {"data.streams": 0, "model.activation": "gelu", "model.attention_block": 0}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

@@ -133,3 +133,28 @@ def test_model_cost_configs():
     base = model_cost(configs.base.get_config().model)
     assert tiny.params < base.params < large.params
     assert tiny.flops_per_token < base.flops_per_token < large.flops_per_token
+
+
+def test_blockwise_attention_gives_the_full_attention(few_midi_files):
+    """Queries in blocks of 32 against only the keys up to their block's end:
+    the same logits and gradients as the whole masked [L, L] at once, on a
+    packed row of two pieces whose boundary falls inside a block."""
+    cfg = small_config()
+    ids_a, t_a = tokens_of(few_midi_files[1], 50)
+    ids_b, t_b = tokens_of(few_midi_files[2], 78)
+    ids = jnp.asarray(np.concatenate([ids_a, ids_b]))[None]
+    times = jnp.asarray(np.concatenate([t_a, t_b]))[None]
+    seg = jnp.asarray(np.concatenate([np.full(50, 1), np.full(78, 2)]))[None]
+    pos = jnp.asarray(np.concatenate([np.arange(50), np.arange(78)]))[None]
+    outs = {}
+    for block in (0, 32):
+        cfg.model.attention_block = block
+        model, params = model_and_params(cfg)
+        loss = lambda p: model.apply({"params": p}, ids, times, pos, seg)[0].sum()  # noqa: E731
+        logits = jax.jit(lambda p: model.apply({"params": p}, ids, times, pos, seg))(params)
+        outs[block] = (logits, jax.jit(jax.grad(loss))(params))
+    np.testing.assert_allclose(np.asarray(outs[32][0][0]), np.asarray(outs[0][0][0]), rtol=1e-5, atol=1e-5)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4), outs[32][1], outs[0][1])
+    from yoshimidi_jax.model.attention import use_blocks
+
+    assert use_blocks(128, 32) and not use_blocks(100, 32) and not use_blocks(32, 32) and not use_blocks(128, 0)

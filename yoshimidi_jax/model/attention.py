@@ -44,30 +44,67 @@ def decode_mask(index: jax.Array, t: int, length: int) -> jax.Array:
     return (jnp.arange(length)[None, :] <= query_index_L[:, None])[None, None]
 
 
+def blockwise_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array,
+                        segment_ids_BxL: jax.Array, block: int, dtype: Any) -> jax.Array:
+    """Causal, same-segment attention over the whole sequence, one block of
+    `block` queries at a time against only the keys at or before its end:
+    the key blocks above the diagonal (all masked) are never computed, which
+    saves (n - 1) / 2n of the scores and their softmax for n blocks. The
+    same result as the full masked softmax (masked keys weigh exactly 0)."""
+    B, L, H, K = q_BxLxHxK.shape
+    outs = []
+    for start in range(0, L, block):
+        end = start + block
+        q_BxbxHxK = q_BxLxHxK[:, start:end]
+        k_BxTxHxK, v_BxTxHxK = k_BxLxHxK[:, :end], v_BxLxHxK[:, :end]
+        scores_BxHxbxT = jnp.einsum("blhk,bthk->bhlt", q_BxbxHxK, k_BxTxHxK, preferred_element_type=jnp.float32)
+        causal_bxT = jnp.arange(end)[None, :] <= (start + jnp.arange(block))[:, None]
+        same_Bxbxt = segment_ids_BxL[:, start:end, None] == segment_ids_BxL[:, None, :end]
+        mask_Bx1xbxT = (causal_bxT[None] & same_Bxbxt)[:, None]
+        scores_BxHxbxT = jnp.where(mask_Bx1xbxT, scores_BxHxbxT / jnp.sqrt(jnp.float32(K)), NEG_INF)
+        probs_BxHxbxT = jax.nn.softmax(scores_BxHxbxT, axis=-1).astype(dtype)
+        outs.append(jnp.einsum("bhlt,bthk->blhk", probs_BxHxbxT, v_BxTxHxK.astype(dtype)))
+    return jnp.concatenate(outs, axis=1)
+
+
+def use_blocks(length: int, block: int) -> bool:
+    """Whether a sequence of `length` is computed in blocks of `block` (0: never)."""
+    return block > 0 and length > block and length % block == 0
+
+
 class Attention(nn.Module):
     num_heads: int
     positional: str = "rope"
     rope_base: float = 10_000.0
     dtype: Any = jnp.float32
+    block: int = 0  # training: queries in blocks of this many, skipping masked key blocks (0: one block)
 
     @nn.compact
     def __call__(
         self,
         x_BxLxD: jax.Array,
         positions_BxL: jax.Array,
-        mask_Bx1xLxT: jax.Array,
+        mask_Bx1xLxT: jax.Array | None,
         cache: dict[str, jax.Array] | None = None,
         cache_index: jax.Array | None = None,
+        segment_ids_BxL: jax.Array | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array] | None]:
+        """mask: [B, 1, L, T] bool; None in training when the sequence is
+        computed in blocks (segment_ids then give the segments)."""
         D = x_BxLxD.shape[-1]
         K = D // self.num_heads
         dense = lambda name: nn.DenseGeneral(  # noqa: E731
             (self.num_heads, K), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name
         )
+        out = nn.DenseGeneral(D, axis=(-2, -1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
+                              name="out")
         q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = dense("query")(x_BxLxD), dense("key")(x_BxLxD), dense("value")(x_BxLxD)
         if self.positional == "rope":
             q_BxLxHxK = rope(q_BxLxHxK, positions_BxL, self.rope_base)
             k_BxLxHxK = rope(k_BxLxHxK, positions_BxL, self.rope_base)
+        if cache is None and mask_Bx1xLxT is None:  # training, in blocks
+            out_BxLxHxK = blockwise_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, segment_ids_BxL, self.block, self.dtype)
+            return out(out_BxLxHxK), None
         if cache is None:  # training: keys are the sequence itself, [B, T=L, H, K]
             k, v, key_axes = k_BxLxHxK, v_BxLxHxK, "bthk"
         else:  # decoding: the new keys go into the cache, [B, H, T, K]
@@ -77,7 +114,4 @@ class Attention(nn.Module):
         scores_BxHxLxT = jnp.where(mask_Bx1xLxT, scores_BxHxLxT / jnp.sqrt(jnp.float32(K)), NEG_INF)
         probs_BxHxLxT = jax.nn.softmax(scores_BxHxLxT, axis=-1).astype(self.dtype)
         out_BxLxHxK = jnp.einsum(f"bhlt,{key_axes}->blhk", probs_BxHxLxT, v.astype(self.dtype))
-        out_BxLxD = nn.DenseGeneral(
-            D, axis=(-2, -1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name="out"
-        )(out_BxLxHxK)
-        return out_BxLxD, cache
+        return out(out_BxLxHxK), cache

@@ -52,14 +52,18 @@ def _norm(kind: str, dtype: Any, name: str) -> nn.Module:
     return nn.RMSNorm(dtype=dtype, param_dtype=jnp.float32, name=name)
 
 
+ACTIVATIONS = {"gelu": nn.gelu, "relu": nn.relu}  # gelu: the tanh approximation (flax's default)
+
+
 class Mlp(nn.Module):
     hidden: int
     dtype: Any = jnp.float32
+    activation: str = "gelu"
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
         h_BxLxF = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name="up")(x_BxLxD)
-        h_BxLxF = nn.gelu(h_BxLxF)
+        h_BxLxF = ACTIVATIONS[self.activation](h_BxLxF)
         return nn.Dense(x_BxLxD.shape[-1], dtype=self.dtype, param_dtype=jnp.float32, name="down")(h_BxLxF)
 
 
@@ -70,16 +74,18 @@ class Block(nn.Module):
     rope_base: float
     norm: str
     dtype: Any
+    activation: str = "gelu"
+    attention_block: int = 0
 
     @nn.compact
-    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxT, cache=None, cache_index=None):
+    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxT, cache=None, cache_index=None, segment_ids_BxL=None):
         h_BxLxD = _norm(self.norm, self.dtype, "attn_norm")(x_BxLxD)
         h_BxLxD, cache = attn.Attention(
-            self.num_heads, self.positional, self.rope_base, self.dtype, name="attn"
-        )(h_BxLxD, positions_BxL, mask_Bx1xLxT, cache, cache_index)
+            self.num_heads, self.positional, self.rope_base, self.dtype, self.attention_block, name="attn"
+        )(h_BxLxD, positions_BxL, mask_Bx1xLxT, cache, cache_index, segment_ids_BxL)
         x_BxLxD = x_BxLxD + h_BxLxD
         h_BxLxD = _norm(self.norm, self.dtype, "mlp_norm")(x_BxLxD)
-        x_BxLxD = x_BxLxD + Mlp(self.mlp_hidden, self.dtype, name="mlp")(h_BxLxD)
+        x_BxLxD = x_BxLxD + Mlp(self.mlp_hidden, self.dtype, self.activation, name="mlp")(h_BxLxD)
         return x_BxLxD, cache
 
 
@@ -100,6 +106,8 @@ class Transformer(nn.Module):
     control_reference: bool = False
     control_bias: bool = False
     control_bias_scale: float = 1.0
+    activation: str = "gelu"  # the MLP's: 'gelu' (tanh approximation) | 'relu'
+    attention_block: int = 0  # training attention in query blocks of this size, skipping masked keys (0: off)
     dtype: Any = jnp.float32
 
     @property
@@ -145,6 +153,8 @@ class Transformer(nn.Module):
                 self.rope_base,
                 self.norm,
                 self.dtype,
+                self.activation,
+                self.attention_block,
                 name=f"block_{i}",
             )
             for i in range(self.num_layers)
@@ -216,9 +226,10 @@ class Transformer(nn.Module):
         """-> (logits [B, L, V], time logits [B, L, S])."""
         ctx = press_context(inputs_BxL, segment_ids_BxL) if self.control_reference or self.control_bias else None
         x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx)
-        mask_Bx1xLxL = attn.full_mask(segment_ids_BxL)
+        blocks = attn.use_blocks(inputs_BxL.shape[1], self.attention_block)
+        mask_Bx1xLxL = None if blocks else attn.full_mask(segment_ids_BxL)
         for block in self.blocks:
-            x_BxLxD, _ = block(x_BxLxD, positions_BxL, mask_Bx1xLxL)
+            x_BxLxD, _ = block(x_BxLxD, positions_BxL, mask_Bx1xLxL, None, None, segment_ids_BxL)
         return self.heads(x_BxLxD, ctx)
 
     def decode(
@@ -264,6 +275,8 @@ def make_model(model_cfg: ml_collections.ConfigDict) -> Transformer:
         control_reference=model_cfg.get("control_reference", False),
         control_bias=model_cfg.get("control_bias", False),
         control_bias_scale=model_cfg.get("control_bias_scale", 1.0),
+        activation=model_cfg.get("activation", "gelu"),
+        attention_block=model_cfg.get("attention_block", 0),
         dtype=compute_dtype(model_cfg.dtype),
     )
 
