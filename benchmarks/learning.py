@@ -35,6 +35,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 2000, "training steps of the tiny config")
 flags.DEFINE_string("data", "data/m21", "prepared dataset (experiments.prepare)")
 flags.DEFINE_string("workdir", "runs/learning", "where the model trains (emptied first)")
+flags.DEFINE_enum("activation", "gelu", ["gelu", "relu"], "the model's MLP activation (config model.activation)")
 
 
 def _stream_windows(data: str, spec) -> np.ndarray:
@@ -108,6 +109,7 @@ def main(argv):
 
     cfg = get_config()
     cfg.data.path = FLAGS.data
+    cfg.model.activation = FLAGS.activation
     cfg.train.steps = FLAGS.steps
     cfg.train.warmup_steps = min(cfg.train.warmup_steps, FLAGS.steps // 10)
     cfg.train.eval_every = cfg.train.checkpoint_every = max(FLAGS.steps // 4, 1)
