@@ -273,7 +273,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
 def _check_shared_staging(local: str, workdir: str) -> None:
     """Several processes with an s3:// workdir: process 0 uploads from its
     staging folder, so every process must write into that same folder."""
-    token = np.int64(int.from_bytes(os.urandom(7), "little"))
+    token = np.int32(int.from_bytes(os.urandom(3), "little"))  # int32: jax without x64
     token = int(multihost_utils.broadcast_one_to_all(token))
     path = os.path.join(local, ".staging-token")
     if jax.process_index() == 0:
