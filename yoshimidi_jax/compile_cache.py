@@ -10,6 +10,7 @@ run; delete it to free the space.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 
@@ -33,7 +34,11 @@ def enable(path: str | None = None, environ: Mapping[str, str] = os.environ) -> 
     if not folder:
         return None
     folder = os.path.abspath(os.path.expanduser(folder))
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:  # a read-only home: run without the cache rather than not at all
+        logging.getLogger(__name__).warning("jax compilation cache off: cannot create %s (%s)", folder, e)
+        return None
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_S)
     return folder
