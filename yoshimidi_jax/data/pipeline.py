@@ -129,6 +129,11 @@ def stream_batches(paths: Sequence[str], spec: BatchSpec, rows: int, stream: int
     return ds.batch(rows, drop_remainder=spec.drop_remainder)
 
 
+def streams_of(process_index: int, streams_per_process: int) -> list[int]:
+    """The streams a process reads: the next streams_per_process after those of the processes before it."""
+    return [process_index * streams_per_process + j for j in range(streams_per_process)]
+
+
 def _concat_rows(parts: tuple[dict[str, np.ndarray], ...]) -> dict[str, np.ndarray]:
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
@@ -142,8 +147,8 @@ def batches_from_paths(
     k = streams_per_process
     if k < 1 or spec.batch_size % k:
         raise ValueError(f"a batch of {spec.batch_size} rows does not split into {k} streams")
-    num_streams = process_count * k
-    parts = [stream_batches(paths, spec, spec.batch_size // k, process_index * k + j, num_streams) for j in range(k)]
+    parts = [stream_batches(paths, spec, spec.batch_size // k, stream, process_count * k)
+             for stream in streams_of(process_index, k)]
     if k == 1:
         return parts[0]
     return grain.experimental.ZipIterDataset(parts).map(_concat_rows)

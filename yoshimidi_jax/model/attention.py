@@ -29,12 +29,19 @@ def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, base: float = 10_000.0)
     return out_BxLxHxK.astype(x_BxLxHxK.dtype)
 
 
+def segment_mask(segment_ids_BxL: jax.Array, start: int = 0, stop: int | None = None) -> jax.Array:
+    """[B, 1, stop - start, stop] bool for the queries start..stop-1 against
+    the keys 0..stop-1: causal (by index) and same segment. The defaults give
+    the whole sequence's [B, 1, L, L]."""
+    stop = segment_ids_BxL.shape[1] if stop is None else stop
+    causal_bxT = jnp.arange(stop)[None, :] <= (start + jnp.arange(stop - start))[:, None]
+    same_BxbxT = segment_ids_BxL[:, start:stop, None] == segment_ids_BxL[:, None, :stop]
+    return (causal_bxT[None] & same_BxbxT)[:, None]
+
+
 def full_mask(segment_ids_BxL: jax.Array) -> jax.Array:
     """[B, 1, L, L] bool: causal (by index) and same segment."""
-    L = segment_ids_BxL.shape[1]
-    causal_LxL = jnp.tril(jnp.ones((L, L), bool))
-    same_BxLxL = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
-    return (causal_LxL[None] & same_BxLxL)[:, None]
+    return segment_mask(segment_ids_BxL)
 
 
 def decode_mask(index: jax.Array, t: int, length: int) -> jax.Array:
@@ -44,6 +51,18 @@ def decode_mask(index: jax.Array, t: int, length: int) -> jax.Array:
     return (jnp.arange(length)[None, :] <= query_index_L[:, None])[None, None]
 
 
+def attend(q_BxLxHxK: jax.Array, k: jax.Array, v: jax.Array, mask_Bx1xLxT: jax.Array, key_axes: str,
+           dtype: Any) -> jax.Array:
+    """Masked softmax attention of the queries over keys/values laid out as
+    `key_axes` ("bthk": [B, T, H, K], the sequence; "bhtk": [B, H, T, K], the
+    cache); scores and softmax in float32."""
+    K = q_BxLxHxK.shape[-1]
+    scores_BxHxLxT = jnp.einsum(f"blhk,{key_axes}->bhlt", q_BxLxHxK, k, preferred_element_type=jnp.float32)
+    scores_BxHxLxT = jnp.where(mask_Bx1xLxT, scores_BxHxLxT / jnp.sqrt(jnp.float32(K)), NEG_INF)
+    probs_BxHxLxT = jax.nn.softmax(scores_BxHxLxT, axis=-1).astype(dtype)
+    return jnp.einsum(f"bhlt,{key_axes}->blhk", probs_BxHxLxT, v.astype(dtype))
+
+
 def blockwise_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array,
                         segment_ids_BxL: jax.Array, block: int, dtype: Any) -> jax.Array:
     """Causal, same-segment attention over the whole sequence, one block of
@@ -51,19 +70,10 @@ def blockwise_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: j
     the key blocks above the diagonal (all masked) are never computed, which
     saves (n - 1) / 2n of the scores and their softmax for n blocks. The
     same result as the full masked softmax (masked keys weigh exactly 0)."""
-    B, L, H, K = q_BxLxHxK.shape
-    outs = []
-    for start in range(0, L, block):
-        end = start + block
-        q_BxbxHxK = q_BxLxHxK[:, start:end]
-        k_BxTxHxK, v_BxTxHxK = k_BxLxHxK[:, :end], v_BxLxHxK[:, :end]
-        scores_BxHxbxT = jnp.einsum("blhk,bthk->bhlt", q_BxbxHxK, k_BxTxHxK, preferred_element_type=jnp.float32)
-        causal_bxT = jnp.arange(end)[None, :] <= (start + jnp.arange(block))[:, None]
-        same_Bxbxt = segment_ids_BxL[:, start:end, None] == segment_ids_BxL[:, None, :end]
-        mask_Bx1xbxT = (causal_bxT[None] & same_Bxbxt)[:, None]
-        scores_BxHxbxT = jnp.where(mask_Bx1xbxT, scores_BxHxbxT / jnp.sqrt(jnp.float32(K)), NEG_INF)
-        probs_BxHxbxT = jax.nn.softmax(scores_BxHxbxT, axis=-1).astype(dtype)
-        outs.append(jnp.einsum("bhlt,bthk->blhk", probs_BxHxbxT, v_BxTxHxK.astype(dtype)))
+    L = q_BxLxHxK.shape[1]
+    outs = [attend(q_BxLxHxK[:, start:start + block], k_BxLxHxK[:, :start + block], v_BxLxHxK[:, :start + block],
+                   segment_mask(segment_ids_BxL, start, start + block), "bthk", dtype)
+            for start in range(0, L, block)]
     return jnp.concatenate(outs, axis=1)
 
 
@@ -110,8 +120,4 @@ class Attention(nn.Module):
         else:  # decoding: the new keys go into the cache, [B, H, T, K]
             cache = kv_cache.update(cache, k_BxLxHxK, v_BxLxHxK, cache_index)
             k, v, key_axes = cache["k"], cache["v"], "bhtk"
-        scores_BxHxLxT = jnp.einsum(f"blhk,{key_axes}->bhlt", q_BxLxHxK, k, preferred_element_type=jnp.float32)
-        scores_BxHxLxT = jnp.where(mask_Bx1xLxT, scores_BxHxLxT / jnp.sqrt(jnp.float32(K)), NEG_INF)
-        probs_BxHxLxT = jax.nn.softmax(scores_BxHxLxT, axis=-1).astype(self.dtype)
-        out_BxLxHxK = jnp.einsum(f"bhlt,{key_axes}->blhk", probs_BxHxLxT, v.astype(self.dtype))
-        return out(out_BxLxHxK), cache
+        return out(attend(q_BxLxHxK, k, v, mask_Bx1xLxT, key_axes, self.dtype)), cache

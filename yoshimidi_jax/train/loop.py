@@ -15,7 +15,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 from tqdm import tqdm
 
-from yoshimidi_jax.data.pipeline import BatchSpec, make_batches
+from yoshimidi_jax.data.pipeline import BatchSpec, make_batches, streams_of
 from yoshimidi_jax.model import init_params, make_model, model_cost
 from yoshimidi_jax.train import mesh as mesh_lib
 from yoshimidi_jax.train.checkpoints import RunCheckpoints, abstract_like
@@ -155,8 +155,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
     batch_sharding = mesh_lib.batch_sharding(mesh)
 
     streams_per_process = num_streams(cfg, p_count) // p_count
-    mine = [p_index * streams_per_process + j for j in range(streams_per_process)]
-    log.info("data: process %d of %d reads streams %s of %d", p_index, p_count, mine, num_streams(cfg, p_count))
+    log.info("data: process %d of %d reads streams %s of %d", p_index, p_count,
+             streams_of(p_index, streams_per_process), streams_per_process * p_count)
     train_iter = iter(make_batches(cfg.data.path, "train", batch_spec(cfg, "train"), p_index, p_count,
                                    streams_per_process))
     eval_iter = iter(make_batches(cfg.data.path, "eval", batch_spec(cfg, "eval"), p_index, p_count,
