@@ -3,12 +3,11 @@ each part of one layer at the given dimensions, jitted, median of --reps.
 
     python -m benchmarks.layer_costs --layers_dims=6,512,8,1024,8
 
-Parts: attention as the model has run it (one einsum over a materialised
-[B, H, L, L] causal-and-segment mask: the baseline), the blockwise variant
-that skips key blocks above the diagonal, jax.nn.dot_product_attention
-(is_causal), the MLP with each activation, the output heads, and the whole
-model step for scale. Prints one JSON line of milliseconds and ratios
-against the baseline.
+Parts: the model's attention (attention.causal_attention) over the whole
+sequence in one block (the baseline) and in blocks that skip the key blocks
+above the diagonal, jax.nn.dot_product_attention (XLA, is_causal, the
+segment mask), the MLP with each activation. Prints one JSON line of
+milliseconds and ratios against the baseline.
 """
 
 from __future__ import annotations
@@ -44,20 +43,17 @@ def main(argv):
     layers, D, H, L, B = (int(x) for x in FLAGS.layers_dims)
     K = D // H
     rng = np.random.default_rng(0)
-    q, k, v = (jnp.asarray(rng.standard_normal((B, L, H, K)), jnp.float32) for _ in range(3))
+    q, k, v = (jnp.asarray(rng.standard_normal((B, H, L, K)), jnp.float32) for _ in range(3))
     seg = jnp.ones((B, L), jnp.int32)
-    mask = attn.full_mask(seg)
-
-    def full(q, k, v):  # as the model runs it without blocks
-        return attn.attend(q, k, v, mask, "bthk", jnp.float32)
 
     out = {"dims": [layers, D, H, L, B]}
-    out["attention_full_ms"] = _time(full, q, k, v)
+    out["attention_full_ms"] = _time(lambda q, k, v: attn.causal_attention(q, k, v, seg, 0, jnp.float32), q, k, v)
     for block in (128, 256):
-        if L % block == 0 and L > block:
+        if attn.use_blocks(L, block):
             out[f"attention_blockwise{block}_ms"] = _time(
-                lambda q, k, v, b=block: attn.blockwise_attention(q, k, v, seg, b, jnp.float32), q, k, v)
-    out["attention_jax_nn_ms"] = _time(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True), q, k, v)
+                lambda q, k, v, b=block: attn.causal_attention(q, k, v, seg, b, jnp.float32), q, k, v)
+    out["attention_jax_nn_ms"] = _time(
+        lambda q, k, v: attn.library_attention(*(x.swapaxes(1, 2) for x in (q, k, v)), seg, "xla"), q, k, v)
     x = jnp.asarray(rng.standard_normal((B, L, D)), jnp.float32)
     w1 = jnp.asarray(rng.standard_normal((D, 4 * D)) * 0.02, jnp.float32)
     w2 = jnp.asarray(rng.standard_normal((4 * D, D)) * 0.02, jnp.float32)

@@ -22,13 +22,13 @@ same shape (speed does not depend on the values).
 from __future__ import annotations
 
 import json
-import os
-import time
 
 import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
+
+from benchmarks.step_timer import make_step, real_or_random_batches
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", "configs/tiny.py", "model config")
@@ -39,55 +39,8 @@ flags.DEFINE_integer("rounds", 3, "--baseline=torch: alternating rounds of --ste
 flags.DEFINE_enum("torch_activation", "relu", ["relu", "gelu"], "the torch model's MLP activation (the original: relu)")
 
 
-def _batches(cfg, n: int):
-    if os.path.exists(os.path.join(FLAGS.data, "manifest.json")):
-        from yoshimidi_jax.data.pipeline import make_batches
-        from yoshimidi_jax.train.loop import batch_spec
-
-        it = iter(make_batches(FLAGS.data, "train", batch_spec(cfg, "train")))
-        return [next(it) for _ in range(n)], "real"
-    rng = np.random.default_rng(0)
-    b, L = cfg.data.batch_size, cfg.data.seq_len
-    one = {
-        "inputs": rng.integers(5, cfg.model.vocab_size, (b, L)).astype(np.int32),
-        "input_times": np.zeros((b, L), np.float32), "targets": rng.integers(5, cfg.model.vocab_size, (b, L)).astype(np.int32),
-        "target_times": np.zeros((b, L), np.float32), "segment_ids": np.ones((b, L), np.int32),
-        "positions": np.tile(np.arange(L, dtype=np.int32), (b, 1)), "loss_mask": np.ones((b, L), bool),
-    }
-    return [one] * n, "random"
-
-
-def _make_step(cfg, devices, batches):
-    """-> run(n): n timed steps over the batches after the first 3 (warm-up,
-    compile) -> seconds per step."""
-    from yoshimidi_jax.model import init_params, make_model
-    from yoshimidi_jax.train import mesh as mesh_lib
-    from yoshimidi_jax.train.optimizer import learning_rate_at, make_optimizer
-    from yoshimidi_jax.train.state import TrainState
-    from yoshimidi_jax.train.step import make_train_step
-
-    mesh = mesh_lib.make_mesh(devices)
-    model, tx = make_model(cfg.model), make_optimizer(cfg.train)
-    state = TrainState.create(init_params(model, jax.random.key(0)), tx)
-    sharding = mesh_lib.param_sharding(mesh, state, cfg.train.fsdp)
-    box = {"state": jax.device_put(state, sharding)}
-    step = make_train_step(model, tx, learning_rate_at(cfg.train), sharding, mesh_lib.batch_sharding(mesh))
-    device_batches = [mesh_lib.put_batch(b, mesh) for b in batches]
-
-    def run(n: int, timed: bool = True) -> float:
-        start = time.perf_counter()
-        for i in range(n):
-            box["state"], m = step(box["state"], device_batches[3 + i % (len(device_batches) - 3)]
-                                   if timed else device_batches[i % 3])
-        jax.block_until_ready(m["loss"])
-        return (time.perf_counter() - start) / n
-
-    run(3, timed=False)
-    return run
-
-
 def _time_steps(cfg, devices, batches) -> float:
-    return _make_step(cfg, devices, batches)(len(batches) - 3)
+    return make_step(cfg, devices, batches)(len(batches) - 3)
 
 
 def main(argv):
@@ -96,7 +49,7 @@ def main(argv):
     from yoshimidi_jax.train.metrics import device_peak_flops
 
     cfg = FLAGS.config
-    batches, kind = _batches(cfg, FLAGS.steps + 3)
+    batches, kind = real_or_random_batches(cfg, FLAGS.steps + 3, FLAGS.data)
     tokens = cfg.data.batch_size * cfg.data.seq_len
     if FLAGS.baseline == "torch":
         _versus_torch(cfg, batches, kind, tokens)
@@ -128,7 +81,7 @@ def _versus_torch(cfg, batches, kind, tokens) -> None:
     from benchmarks.torch_gpt2 import make_torch_step
 
     m = cfg.model
-    ours = _make_step(cfg, jax.devices()[:1], batches)
+    ours = make_step(cfg, jax.devices()[:1], batches)
     theirs = make_torch_step(m.vocab_size, m.num_layers, m.d_model, m.num_heads, cfg.data.seq_len,
                              cfg.data.batch_size, FLAGS.torch_activation)
     ours_s, torch_s = [], []

@@ -30,7 +30,12 @@ def base_config(
     # training attention in blocks of this many queries, each against only the
     # keys up to its end (the masked blocks above the diagonal are skipped; the
     # same result); 0: the whole [L, L] at once. Used where seq_len is a multiple > 1.
-    c.model.attention_block = 0
+    # 128: 2.2x faster attention at context 256 on CPU (benchmarks/RESULTS.md)
+    c.model.attention_block = 128
+    # training attention: 'blocks' (ours, in blocks of attention_block), 'jax'
+    # (jax.nn.dot_product_attention, XLA), 'cudnn' (its cuDNN flash attention on
+    # a GPU with bf16/fp16 compute; elsewhere 'blocks'). Same results.
+    c.model.attention = "blocks"
     c.model.factored_controls = True  # CONTROL embedding += one embedding per attribute
     c.model.control_reference = True  # CONTROL embedding += the previous press's reference pitch
     c.model.control_bias = True  # logits += learned biases indexed by the control in force

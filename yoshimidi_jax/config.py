@@ -75,6 +75,8 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
         errors.append(f"model.activation={m.activation!r}: 'gelu' or 'relu'")
     if not isinstance(m.get("attention_block", 0), int) or m.get("attention_block", 0) < 0:
         errors.append(f"model.attention_block={m.attention_block!r}: an integer >= 0 (0: off)")
+    if m.get("attention", "blocks") not in ("blocks", "jax", "cudnn"):
+        errors.append(f"model.attention={m.attention!r}: 'blocks', 'jax' or 'cudnn'")
     if m.dtype not in ("float32", "bfloat16", "float16"):
         errors.append(f"model.dtype={m.dtype!r}: 'float32', 'bfloat16' or 'float16'")
     for name in ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute"):
@@ -109,7 +111,8 @@ def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
 # loads (and resumes: they never changed what was computed)
 RETIRED_FIELDS = ("model.dropout", "model.num_velocity_bins")
 # fields added since, with the value that reproduces a run saved before them
-ADDED_FIELDS = {"data.streams": 0, "model.activation": "gelu", "model.attention_block": 0}
+ADDED_FIELDS = {"data.streams": 0, "model.activation": "gelu", "model.attention_block": 0,
+                "model.attention": "blocks"}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

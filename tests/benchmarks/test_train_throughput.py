@@ -34,3 +34,31 @@ def test_versus_torch_times_both_in_alternating_rounds():
 def test_blockwise_relu_config_runs_in_the_benchmark():
     out = _run("--config.model.attention_block=32", "--config.model.activation=relu")
     assert out["tokens_per_s"] > 0 and out["batches"] == "random"
+
+
+def test_step_profile_sums_the_step_into_its_parts():
+    """The profile attributes the traced step's XLA ops to the model's parts
+    (forward and backward apart), and the attention and MLP are among them."""
+    res = subprocess.run([sys.executable, "-m", "benchmarks.step_profile", *TINY], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])["jax"]
+    parts = out["parts_ms"]
+    assert out["step_wall_ms"] > 0 and out["thread_ms"] > 0
+    assert sum(parts.values()) == pytest.approx(out["thread_ms"], rel=0.05)
+    for part in ("attention: scores, softmax, weighted sum [forward]", "attention: scores, softmax, weighted sum [backward]",
+                 "mlp: up/down matmuls [forward]", "norms [backward]"):
+        assert parts.get(part, 0) > 0, (part, parts)
+    # ops the profile could not place are a small share (the names of the step's own ops cover it)
+    assert out["share"].get("runtime (copies, params)", 0) < 0.2
+
+
+def test_part_of_reads_flax_paths_and_the_backward():
+    from benchmarks.step_profile import part_of
+
+    assert part_of("jit(f)/jvp(Transformer)/block_0/mlp/up/dot_general") == "mlp: up/down matmuls [forward]"
+    assert part_of("jit(f)/transpose(jvp(Transformer))/block_3/attn/attend/exp") == \
+        "attention: scores, softmax, weighted sum [backward]"
+    assert part_of("jit(f)/jvp(Transformer)/block_1/attn/rope/mul") == "attention: rope [forward]"
+    assert part_of("jit(f)/jvp(loss)/reduce_sum") == "loss and metrics [forward]"
+    assert part_of("jit(f)/add") == "optimizer, metrics, glue"

@@ -12,23 +12,38 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from yoshimidi_jax.model import kv_cache
+from yoshimidi_jax.model import dots, kv_cache
 
 NEG_INF = -1e30
 
 
-def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, base: float = 10_000.0) -> jax.Array:
-    """Rotary embedding (half-split layout)."""
-    half = x_BxLxHxK.shape[-1] // 2
+@jax.named_scope("rope")
+def rope_tables(positions_BxL: jax.Array, head_size: int, base: float = 10_000.0) -> tuple[jax.Array, jax.Array]:
+    """(sin, cos) [B, L, K/2] of the rotary embedding's angles at each position."""
+    half = head_size // 2
     freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
     angle_BxLxhalf = positions_BxL.astype(jnp.float32)[..., None] * freq
-    sin, cos = jnp.sin(angle_BxLxhalf)[:, :, None, :], jnp.cos(angle_BxLxhalf)[:, :, None, :]
-    x1, x2 = x_BxLxHxK[..., :half].astype(jnp.float32), x_BxLxHxK[..., half:].astype(jnp.float32)
-    out_BxLxHxK = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out_BxLxHxK.astype(x_BxLxHxK.dtype)
+    return jnp.sin(angle_BxLxhalf), jnp.cos(angle_BxLxhalf)
 
 
+@jax.named_scope("rope")
+def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
+    """Rotary embedding (half-split layout) of x [..., K], with sin/cos [..., K/2]
+    broadcast against it (positions on the right axis); in float32."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, base: float = 10_000.0) -> jax.Array:
+    """Rotary embedding of x [B, L, H, K] at positions [B, L]."""
+    sin_BxLxhalf, cos_BxLxhalf = rope_tables(positions_BxL, x_BxLxHxK.shape[-1], base)
+    return apply_rope(x_BxLxHxK, sin_BxLxhalf[:, :, None], cos_BxLxhalf[:, :, None])
+
+
+@jax.named_scope("segment_mask")
 def segment_mask(segment_ids_BxL: jax.Array, start: int = 0, stop: int | None = None) -> jax.Array:
     """[B, 1, stop - start, stop] bool for the queries start..stop-1 against
     the keys 0..stop-1: causal (by index) and same segment. The defaults give
@@ -51,35 +66,90 @@ def decode_mask(index: jax.Array, t: int, length: int) -> jax.Array:
     return (jnp.arange(length)[None, :] <= query_index_L[:, None])[None, None]
 
 
-def attend(q_BxLxHxK: jax.Array, k: jax.Array, v: jax.Array, mask_Bx1xLxT: jax.Array, key_axes: str,
+@jax.named_scope("attend")
+def attend(q_BxLxHxK: jax.Array, k_BxHxTxK: jax.Array, v_BxHxTxK: jax.Array, mask_Bx1xLxT: jax.Array,
            dtype: Any) -> jax.Array:
-    """Masked softmax attention of the queries over keys/values laid out as
-    `key_axes` ("bthk": [B, T, H, K], the sequence; "bhtk": [B, H, T, K], the
-    cache); scores and softmax in float32."""
-    K = q_BxLxHxK.shape[-1]
-    scores_BxHxLxT = jnp.einsum(f"blhk,{key_axes}->bhlt", q_BxLxHxK, k, preferred_element_type=jnp.float32)
-    scores_BxHxLxT = jnp.where(mask_Bx1xLxT, scores_BxHxLxT / jnp.sqrt(jnp.float32(K)), NEG_INF)
-    probs_BxHxLxT = jax.nn.softmax(scores_BxHxLxT, axis=-1).astype(dtype)
-    return jnp.einsum(f"bhlt,{key_axes}->blhk", probs_BxHxLxT, v.astype(dtype))
+    """Masked softmax attention of queries (already scaled by 1/sqrt(K)) over
+    the cache's keys and values [B, H, T, K] (decoding); softmax in float32."""
+    scores_BxHxLxT = jnp.einsum("blhk,bhtk->bhlt", q_BxLxHxK, k_BxHxTxK, preferred_element_type=jnp.float32)
+    probs_BxHxLxT = jax.nn.softmax(jnp.where(mask_Bx1xLxT, scores_BxHxLxT, NEG_INF), axis=-1).astype(dtype)
+    return dots.einsum("bhlt,bhtk->blhk", probs_BxHxLxT, v_BxHxTxK, dtype)
 
 
-def blockwise_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array,
-                        segment_ids_BxL: jax.Array, block: int, dtype: Any) -> jax.Array:
-    """Causal, same-segment attention over the whole sequence, one block of
-    `block` queries at a time against only the keys at or before its end:
-    the key blocks above the diagonal (all masked) are never computed, which
-    saves (n - 1) / 2n of the scores and their softmax for n blocks. The
-    same result as the full masked softmax (masked keys weigh exactly 0)."""
-    L = q_BxLxHxK.shape[1]
-    outs = [attend(q_BxLxHxK[:, start:start + block], k_BxLxHxK[:, :start + block], v_BxLxHxK[:, :start + block],
-                   segment_mask(segment_ids_BxL, start, start + block), "bthk", dtype)
-            for start in range(0, L, block)]
-    return jnp.concatenate(outs, axis=1)
+def block_spans(length: int, block: int) -> list[tuple[int, int]]:
+    """The query blocks [start, stop) of a sequence: blocks of `block` where
+    use_blocks says so, else one block of the whole length."""
+    if not use_blocks(length, block):
+        return [(0, length)]
+    return [(start, start + block) for start in range(0, length, block)]
 
 
 def use_blocks(length: int, block: int) -> bool:
     """Whether a sequence of `length` is computed in blocks of `block` (0: never)."""
     return block > 0 and length > block and length % block == 0
+
+
+@jax.named_scope("attend")
+def causal_attention(q_BxHxLxK: jax.Array, k_BxHxLxK: jax.Array, v_BxHxLxK: jax.Array,
+                     segment_ids_BxL: jax.Array, block: int, dtype: Any) -> jax.Array:
+    """Causal, same-segment attention over a whole sequence (training and
+    prefill), heads before positions, queries already scaled by 1/sqrt(K).
+
+    One block of `block` queries at a time against only the keys at or before
+    its end (block_spans): the key blocks above the diagonal, all masked, are
+    never computed, saving (n - 1) / 2n of the scores for n blocks. Each block
+    is softmax-normalised after its weighted sum ([b, K] divisions instead of
+    [b, T]), its row maximum held constant for the gradient (softmax does not
+    depend on it). The same result as the whole masked softmax: masked keys
+    weigh exactly 0. -> [B, H, L, K]."""
+    outs = []
+    for start, stop in block_spans(q_BxHxLxK.shape[2], block):
+        scores_BxHxbxT = jnp.einsum("bhlk,bhtk->bhlt", q_BxHxLxK[:, :, start:stop], k_BxHxLxK[:, :, :stop],
+                                    preferred_element_type=jnp.float32)
+        scores_BxHxbxT = jnp.where(segment_mask(segment_ids_BxL, start, stop), scores_BxHxbxT, NEG_INF)
+        top_BxHxbx1 = jax.lax.stop_gradient(scores_BxHxbxT.max(axis=-1, keepdims=True))
+        weights_BxHxbxT = jnp.exp(scores_BxHxbxT - top_BxHxbx1)
+        out_BxHxbxK = jnp.einsum("bhlt,bhtk->bhlk", weights_BxHxbxT.astype(dtype), v_BxHxLxK[:, :, :stop],
+                                 preferred_element_type=jnp.float32)
+        outs.append((out_BxHxbxK / weights_BxHxbxT.sum(axis=-1, keepdims=True)).astype(dtype))
+    return jnp.concatenate(outs, axis=2)
+
+
+class ProjectionKernel(nn.Module):
+    """One projection's kernel, kept at its place in the params tree
+    (attn/query/kernel, ...: checkpoints are those of nn.DenseGeneral) and
+    initialised as nn.DenseGeneral does (lecun normal over the flattened
+    input axes), so that Attention can use the four kernels as it likes."""
+
+    shape: tuple[int, ...]
+    input_axes: int  # the leading axes of `shape` that are the input's
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        def init(key, shape, dtype=jnp.float32):
+            flat = (int(np.prod(shape[: self.input_axes])), int(np.prod(shape[self.input_axes:])))
+            return jnp.reshape(nn.initializers.lecun_normal()(key, flat, dtype), shape)
+
+        return self.param("kernel", init, self.shape, jnp.float32)
+
+
+IMPLEMENTATIONS = ("blocks", "jax", "cudnn")
+
+
+def fused_attention_available(dtype: Any) -> bool:
+    """Whether cuDNN's fused (flash) attention can run here: a GPU backend and
+    a 16-bit compute dtype (what jax.nn.dot_product_attention's cudnn path takes)."""
+    return jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+
+
+def library_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array,
+                      segment_ids_BxL: jax.Array, implementation: str) -> jax.Array:
+    """jax.nn.dot_product_attention over the whole sequence, causal and within
+    segments (the segments as a [B, 1, L, L] mask), queries already scaled.
+    implementation: 'xla' or 'cudnn'. -> [B, L, H, K]."""
+    same_Bx1xLxL = (segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :])[:, None]
+    return jax.nn.dot_product_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask=same_Bx1xLxL, is_causal=True,
+                                        scale=1.0, implementation=implementation)
 
 
 class Attention(nn.Module):
@@ -88,6 +158,9 @@ class Attention(nn.Module):
     rope_base: float = 10_000.0
     dtype: Any = jnp.float32
     block: int = 0  # training: queries in blocks of this many, skipping masked key blocks (0: one block)
+    # training's attention: 'blocks' (causal_attention), 'jax' (jax.nn.dot_product_attention, XLA),
+    # 'cudnn' (its cuDNN flash attention where fused_attention_available, else 'blocks')
+    implementation: str = "blocks"
 
     @nn.compact
     def __call__(
@@ -99,25 +172,39 @@ class Attention(nn.Module):
         cache_index: jax.Array | None = None,
         segment_ids_BxL: jax.Array | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array] | None]:
-        """mask: [B, 1, L, T] bool; None in training when the sequence is
-        computed in blocks (segment_ids then give the segments)."""
+        """Training (cache None): causal and within segment_ids, mask unused.
+        Decoding: the new keys/values go into the cache; mask [B, 1, L, T]."""
         D = x_BxLxD.shape[-1]
-        K = D // self.num_heads
-        dense = lambda name: nn.DenseGeneral(  # noqa: E731
-            (self.num_heads, K), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name=name
-        )
-        out = nn.DenseGeneral(D, axis=(-2, -1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,
-                              name="out")
-        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = dense("query")(x_BxLxD), dense("key")(x_BxLxD), dense("value")(x_BxLxD)
+        H, K = self.num_heads, D // self.num_heads
+        w_query, w_key, w_value = (ProjectionKernel((D, H, K), 1, name=n)() for n in ("query", "key", "value"))
+        w_out_HxKxD = ProjectionKernel((H, K, D), 2, name="out")()
+        x_BxLxD = x_BxLxD.astype(self.dtype)
+        w_query = w_query * K ** -0.5  # 1/sqrt(K) folded into the query's kernel
+        if cache is None and (self.implementation == "jax" or (
+                self.implementation == "cudnn" and fused_attention_available(self.dtype))):
+            q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (dots.einsum("bld,dhk->blhk", x_BxLxD, w, self.dtype)
+                                               for w in (w_query, w_key, w_value))
+            if self.positional == "rope":
+                q_BxLxHxK = rope(q_BxLxHxK, positions_BxL, self.rope_base)
+                k_BxLxHxK = rope(k_BxLxHxK, positions_BxL, self.rope_base)
+            out_BxLxHxK = library_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, segment_ids_BxL,
+                                            "xla" if self.implementation == "jax" else "cudnn")
+            return dots.einsum("blhk,hkd->bld", out_BxLxHxK, w_out_HxKxD, self.dtype), None
+        if cache is None:  # training: heads before positions, the layout of the score matmuls
+            q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (dots.einsum("bld,dhk->bhlk", x_BxLxD, w, self.dtype)
+                                               for w in (w_query, w_key, w_value))
+            if self.positional == "rope":
+                sin_BxLxhalf, cos_BxLxhalf = rope_tables(positions_BxL, K, self.rope_base)
+                q_BxHxLxK = apply_rope(q_BxHxLxK, sin_BxLxhalf[:, None], cos_BxLxhalf[:, None])
+                k_BxHxLxK = apply_rope(k_BxHxLxK, sin_BxLxhalf[:, None], cos_BxLxhalf[:, None])
+            out_BxHxLxK = causal_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, segment_ids_BxL, self.block,
+                                           self.dtype)
+            return dots.einsum("bhlk,hkd->bld", out_BxHxLxK, w_out_HxKxD, self.dtype), None
+        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (dots.einsum("bld,dhk->blhk", x_BxLxD, w, self.dtype)
+                                           for w in (w_query, w_key, w_value))
         if self.positional == "rope":
             q_BxLxHxK = rope(q_BxLxHxK, positions_BxL, self.rope_base)
             k_BxLxHxK = rope(k_BxLxHxK, positions_BxL, self.rope_base)
-        if cache is None and mask_Bx1xLxT is None:  # training, in blocks
-            out_BxLxHxK = blockwise_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, segment_ids_BxL, self.block, self.dtype)
-            return out(out_BxLxHxK), None
-        if cache is None:  # training: keys are the sequence itself, [B, T=L, H, K]
-            k, v, key_axes = k_BxLxHxK, v_BxLxHxK, "bthk"
-        else:  # decoding: the new keys go into the cache, [B, H, T, K]
-            cache = kv_cache.update(cache, k_BxLxHxK, v_BxLxHxK, cache_index)
-            k, v, key_axes = cache["k"], cache["v"], "bhtk"
-        return out(attend(q_BxLxHxK, k, v, mask_Bx1xLxT, key_axes, self.dtype)), cache
+        cache = kv_cache.update(cache, k_BxLxHxK, v_BxLxHxK, cache_index)
+        out_BxLxHxK = attend(q_BxLxHxK, cache["k"], cache["v"], mask_Bx1xLxT, self.dtype)
+        return dots.einsum("blhk,hkd->bld", out_BxLxHxK, w_out_HxKxD, self.dtype), cache

@@ -34,6 +34,7 @@ def _safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
     return a / jnp.maximum(b, 1.0)
 
 
+@jax.named_scope("loss")
 def loss_fn(
     logits_BxLxV: jax.Array,
     time_logits_BxLxS: jax.Array,

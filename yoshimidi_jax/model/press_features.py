@@ -39,6 +39,7 @@ def _last_index(flag: jax.Array) -> jax.Array:
     return jax.lax.cummax(jnp.where(flag, idx, -1), axis=1)
 
 
+@jax.named_scope("press_context")
 def press_context(
     inputs: jax.Array, segment_ids: jax.Array | None = None, start: tuple | None = None, vocab: Vocab = Vocab()
 ) -> PressContext:

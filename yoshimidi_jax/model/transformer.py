@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from yoshimidi_jax.model import attention as attn
+from yoshimidi_jax.model import dots
 from yoshimidi_jax.model import kv_cache
 from yoshimidi_jax.model.press_features import PressContext, press_context
 from yoshimidi_jax.tokens import TIME, TimeCodec, Vocab
@@ -46,10 +47,26 @@ def cache_for(model_cfg: ml_collections.ConfigDict, batch: int, length: int) -> 
                                model_cfg.d_model // model_cfg.num_heads, compute_dtype(model_cfg.dtype))
 
 
+class RMSNorm(nn.Module):
+    """x / rms(x) * scale, in float32, returned in dtype: nn.RMSNorm's result
+    and parameter ('scale', ones), in fewer passes over x (~25% less time
+    forward + backward on XLA:CPU at 8 x 1024 x 512)."""
+
+    dtype: Any = jnp.float32
+    epsilon: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        scale_D = self.param("scale", nn.initializers.ones, (x_BxLxD.shape[-1],), jnp.float32)
+        x_BxLxD = x_BxLxD.astype(jnp.float32)
+        mean_square_BxLx1 = jnp.mean(jnp.square(x_BxLxD), axis=-1, keepdims=True)
+        return (x_BxLxD * jax.lax.rsqrt(mean_square_BxLx1 + self.epsilon) * scale_D).astype(self.dtype)
+
+
 def _norm(kind: str, dtype: Any, name: str) -> nn.Module:
     if kind == "layernorm":
         return nn.LayerNorm(dtype=dtype, param_dtype=jnp.float32, name=name)
-    return nn.RMSNorm(dtype=dtype, param_dtype=jnp.float32, name=name)
+    return RMSNorm(dtype=dtype, name=name)
 
 
 ACTIVATIONS = {"gelu": nn.gelu, "relu": nn.relu}  # gelu: the tanh approximation (flax's default)
@@ -62,9 +79,11 @@ class Mlp(nn.Module):
 
     @nn.compact
     def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
-        h_BxLxF = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name="up")(x_BxLxD)
+        h_BxLxF = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, dot_general=dots.dot_general,
+                           name="up")(x_BxLxD)
         h_BxLxF = ACTIVATIONS[self.activation](h_BxLxF)
-        return nn.Dense(x_BxLxD.shape[-1], dtype=self.dtype, param_dtype=jnp.float32, name="down")(h_BxLxF)
+        return nn.Dense(x_BxLxD.shape[-1], dtype=self.dtype, param_dtype=jnp.float32, dot_general=dots.dot_general,
+                        name="down")(h_BxLxF)
 
 
 class Block(nn.Module):
@@ -76,12 +95,14 @@ class Block(nn.Module):
     dtype: Any
     activation: str = "gelu"
     attention_block: int = 0
+    attention: str = "blocks"
 
     @nn.compact
     def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxT, cache=None, cache_index=None, segment_ids_BxL=None):
         h_BxLxD = _norm(self.norm, self.dtype, "attn_norm")(x_BxLxD)
         h_BxLxD, cache = attn.Attention(
-            self.num_heads, self.positional, self.rope_base, self.dtype, self.attention_block, name="attn"
+            self.num_heads, self.positional, self.rope_base, self.dtype, self.attention_block, self.attention,
+            name="attn"
         )(h_BxLxD, positions_BxL, mask_Bx1xLxT, cache, cache_index, segment_ids_BxL)
         x_BxLxD = x_BxLxD + h_BxLxD
         h_BxLxD = _norm(self.norm, self.dtype, "mlp_norm")(x_BxLxD)
@@ -108,6 +129,7 @@ class Transformer(nn.Module):
     control_bias_scale: float = 1.0
     activation: str = "gelu"  # the MLP's: 'gelu' (tanh approximation) | 'relu'
     attention_block: int = 0  # training attention in query blocks of this size, skipping masked keys (0: off)
+    attention: str = "blocks"  # training attention: 'blocks' | 'jax' | 'cudnn' (attention.Attention)
     dtype: Any = jnp.float32
 
     @property
@@ -155,6 +177,7 @@ class Transformer(nn.Module):
                 self.dtype,
                 self.activation,
                 self.attention_block,
+                self.attention,
                 name=f"block_{i}",
             )
             for i in range(self.num_layers)
@@ -226,10 +249,8 @@ class Transformer(nn.Module):
         """-> (logits [B, L, V], time logits [B, L, S])."""
         ctx = press_context(inputs_BxL, segment_ids_BxL) if self.control_reference or self.control_bias else None
         x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx)
-        blocks = attn.use_blocks(inputs_BxL.shape[1], self.attention_block)
-        mask_Bx1xLxL = None if blocks else attn.full_mask(segment_ids_BxL)
-        for block in self.blocks:
-            x_BxLxD, _ = block(x_BxLxD, positions_BxL, mask_Bx1xLxL, None, None, segment_ids_BxL)
+        for block in self.blocks:  # attention: causal and within segments (attention.causal_attention)
+            x_BxLxD, _ = block(x_BxLxD, positions_BxL, None, None, None, segment_ids_BxL)
         return self.heads(x_BxLxD, ctx)
 
     def decode(
@@ -277,6 +298,7 @@ def make_model(model_cfg: ml_collections.ConfigDict) -> Transformer:
         control_bias_scale=model_cfg.get("control_bias_scale", 1.0),
         activation=model_cfg.get("activation", "gelu"),
         attention_block=model_cfg.get("attention_block", 0),
+        attention=model_cfg.get("attention", "blocks"),
         dtype=compute_dtype(model_cfg.dtype),
     )
 
