@@ -40,7 +40,7 @@ flags.DEFINE_integer("top", 12, "the most expensive single ops to list")
 
 # (part, pattern on op_name); the first match wins, so specific before general
 PARTS = (
-    ("attention: q/k/v/out projections", r"/attn/(query|key|value|out)/"),
+    ("attention: q/k/v/out projections", r"/attn/(query|key|value|out|projections)/"),
     ("attention: rope", r"/rope/"),
     ("attention: causal and segment mask", r"segment_mask"),
     ("attention: scores, softmax, weighted sum", r"/attend/"),

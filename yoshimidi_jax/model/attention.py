@@ -37,12 +37,6 @@ def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
 
 
-def rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, base: float = 10_000.0) -> jax.Array:
-    """Rotary embedding of x [B, L, H, K] at positions [B, L]."""
-    sin_BxLxhalf, cos_BxLxhalf = rope_tables(positions_BxL, x_BxLxHxK.shape[-1], base)
-    return apply_rope(x_BxLxHxK, sin_BxLxhalf[:, :, None], cos_BxLxhalf[:, :, None])
-
-
 @jax.named_scope("segment_mask")
 def segment_mask(segment_ids_BxL: jax.Array, start: int = 0, stop: int | None = None) -> jax.Array:
     """[B, 1, stop - start, stop] bool for the queries start..stop-1 against
@@ -178,33 +172,25 @@ class Attention(nn.Module):
         H, K = self.num_heads, D // self.num_heads
         w_query, w_key, w_value = (ProjectionKernel((D, H, K), 1, name=n)() for n in ("query", "key", "value"))
         w_out_HxKxD = ProjectionKernel((H, K, D), 2, name="out")()
-        x_BxLxD = x_BxLxD.astype(self.dtype)
         w_query = w_query * K ** -0.5  # 1/sqrt(K) folded into the query's kernel
-        if cache is None and (self.implementation == "jax" or (
-                self.implementation == "cudnn" and fused_attention_available(self.dtype))):
-            q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (dots.einsum("bld,dhk->blhk", x_BxLxD, w, self.dtype)
-                                               for w in (w_query, w_key, w_value))
-            if self.positional == "rope":
-                q_BxLxHxK = rope(q_BxLxHxK, positions_BxL, self.rope_base)
-                k_BxLxHxK = rope(k_BxLxHxK, positions_BxL, self.rope_base)
-            out_BxLxHxK = library_attention(q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, segment_ids_BxL,
-                                            "xla" if self.implementation == "jax" else "cudnn")
-            return dots.einsum("blhk,hkd->bld", out_BxLxHxK, w_out_HxKxD, self.dtype), None
-        if cache is None:  # training: heads before positions, the layout of the score matmuls
-            q_BxHxLxK, k_BxHxLxK, v_BxHxLxK = (dots.einsum("bld,dhk->bhlk", x_BxLxD, w, self.dtype)
-                                               for w in (w_query, w_key, w_value))
-            if self.positional == "rope":
-                sin_BxLxhalf, cos_BxLxhalf = rope_tables(positions_BxL, K, self.rope_base)
-                q_BxHxLxK = apply_rope(q_BxHxLxK, sin_BxLxhalf[:, None], cos_BxLxhalf[:, None])
-                k_BxHxLxK = apply_rope(k_BxHxLxK, sin_BxLxhalf[:, None], cos_BxLxhalf[:, None])
-            out_BxHxLxK = causal_attention(q_BxHxLxK, k_BxHxLxK, v_BxHxLxK, segment_ids_BxL, self.block,
-                                           self.dtype)
-            return dots.einsum("bhlk,hkd->bld", out_BxHxLxK, w_out_HxKxD, self.dtype), None
-        q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (dots.einsum("bld,dhk->blhk", x_BxLxD, w, self.dtype)
-                                           for w in (w_query, w_key, w_value))
+        library = cache is None and (self.implementation == "jax" or (
+            self.implementation == "cudnn" and fused_attention_available(self.dtype)))
+        # our training attention runs heads before positions (the layout of its score
+        # matmuls); jax.nn's and the cache's updates take positions before heads
+        layout = "bhlk" if cache is None and not library else "blhk"
+        with jax.named_scope("projections"):
+            # q, k, v: [B, H, L, K] or [B, L, H, K], as `layout` says
+            q, k, v = (dots.einsum(f"bld,dhk->{layout}", x_BxLxD, w, self.dtype) for w in (w_query, w_key, w_value))
         if self.positional == "rope":
-            q_BxLxHxK = rope(q_BxLxHxK, positions_BxL, self.rope_base)
-            k_BxLxHxK = rope(k_BxLxHxK, positions_BxL, self.rope_base)
-        cache = kv_cache.update(cache, k_BxLxHxK, v_BxLxHxK, cache_index)
-        out_BxLxHxK = attend(q_BxLxHxK, cache["k"], cache["v"], mask_Bx1xLxT, self.dtype)
-        return dots.einsum("blhk,hkd->bld", out_BxLxHxK, w_out_HxKxD, self.dtype), cache
+            sin_BxLxhalf, cos_BxLxhalf = rope_tables(positions_BxL, K, self.rope_base)
+            at = (slice(None), None) if layout == "bhlk" else (slice(None), slice(None), None)  # the heads axis
+            q, k = (apply_rope(x, sin_BxLxhalf[at], cos_BxLxhalf[at]) for x in (q, k))
+        if library:
+            out = library_attention(q, k, v, segment_ids_BxL, "xla" if self.implementation == "jax" else "cudnn")
+        elif cache is None:
+            out = causal_attention(q, k, v, segment_ids_BxL, self.block, self.dtype)
+        else:
+            cache = kv_cache.update(cache, k, v, cache_index)
+            out = attend(q, cache["k"], cache["v"], mask_Bx1xLxT, self.dtype)
+        with jax.named_scope("projections"):
+            return dots.einsum(f"{layout},hkd->bld", out, w_out_HxKxD, self.dtype), cache
