@@ -30,7 +30,7 @@ def base_config(
     # training attention in blocks of this many queries, each against only the
     # keys up to its end (the masked blocks above the diagonal are skipped; the
     # same result); 0: the whole [L, L] at once. Used where seq_len is a multiple > 1.
-    # 128: 2.2x faster attention at context 256 on CPU (benchmarks/RESULTS.md)
+    # 128: ~2x faster attention (forward + backward) at context 256 and 1024 on CPU (benchmarks/RESULTS.md)
     c.model.attention_block = 128
     # training attention: 'blocks' (ours, in blocks of attention_block), 'jax'
     # (jax.nn.dot_product_attention, XLA), 'cudnn' (its cuDNN flash attention on
@@ -40,7 +40,12 @@ def base_config(
     c.model.control_reference = True  # CONTROL embedding += the previous press's reference pitch
     c.model.control_bias = True  # logits += learned biases indexed by the control in force
     c.model.control_bias_scale = 10.0  # those biases learn this much faster (a parameter multiplier)
-    c.model.vocab_size = vocab.size
+    # how time is written: 0, continuous TIME positions (a two-hot time head over
+    # num_time_supports log-spaced supports); N > 0, TIME_SHIFT tokens of 1..N
+    # steps of time_shift_s (Performance RNN's grid; the time head goes unused)
+    c.model.time_shifts = 0
+    c.model.time_shift_s = 0.01
+    c.model.vocab_size = c.model.get_ref("time_shifts") + vocab.size  # follows time_shifts
     c.model.num_time_supports = codec.num_supports
     c.model.time_min_s = codec.min_s
     c.model.time_max_s = codec.max_s

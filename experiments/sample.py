@@ -43,6 +43,7 @@ from yoshimidi_jax.sample.restore import restore
 from yoshimidi_jax.sample.sampler import TIME_MODES
 from yoshimidi_jax.tokens import TokenSequence, encode
 from yoshimidi_jax.tokens.controls import Control, ControlError, parse_controls
+from yoshimidi_jax.tokens.time_shifts import to_time_shifts
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "model config file (used when --workdir has no config.json)")
@@ -103,6 +104,8 @@ def main(argv: list[str]) -> None:
     prompt = None
     if FLAGS.prompt:
         seq = encode(read_midi(FLAGS.prompt).events)
+        if restored.model.time_shifts:  # a model that writes time as TIME_SHIFT tokens reads its prompt so
+            seq = TokenSequence(*to_time_shifts(seq.ids, seq.times, restored.model.vocab))
         n = min(FLAGS.prompt_tokens, len(seq) - 1)
         prompt = TokenSequence(seq.ids[:n], seq.times[:n])
     total = (len(prompt) + 1 if prompt is not None else 1) + FLAGS.num_events
@@ -137,7 +140,7 @@ def main(argv: list[str]) -> None:
 
 
 def _write_and_report(restored, seq: TokenSequence, controls: list[Control], complete: bool, seconds: float) -> None:
-    events = to_events(seq)
+    events = to_events(seq, restored.model.vocab)
 
     stem = os.path.splitext(FLAGS.out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)

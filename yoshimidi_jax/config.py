@@ -8,7 +8,7 @@ import os
 import ml_collections
 
 from yoshimidi_jax.files import write_atomic
-from yoshimidi_jax.tokens import TimeCodec, Vocab
+from yoshimidi_jax.tokens import Vocab
 
 
 class ConfigError(ValueError):
@@ -82,12 +82,16 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
     for name in ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute"):
         if not 0.0 <= d[name] <= 1.0:
             errors.append(f"data.{name}={d[name]!r}: a probability in [0, 1]")
-    vocab, codec = Vocab(), TimeCodec()
-    if m.vocab_size != vocab.size or m.num_time_supports != codec.num_supports:
-        errors.append(
-            f"model.vocab_size={m.vocab_size}/num_time_supports={m.num_time_supports} differ from the "
-            f"tokenizer's {vocab.size}/{codec.num_supports}"
-        )
+    vocab, records = model_vocab(m), Vocab()
+    if not isinstance(m.get("time_shifts", 0), int) or not 0 <= m.get("time_shifts", 0) <= 1000:
+        errors.append(f"model.time_shifts={m.time_shifts!r}: an integer in [0, 1000] (0: continuous time)")
+    elif m.vocab_size != vocab.size:
+        errors.append(f"model.vocab_size={m.vocab_size} differs from the tokenizer's {vocab.size} "
+                      f"(with model.time_shifts={m.get('time_shifts', 0)})")
+    if m.get("time_shift_s", 0.01) <= 0:
+        errors.append(f"model.time_shift_s={m.time_shift_s!r}: seconds > 0")
+    if not isinstance(m.num_time_supports, int) or m.num_time_supports < 2:
+        errors.append(f"model.num_time_supports={m.num_time_supports!r}: an integer >= 2")
     if check_data and not os.path.exists(os.path.join(d.path, "manifest.json")):
         errors.append(
             f"data.path={d.path!r}: no manifest.json there; run "
@@ -96,10 +100,15 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
     elif check_data:
         with open(os.path.join(d.path, "manifest.json")) as f:
             version = json.load(f).get("vocab_version")
-        if version != vocab.version:
-            errors.append(f"data.path={d.path!r} was prepared with vocabulary {version!r}, not {vocab.version!r}")
+        if version != records.version:
+            errors.append(f"data.path={d.path!r} was prepared with vocabulary {version!r}, not {records.version!r}")
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def model_vocab(model_cfg: ml_collections.ConfigDict) -> Vocab:
+    """The vocabulary a model config reads and writes (its TIME_SHIFT block, if any)."""
+    return Vocab(time_shifts=model_cfg.get("time_shifts", 0), time_shift_s=model_cfg.get("time_shift_s", 0.01))
 
 
 def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
@@ -112,7 +121,7 @@ def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
 RETIRED_FIELDS = ("model.dropout", "model.num_velocity_bins")
 # fields added since, with the value that reproduces a run saved before them
 ADDED_FIELDS = {"data.streams": 0, "model.activation": "gelu", "model.attention_block": 0,
-                "model.attention": "blocks"}
+                "model.attention": "blocks", "model.time_shifts": 0, "model.time_shift_s": 0.01}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

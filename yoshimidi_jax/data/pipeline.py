@@ -35,6 +35,7 @@ from yoshimidi_jax.data.manifest import shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.tokens import controls as ctl
 from yoshimidi_jax.tokens.encode import decode, encode
+from yoshimidi_jax.tokens.time_shifts import to_time_shifts
 from yoshimidi_jax.tokens.vocab import BOS, EOS, Vocab
 
 
@@ -51,14 +52,22 @@ class BatchSpec:
     p_drop_control_attribute: float = 0.15  # one attribute of a CONTROL is ANY
     augment_velocity: bool = False  # per-piece gain/offset and swells (data/augment.py)
     drop_remainder: bool = True
+    time_shifts: int = 0  # >0: time as TIME_SHIFT tokens of 1..time_shifts steps (tokens/time_shifts.py)
+    time_shift_s: float = 0.01
+
+    @property
+    def vocab(self) -> Vocab:
+        """The vocabulary the batches are written in."""
+        return Vocab(time_shifts=self.time_shifts, time_shift_s=self.time_shift_s)
 
 
 @dataclasses.dataclass(frozen=True)
 class _PieceToArrays(grain.transforms.RandomMap):
-    """Record bytes -> {"ids", "times"} with control tokens inserted."""
+    """Record bytes -> {"ids", "times"} with control tokens inserted (and
+    time as TIME_SHIFT tokens where the spec says so)."""
 
     spec: BatchSpec
-    vocab: Vocab = Vocab()
+    vocab: Vocab = Vocab()  # what the records are written in
 
     def random_map(self, data: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
         tokens = deserialize(data).tokens
@@ -78,6 +87,8 @@ class _PieceToArrays(grain.transforms.RandomMap):
                 self.spec.p_drop_control_attribute,
             )
             ids, times = ctl.insert_controls(ids, times, controls, keep, self.vocab)
+        if self.spec.time_shifts:
+            ids, times = to_time_shifts(ids, times, self.spec.vocab)
         return {"ids": ids.astype(np.int32), "times": times.astype(np.float32)}
 
 

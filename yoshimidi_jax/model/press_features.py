@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from yoshimidi_jax.tokens import TIME, Vocab
+from yoshimidi_jax.tokens import Vocab
 
 
 class PressContext(NamedTuple):
@@ -52,7 +52,7 @@ def press_context(
         start = (minus, jnp.zeros((b,), jnp.int32), minus, minus)
     s_control, s_len, s_ref, s_vel = (jnp.asarray(x, jnp.int32)[:, None] for x in start)
     is_on = vocab.is_note_on(inputs)
-    boundary = inputs == TIME
+    boundary = vocab.is_time(inputs)
     fresh = jnp.zeros_like(boundary)  # a new piece: nothing carries over from `start`
     if segment_ids is not None:
         fresh = jnp.concatenate([jnp.zeros_like(boundary[:, :1]), segment_ids[:, 1:] != segment_ids[:, :-1]], 1)

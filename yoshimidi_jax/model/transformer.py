@@ -130,11 +130,17 @@ class Transformer(nn.Module):
     activation: str = "gelu"  # the MLP's: 'gelu' (tanh approximation) | 'relu'
     attention_block: int = 0  # training attention in query blocks of this size, skipping masked keys (0: off)
     attention: str = "blocks"  # training attention: 'blocks' | 'jax' | 'cudnn' (attention.Attention)
+    time_shifts: int = 0  # TIME_SHIFT ids in the vocabulary (tokens/vocab.py); 0: continuous time only
+    time_shift_s: float = 0.01
     dtype: Any = jnp.float32
 
     @property
     def codec(self) -> TimeCodec:
         return TimeCodec(self.num_time_supports, self.time_min_s, self.time_max_s)
+
+    @property
+    def vocab(self) -> Vocab:
+        return Vocab(time_shifts=self.time_shifts, time_shift_s=self.time_shift_s)
 
     def setup(self) -> None:
         init = nn.initializers.normal(0.02)
@@ -196,14 +202,14 @@ class Transformer(nn.Module):
         mix_BxLxD = self.codec.two_hot_dense(times_BxL, jnp) @ self.time_embed
         x_BxLxD = jnp.where((inputs_BxL == TIME)[..., None], mix_BxLxD, tok_BxLxD)
         if self.factored_controls:
-            vocab = Vocab()
+            vocab = self.vocab
             is_control_BxL = vocab.is_control(inputs_BxL)
             attrs = control_attributes(jnp.where(is_control_BxL, inputs_BxL, vocab.control), vocab)
             extra_BxLxD = sum(jnp.take(table, a_BxL, axis=0) for table, a_BxL in zip(self.control_embeds, attrs))
             x_BxLxD = x_BxLxD + jnp.where(is_control_BxL[..., None], extra_BxLxD, 0.0)
         if self.control_reference:
             ref_BxLxD = jnp.take(self.control_ref_embed, jnp.where(ctx.ref >= 0, ctx.ref, 128), axis=0)
-            x_BxLxD = x_BxLxD + jnp.where(Vocab().is_control(inputs_BxL)[..., None], ref_BxLxD, 0.0)
+            x_BxLxD = x_BxLxD + jnp.where(self.vocab.is_control(inputs_BxL)[..., None], ref_BxLxD, 0.0)
         if self.positional == "learned":
             x_BxLxD = x_BxLxD + jnp.take(self.pos_embed, jnp.clip(positions_BxL, 0, self.max_len - 1), axis=0)
         return x_BxLxD.astype(self.dtype)
@@ -218,7 +224,7 @@ class Transformer(nn.Module):
 
     def control_logit_bias(self, ctx: PressContext) -> jax.Array:
         """[B, L, V]: what the control in force adds to the next token's logits."""
-        vocab = Vocab()
+        vocab = self.vocab
         scale = self.control_bias_scale
         has = ctx.control >= 0
         interval, chord, velocity = control_attributes(jnp.where(has, ctx.control, vocab.control), vocab)
@@ -240,14 +246,16 @@ class Transformer(nn.Module):
         on_BxLxV = jnp.pad(on_BxLx128, ((0, 0), (0, 0), (vocab.note_on, self.vocab_size - vocab.note_off)))
         bias_BxLxV = bias_BxLxV + jnp.where(is_on, on_BxLxV, 0.0)
         bias_BxLxV = (bias_BxLxV + jnp.where(is_on | is_vel, more_BxLx2[..., :1], 0.0)
-                      + jnp.where(jnp.arange(self.vocab_size) == TIME, more_BxLx2[..., 1:], 0.0))
+                      + jnp.where(vocab.is_time(jnp.arange(self.vocab_size)), more_BxLx2[..., 1:], 0.0))
         return bias_BxLxV
 
     def __call__(
         self, inputs_BxL: jax.Array, times_BxL: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
         """-> (logits [B, L, V], time logits [B, L, S])."""
-        ctx = press_context(inputs_BxL, segment_ids_BxL) if self.control_reference or self.control_bias else None
+        ctx = None
+        if self.control_reference or self.control_bias:
+            ctx = press_context(inputs_BxL, segment_ids_BxL, vocab=self.vocab)
         x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx)
         for block in self.blocks:  # attention: causal and within segments (attention.causal_attention)
             x_BxLxD, _ = block(x_BxLxD, positions_BxL, None, None, None, segment_ids_BxL)
@@ -266,7 +274,7 @@ class Transformer(nn.Module):
         positions_BxL = jnp.broadcast_to(cache_index + jnp.arange(L, dtype=jnp.int32), (B, L))
         ctx = None
         if self.control_reference or self.control_bias:
-            ctx = press_context(inputs_BxL, None, press_start)
+            ctx = press_context(inputs_BxL, None, press_start, self.vocab)
         x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx)
         mask_1x1xLxT = attn.decode_mask(cache_index, L, cache[0]["k"].shape[2])
         new_cache = []
@@ -299,6 +307,8 @@ def make_model(model_cfg: ml_collections.ConfigDict) -> Transformer:
         activation=model_cfg.get("activation", "gelu"),
         attention_block=model_cfg.get("attention_block", 0),
         attention=model_cfg.get("attention", "blocks"),
+        time_shifts=model_cfg.get("time_shifts", 0),
+        time_shift_s=model_cfg.get("time_shift_s", 0.01),
         dtype=compute_dtype(model_cfg.dtype),
     )
 

@@ -38,7 +38,8 @@ import numpy as np
 from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.sample.constraints import Constraints
 from yoshimidi_jax.sample.play import (MAX_KEYS, PlaySettings, Press, PressNotes, _check_number,
-                                       make_press_row, press_tokens, release_tokens, refill_window)
+                                       make_press_row, press_tokens, release_tokens, refill_window,
+                                       require_continuous_time)
 from yoshimidi_jax.sample.sampler import prefill
 from yoshimidi_jax.sample.tracker import init_track
 from yoshimidi_jax.tokens import BOS, Vocab
@@ -105,6 +106,7 @@ class BatchPlayer:
                  pitch_lo: int = 21, pitch_hi: int = 108, vocab: Vocab = Vocab()):
         if num_slots < 1:
             raise ValueError(f"num_slots={num_slots} must be >= 1")
+        require_continuous_time(model)
         self.model, self.params, self.vocab = model, params, vocab
         self.num_slots = num_slots
         self.scratch = num_slots  # the padding rows' slot

@@ -131,16 +131,20 @@ def allowed_tokens(track: Track, constraints: Constraints = Constraints(), vocab
         allowed = jnp.where(strict_mask.any(axis=1, keepdims=True), strict_mask, grammar)
     else:
         allowed = _assemble(vocab, b, can_time, can_eos, can_on, can_off, can_vel, can_ctrl)
-    # never an empty row: TIME is always a way on
-    allowed = allowed.at[:, TIME].set(allowed[:, TIME] | ~allowed.any(axis=1))
+    # never an empty row: time is always a way on (TIME, or one step of TIME_SHIFT)
+    on = vocab.time_shift if vocab.time_shifts else TIME
+    allowed = allowed.at[:, on].set(allowed[:, on] | ~allowed.any(axis=1))
     pad_only = jnp.zeros((b, vocab.size), bool).at[:, PAD].set(True)
     return jnp.where(track.done[:, None], pad_only, allowed)
 
 
 def _assemble(vocab: Vocab, b: int, time, eos, on, off, vel, ctrl) -> jax.Array:
-    specials = jnp.zeros((b, vocab.note_on), bool).at[:, TIME].set(time).at[:, EOS].set(eos)
-    ctrl_block = jnp.broadcast_to(ctrl[:, None], (b, vocab.size - vocab.control))
-    return jnp.concatenate([specials, on, off, vel, ctrl_block], axis=1)
+    """[B, V] from each family's rows; `time` allows TIME, or the TIME_SHIFT
+    ids instead where the vocabulary writes time with them."""
+    specials = jnp.zeros((b, vocab.note_on), bool).at[:, TIME].set(time & (vocab.time_shifts == 0)).at[:, EOS].set(eos)
+    ctrl_block = jnp.broadcast_to(ctrl[:, None], (b, vocab.time_shift - vocab.control))
+    shift_block = jnp.broadcast_to(time[:, None], (b, vocab.time_shifts))
+    return jnp.concatenate([specials, on, off, vel, ctrl_block, shift_block], axis=1)
 
 
 @functools.lru_cache(maxsize=8)

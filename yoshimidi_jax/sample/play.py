@@ -214,11 +214,20 @@ def make_press_row(model: Transformer, constraints: Constraints, vocab: Vocab = 
     return row
 
 
+def require_continuous_time(model: Transformer) -> None:
+    """The instrument writes the player's time as TIME positions: a model of
+    TIME_SHIFT tokens (model.time_shifts > 0, an ablation) cannot be played."""
+    if model.time_shifts:
+        raise ValueError(f"this model writes time as {model.time_shifts} TIME_SHIFT tokens (model.time_shifts); "
+                         "the instrument needs continuous time (model.time_shifts=0)")
+
+
 class Player:
     """Holds the model, its params and the jitted press/release functions; the
     session state is a value (PlayState) passed in and returned."""
 
     def __init__(self, model: Transformer, params: Any, cache_len: int | None = None, vocab: Vocab = Vocab()):
+        require_continuous_time(model)
         self.model, self.params, self.vocab = model, params, vocab
         self.cache_len = int(cache_len or model.max_len)
         self._prefill = jax.jit(lambda p, ids, times, track, key: prefill(model, p, ids, times, track, key,

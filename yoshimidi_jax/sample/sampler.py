@@ -139,10 +139,12 @@ def prefill(
 
 def feed(
     model: Transformer, params: Any, state: DecodeState, ids_BxL: jax.Array, times_BxL: jax.Array,
-    vocab: Vocab = Vocab(),
+    vocab: Vocab | None = None,
 ) -> DecodeState:
     """Feeds L tokens per row (a sampled one, or forced ones: the player's
-    TIME, CONTROL, VELOCITY, NOTE_OFFs...) in one decode call and tracks them."""
+    TIME, CONTROL, VELOCITY, NOTE_OFFs...) in one decode call and tracks them.
+    vocab: the model's (model.vocab) unless given."""
+    vocab = model.vocab if vocab is None else vocab
     logits_BxLxV, time_logits_BxLxS, cache = model.apply(
         {"params": params}, ids_BxL, times_BxL.astype(jnp.float32), state.cache, state.index,
         (state.track.control, state.track.press_len, state.track.ref, state.track.vel_bin), method=model.decode,
@@ -156,10 +158,11 @@ def feed(
 
 def decode_step(
     model: Transformer, cfg: SamplerConfig, params: Any, state: DecodeState,
-    temperature: jax.Array, top_p: jax.Array, top_k: jax.Array, controls_BxC: jax.Array, vocab: Vocab = Vocab(),
+    temperature: jax.Array, top_p: jax.Array, top_k: jax.Array, controls_BxC: jax.Array, vocab: Vocab | None = None,
 ) -> tuple[DecodeState, tuple[jax.Array, jax.Array, jax.Array, jax.Array]]:
     """One new position: sample (or insert a given control), feed it back.
     -> (new state, (ids [B], times [B], forced [B], agreement [B]))."""
+    vocab = model.vocab if vocab is None else vocab
     constraints = cfg.constraints
     key, k_tok, k_time = jax.random.split(state.key, 3)
     temperature = jnp.asarray(temperature, jnp.float32)
@@ -184,16 +187,17 @@ def decode_step(
         track.press_len == 0) & ~track.pending & ~track.after_vel
     insert_B = has_ctrl_B & starts_press_B & ~track.done
     tok_B = jnp.where(insert_B, next_ctrl_B, tok_B)
-    seconds_B = jnp.where(tok_B == TIME,
-                          time_value(k_time, state.time_logits, model, cfg.time_mode, temperature), 0.0)
+    seconds_B = jnp.where(tok_B == TIME, time_value(k_time, state.time_logits, model, cfg.time_mode, temperature),
+                          vocab.shift_seconds(tok_B))
     new = feed(model, params, state._replace(ctrl=state.ctrl + insert_B, key=key), tok_B[:, None],
                seconds_B[:, None], vocab)
     return new, (tok_B, seconds_B.astype(jnp.float32), insert_B, agreement_B)
 
 
-def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab = Vocab()) -> Callable[..., SampleOutput]:
+def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = None) -> Callable[..., SampleOutput]:
     """-> jitted fn(params, prompt_ids [B,P], prompt_times [B,P], track (after the prompt),
-    key, temperature, top_p, top_k, controls [B,C]) -> SampleOutput."""
+    key, temperature, top_p, top_k, controls [B,C]) -> SampleOutput. vocab: model.vocab unless given."""
+    vocab = model.vocab if vocab is None else vocab
 
     def run(params, prompt_ids_BxP, prompt_times_BxP, track, key, temperature, top_p, top_k, controls_BxC):
         length = prompt_ids_BxP.shape[1] + cfg.num_steps
@@ -208,11 +212,12 @@ def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab = Vocab())
     return jax.jit(run)
 
 
-def make_stepper(model: Transformer, cfg: SamplerConfig, vocab: Vocab = Vocab()):
+def make_stepper(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = None):
     """Jitted (prefill, step) for step-by-step use (the live instrument, latency
     benchmarks): prefill(params, ids, times, track, key, cache_len) -> state;
     step(params, state, temperature, top_p, top_k, controls) -> (state, (id, time, forced, agreement)).
-    `step` donates the state (its cache is updated in place)."""
+    `step` donates the state (its cache is updated in place). vocab: model.vocab unless given."""
+    vocab = model.vocab if vocab is None else vocab
     pre = jax.jit(functools.partial(prefill, model), static_argnums=(5,))
     step = jax.jit(
         lambda params, state, temperature, top_p, top_k, controls: decode_step(
@@ -240,7 +245,7 @@ def prepare_prompt(
     if ids.size == 0 or ids[0] != BOS:
         ids, times = np.concatenate([[BOS], ids]).astype(np.int32), np.concatenate([[0.0], times]).astype(np.float32)
     tile = lambda a: np.repeat(a[None], batch, axis=0)  # noqa: E731
-    return tile(ids), tile(times), track_tokens(tile(ids), tile(times))
+    return tile(ids), tile(times), track_tokens(tile(ids), tile(times), vocab=vocab)
 
 
 def generate(
@@ -260,7 +265,7 @@ def generate(
 ) -> tuple[list[TokenSequence], SampleOutput]:
     """Host-side convenience: -> (one TokenSequence per row: prompt + continuation
     up to and including EOS, the raw SampleOutput of the continuation)."""
-    ids, times, track = prepare_prompt(prompt, batch)
+    ids, times, track = prepare_prompt(prompt, batch, model.vocab)
     ctrl = np.full((batch, 1), -1, np.int32) if controls is None else np.asarray(controls, np.int32)
     if ctrl.ndim == 1:
         ctrl = np.repeat(ctrl[None], batch, axis=0)

@@ -21,7 +21,7 @@ def write_step_sample(model, params, cfg, step: int, local: str) -> str:
         model, jax.device_get(params), key, num_events=cfg.train.sample_events,
         temperature=cfg.train.sample_temperature,
     )
-    events = to_events(seqs[0])
+    events = to_events(seqs[0], model.vocab)
     stem = os.path.join(local, "samples", f"step_{step}")
     write_midi(events, stem + ".mid")
     piano_roll_png(events, stem + ".png", title=f"step {step}: {len(events)} notes")

@@ -8,13 +8,14 @@ presses and the grammar checker all read this one state.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from yoshimidi_jax.tokens import EOS, TIME, Vocab
+from yoshimidi_jax.tokens import EOS, Vocab
 from yoshimidi_jax.tokens.vocab import NUM_PITCHES
 
 
@@ -45,7 +46,7 @@ def advance(track: Track, tok: jax.Array, tval: jax.Array, vocab: Vocab = Vocab(
     pitches = jnp.arange(NUM_PITCHES)
     is_on, is_off = vocab.is_note_on(tok), vocab.is_note_off(tok)
     is_vel, is_ctrl = vocab.is_velocity(tok), vocab.is_control(tok)
-    is_time = tok == TIME
+    is_time = vocab.is_time(tok)
     pitch_on = jnp.where(is_on, tok - vocab.note_on, -1)
     pitch_off = jnp.where(is_off, tok - vocab.note_off, -1)
     sounding = (track.sounding | (pitches == pitch_on[:, None])) & ~(pitches == pitch_off[:, None])
@@ -66,15 +67,16 @@ def advance(track: Track, tok: jax.Array, tval: jax.Array, vocab: Vocab = Vocab(
     )
 
 
-@jax.jit
-def _scan_tokens(track: Track, ids: jax.Array, times: jax.Array) -> Track:
+@functools.partial(jax.jit, static_argnums=(3,))
+def _scan_tokens(track: Track, ids: jax.Array, times: jax.Array, vocab: Vocab) -> Track:
     def body(t, x):
-        return advance(t, *x), None
+        return advance(t, *x, vocab), None
 
     return jax.lax.scan(body, track, (ids.T, times.T))[0]
 
 
-def track_tokens(ids: np.ndarray, times: np.ndarray, track: Track | None = None) -> Track:
+def track_tokens(ids: np.ndarray, times: np.ndarray, track: Track | None = None, vocab: Vocab = Vocab()) -> Track:
     """ids, times [B, N] -> the track after them (from `track`, or a fresh one)."""
     ids = jnp.asarray(np.asarray(ids, np.int32))
-    return _scan_tokens(init_track(ids.shape[0]) if track is None else track, ids, jnp.asarray(times, jnp.float32))
+    return _scan_tokens(init_track(ids.shape[0]) if track is None else track, ids, jnp.asarray(times, jnp.float32),
+                        vocab)

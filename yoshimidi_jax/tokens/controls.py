@@ -39,7 +39,7 @@ from yoshimidi_jax.tokens.presses import (
     velocity_bucket,
 )
 from yoshimidi_jax.tokens.stream import clock_s, velocity_in_force
-from yoshimidi_jax.tokens.vocab import BOS, TIME, Vocab
+from yoshimidi_jax.tokens.vocab import BOS, Vocab
 
 __all__ = [
     "ANY_CHORD", "ANY_INTERVAL", "ANY_VELOCITY", "Control", "ControlError", "PressControls",
@@ -170,7 +170,7 @@ def annotate(ids: np.ndarray, times: np.ndarray, vocab: Vocab = Vocab()) -> Pres
     already in the sequence are ignored)."""
     ids = np.asarray(ids)
     position = np.flatnonzero(vocab.is_note_on(ids))
-    clock = clock_s(ids, times)[position]
+    clock = clock_s(ids, times, vocab)[position]
     pitch = ids[position] - vocab.note_on
     vel = velocity_in_force(ids, position, vocab)  # -1 where no VELOCITY came yet
     attrs = attributes_of_notes(clock, pitch, vel)
@@ -219,7 +219,7 @@ def insert_controls(
     ended there (a repeated note must end first) are chosen knowing the press."""
     keep = np.ones(controls.position.shape[0], bool) if keep is None else keep
     ids = np.asarray(ids)
-    boundary = np.flatnonzero((ids == TIME) | (ids == BOS))
+    boundary = np.flatnonzero(vocab.is_time(ids) | (ids == BOS))
     first_on = controls.position[keep]
     k = np.searchsorted(boundary, first_on) - 1  # the last TIME/BOS before the press
     where = np.where(k >= 0, boundary[np.maximum(k, 0)] + 1, 0)

@@ -139,7 +139,7 @@ def decode(
     pitch, or at the end of the sequence; a NOTE_OFF of a pitch not sounding
     is ignored; other ids carry no notes."""
     ids = np.asarray(ids, dtype=np.int64)
-    clock = clock_s(ids, times)
+    clock = clock_s(ids, times, vocab)
     end_of_sequence = clock[-1] if clock.size else 0.0
 
     is_on = vocab.is_note_on(ids)

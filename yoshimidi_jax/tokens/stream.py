@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from yoshimidi_jax.tokens.vocab import TIME, Vocab
+from yoshimidi_jax.tokens.vocab import Vocab
 
 
-def clock_s(ids: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """Seconds elapsed at each position: the sum of TIME values up to it."""
-    return np.cumsum(np.where(np.asarray(ids) == TIME, np.asarray(times, np.float64), 0.0))
+def clock_s(ids: np.ndarray, times: np.ndarray, vocab: Vocab = Vocab()) -> np.ndarray:
+    """Seconds elapsed at each position: the sum of the time values of TIME
+    (and TIME_SHIFT) positions up to it."""
+    return np.cumsum(np.where(vocab.is_time(np.asarray(ids)), np.asarray(times, np.float64), 0.0))
 
 
 def velocity_in_force(ids: np.ndarray, positions: np.ndarray, vocab: Vocab = Vocab()) -> np.ndarray:

@@ -46,3 +46,41 @@ class TimeCodec:
     def expectation(self, probs, xp=np):
         """probabilities [..., K] -> seconds: the expectation in log-time."""
         return xp.exp(xp.asarray(probs) @ self.log_supports(xp))
+
+    def grid_bin_log_prob(self, time_logits, t, step_s: float, xp=np):
+        """The log-probability the time head gives a time's bin on a grid of
+        step_s (bin n = max(1, round(t / step_s)) covers [(n - 1/2), (n + 1/2))
+        steps, bin 1 everything below): logits [..., K], t [...] -> [...].
+
+        The categorical over supports is read as the density its two-hot
+        targets came from: support k spreads its probability as a hat
+        (triangle) over support positions k - 1 .. k + 1 in log-time, the
+        inverse of two-hot; the mass beyond the first and last supports
+        belongs to them (times are clipped there). This scores a two-hot
+        model and a model of TIME_SHIFT tokens on the same outcomes."""
+        logp = time_logits - xp.max(time_logits, axis=-1, keepdims=True)
+        probs = xp.exp(logp) / xp.sum(xp.exp(logp), axis=-1, keepdims=True)
+        n = xp.maximum(xp.round(xp.asarray(t) / step_s), 1)
+        k = xp.arange(self.num_supports)
+
+        def cdf(x):  # P(position < x) [...]: the hats' CDFs, summed
+            u = x[..., None] - k
+            hat = xp.where(u < -1, 0.0, xp.where(u < 0, 0.5 * (u + 1) ** 2,
+                                                 xp.where(u < 1, 1 - 0.5 * (1 - u) ** 2, 1.0)))
+            # beyond the first/last support: that support's outer half-hat is inside the range
+            hat = xp.where((k == 0) & (u < 0), 0.0, hat)
+            hat = xp.where((k == self.num_supports - 1) & (u >= 0), 1.0, hat)
+            return xp.sum(probs * hat, axis=-1)
+
+        lo = self._support_position((n - 0.5) * step_s, xp)
+        hi = self._support_position((n + 0.5) * step_s, xp)
+        lo = xp.where(n <= 1, -np.inf, lo)
+        p = cdf(hi) - cdf(lo)
+        return xp.log(xp.maximum(p, 1e-30))
+
+    def _support_position(self, t, xp=np):
+        """Seconds -> continuous support index (unclipped; -inf at 0)."""
+        t = xp.asarray(t)
+        return xp.log(xp.maximum(t, 1e-12) / self.min_s) / float(np.log(self.max_s / self.min_s)) * (
+            self.num_supports - 1)
+

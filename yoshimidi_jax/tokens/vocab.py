@@ -1,10 +1,18 @@
 """The token vocabulary: one flat space of int ids (see shared/DESIGN.md).
 
     PAD BOS EOS SEP TIME | NOTE_ON x128 | NOTE_OFF x128 | VELOCITY x bins | CONTROL x 240
+    [| TIME_SHIFT x time_shifts]
 
 A TIME position carries a float (seconds since the previous event) beside its
 id; the model embeds it as a two-hot mix of time supports (time_codec.py).
 A CONTROL id packs one note's three control attributes (controls.py).
+
+The optional TIME_SHIFT block is the other way to write time (Magenta's
+Performance RNN, the Anticipatory Music Transformer): a fixed grid, the k-th
+shift id meaning k steps of time_shift_s, longer gaps written as several
+(time_shifts.py). Shift ids are of the TIME family and carry their seconds
+in the time values like TIME does, so clocks and decoding read both alike.
+Off by default (time_shifts=0): the ids and sizes above are unchanged.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ class Vocab:
     """Offsets of each block of ids. Hashable, so jit can close over it."""
 
     num_velocity_bins: int = 32
+    time_shifts: int = 0  # TIME_SHIFT ids (k steps of time_shift_s, k = 1..time_shifts); 0: none
+    time_shift_s: float = 0.01
 
     @property
     def note_on(self) -> int:
@@ -63,12 +73,18 @@ class Vocab:
         return self.velocity + self.num_velocity_bins
 
     @property
-    def size(self) -> int:
+    def time_shift(self) -> int:
+        """The first TIME_SHIFT id (one step); == size when there are none."""
         return self.control + NUM_CONTROLS
 
     @property
+    def size(self) -> int:
+        return self.time_shift + self.time_shifts
+
+    @property
     def version(self) -> str:
-        return f"{VOCAB_VERSION}-vel{self.num_velocity_bins}"
+        shifts = f"-shift{self.time_shifts}x{self.time_shift_s * 1e3:g}ms" if self.time_shifts else ""
+        return f"{VOCAB_VERSION}-vel{self.num_velocity_bins}{shifts}"
 
     # Range tests on ids: one home for "is this id a NOTE_ON?" and the like.
     # Plain comparisons, so each works on ints, numpy and jax arrays alike.
@@ -82,17 +98,31 @@ class Vocab:
         return (ids >= self.velocity) & (ids < self.control)
 
     def is_control(self, ids):
-        return (ids >= self.control) & (ids < self.size)
+        return (ids >= self.control) & (ids < self.time_shift)
+
+    def is_time_shift(self, ids):
+        return (ids >= self.time_shift) & (ids < self.size)
+
+    def is_time(self, ids):
+        """TIME or a TIME_SHIFT: the ids that move the clock."""
+        return (ids == TIME) | self.is_time_shift(ids)
+
+    def shift_seconds(self, ids):
+        """Seconds of each TIME_SHIFT id (k steps of time_shift_s); 0 elsewhere."""
+        return ((ids - self.time_shift + 1) * self.time_shift_s) * self.is_time_shift(ids)
 
     def family(self, ids, xp=np):
         """Family of each id (vectorised; xp: numpy, or jax.numpy under jit)."""
-        bounds = xp.asarray([TIME, self.note_on, self.note_off, self.velocity, self.control])
-        fam = xp.searchsorted(bounds, xp.asarray(ids), side="right")
-        # searchsorted: <TIME ->0, TIME ->1, note_on.. ->2, note_off.. ->3, vel ->4, ctrl ->5
+        ids = xp.asarray(ids)
+        # the block each id falls in, counted by comparisons (no search: cheap under jit)
+        block = sum((ids >= b).astype(np.int32) for b in
+                    (TIME, TIME + 1, self.note_on, self.note_off, self.velocity, self.control, self.time_shift))
+        # <TIME: 0, TIME: 1, between TIME and note_on (none): 2, ON: 3, OFF: 4, VEL: 5, CTRL: 6, SHIFT: 7
         return xp.asarray(
-            [Family.SPECIAL, Family.TIME, Family.NOTE_ON, Family.NOTE_OFF, Family.VELOCITY, Family.CONTROL],
+            [Family.SPECIAL, Family.TIME, Family.SPECIAL, Family.NOTE_ON, Family.NOTE_OFF, Family.VELOCITY,
+             Family.CONTROL, Family.TIME],
             dtype=np.int32,
-        )[fam]
+        )[block]
 
     def velocity_bin(self, velocity: np.ndarray) -> np.ndarray:
         """MIDI velocity 1..127 -> bin 0..num_velocity_bins-1."""
@@ -117,6 +147,8 @@ class Vocab:
             return f"OFF({token - self.note_off})"
         if token < self.control:
             return f"VEL({token - self.velocity})"
-        if token < self.size:
+        if token < self.time_shift:
             return f"CTRL({token - self.control})"
+        if token < self.size:
+            return f"SHIFT({token - self.time_shift + 1})"
         return f"?({token})"

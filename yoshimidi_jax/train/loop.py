@@ -48,9 +48,10 @@ class TrainResult:
 
 
 def control_fields(cfg: ml_collections.ConfigDict) -> dict:
-    """BatchSpec fields that config.data sets (controls and augmentation)."""
+    """BatchSpec fields that the config sets (controls, augmentation, how time is written)."""
     names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "augment_velocity")
-    return {name: cfg.data[name] for name in names}
+    return {**{name: cfg.data[name] for name in names}, "time_shifts": cfg.model.get("time_shifts", 0),
+            "time_shift_s": cfg.model.get("time_shift_s", 0.01)}
 
 
 def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:

@@ -17,7 +17,7 @@ MODEL_INPUTS = ("inputs", "input_times", "positions", "segment_ids")
 
 def _forward_loss(params: Any, model: Transformer, batch: dict[str, jax.Array]):
     logits, time_logits = model.apply({"params": params}, *(batch[k] for k in MODEL_INPUTS))
-    return loss_fn(logits, time_logits, batch)
+    return loss_fn(logits, time_logits, batch, model.vocab, model.codec)
 
 
 def train_step(
