@@ -1,0 +1,86 @@
+"""The measurements behind the adherence and sample-statistics benchmarks and
+the ablation notebooks (sample/adherence_eval.py, sample/stats.py), on real
+held-out pieces of the music21 corpus and a real (untrained) model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.model.helpers import model_and_params, small_config
+from yoshimidi_jax.midi import read_midi
+from yoshimidi_jax.sample.adherence_eval import heldout_controls, measure_adherence
+from yoshimidi_jax.sample.stats import FIGURES, gaps, on_grid, sample_statistics, window_stats
+from yoshimidi_jax.tokens import TIME, Vocab, decode, encode
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, few_midi_files) -> str:
+    from yoshimidi_jax.data.prepare import PrepareOptions, prepare
+    from yoshimidi_jax.data.sources.base import SourceFiles
+
+    out = str(tmp_path_factory.mktemp("measure") / "few")
+    manifest = prepare(SourceFiles(paths=tuple(few_midi_files)), out,
+                       PrepareOptions(workers=1, progress=False, eval_fraction=0.5))
+    assert manifest["split"]["eval"]["pieces"] > 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_params():
+    return model_and_params(small_config(max_len=128), seed=5)
+
+
+def test_gaps_sum_runs_of_time_and_on_grid_is_within_two_percent():
+    vocab = Vocab(time_shifts=100, time_shift_s=0.01)
+    ids = np.array([TIME, vocab.note_on + 60, vocab.time_shift + 9, vocab.time_shift + 4, vocab.note_off + 60])
+    times = np.array([0.5, 0.0, 0.10, 0.05, 0.0])
+    np.testing.assert_allclose(gaps(ids, times, vocab), [0.5, 0.15])  # the two shifts are one gap
+    grid = np.array([0.25, 0.5])
+    assert on_grid(np.array([0.25, 0.5, 0.504, 0.26, 1.0]), grid) == pytest.approx(3 / 5)
+    assert on_grid(np.zeros(0), grid) == 0.0
+
+
+def test_window_stats_of_a_real_piece(few_midi_files):
+    seq = encode(read_midi(few_midi_files[0]).events)
+    events = decode(seq.ids, seq.times)  # the notes the tokens hold (unisons merged)
+    figures, gap_values = window_stats([(seq.ids, seq.times)])
+    span = float(events.end_s.max() - events.onset_s.min())
+    assert figures["notes_per_s"] == pytest.approx(len(events) / span, rel=1e-3)
+    assert figures["pitch_range"] == int(events.pitch.max() - events.pitch.min())
+    assert 1.0 <= figures["polyphony"] <= 10 and figures["onsets_per_press"] >= 1.0
+    assert 0 < figures["pitch_class_entropy"] <= np.log2(12) + 1e-9
+    assert gap_values.size > 0 and (gap_values > 0).all()
+
+
+def test_heldout_controls_come_from_the_eval_split(prepared):
+    rows = heldout_controls(prepared, rows=2, per_row=8, seed=0)
+    assert 1 <= len(rows) <= 2 and all(len(r) == 8 for r in rows)
+    assert heldout_controls(prepared, rows=2, per_row=8, seed=0) == rows  # the seed fixes them
+
+
+def test_strict_adherence_is_one_and_chance_is_measured(model_params, prepared):
+    model, params = model_params
+    result = measure_adherence(model, params, prepared, presses=30, batch=2, num_events=60, seed=1,
+                               conditions=("heldout", "chance", "strict"))
+    assert result["adherence_strict"]["all"] == 1.0 and result["presses_strict"] > 0
+    # an untrained model follows free controls only by the control bias and by chance
+    for name in ("heldout", "chance"):
+        rates = result[f"adherence_{name}"]
+        assert result[f"presses_{name}"] > 0 and all(0.0 <= v <= 1.0 for v in rates.values())
+    assert result["adherence_chance"]["all"] < 0.5
+    assert 0.0 < result["agreement"] < 1.0 and result["agreement_steps"] > 0
+    with pytest.raises(ValueError, match="unknown conditions"):
+        measure_adherence(model, params, prepared, conditions=("loud",))
+
+
+def test_sample_statistics_set_samples_beside_heldout(model_params, prepared):
+    model, params = model_params
+    result = sample_statistics(model, params, prepared, rows=2, seed=0)
+    assert set(result["ratio"]) == set(FIGURES) == set(result["heldout"])
+    held = result["heldout"]
+    assert held["time_on_grid"] > 0.5  # real pieces keep to their most common gaps
+    assert held["notes_per_s"] > 0 and result["windows"]["samples"] == 2
+    for k, r in result["ratio"].items():
+        if r is not None:
+            assert r == pytest.approx(result["samples"][k] / held[k], rel=1e-2, abs=1e-3)

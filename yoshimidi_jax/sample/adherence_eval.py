@@ -1,0 +1,124 @@
+"""Measuring control adherence of a trained model: controls to aim at, the
+conditions they are sampled under, and the scores (sample/adherence.py).
+
+Free sampling (the grammar mask only; the model's own rhythm) with per-press
+controls inserted where the model starts a press, scored on the decoded notes:
+  heldout        controls of held-out pieces (the eval split, with the
+                 training's velocity augmentation at a fixed seed)
+  player         player-like press scripts (sample/player_walk.py)
+  chance         the held-out targets scored on unconditioned samples
+  chance_player  the player targets scored on unconditioned samples
+  strict         player targets with strict masks (1.0 by construction)
+`agreement`: the mean probability the model gave the strict mask's choices
+where the mask narrowed them (before masking). Every condition samples on a
+piano (pitches 21..108); an interval with no room there is counted in
+`infeasible`, not scored. benchmarks/adherence.py is the command line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import jax
+from array_record.python.array_record_data_source import ArrayRecordDataSource
+
+from yoshimidi_jax.data.augment import augment_velocity
+from yoshimidi_jax.data.manifest import shard_paths
+from yoshimidi_jax.data.records import deserialize
+from yoshimidi_jax.model import Transformer
+from yoshimidi_jax.sample.adherence import AdherenceCounts, score
+from yoshimidi_jax.sample.constraints import Constraints
+from yoshimidi_jax.sample.player_walk import player_walk
+from yoshimidi_jax.sample.sampler import generate, to_events
+from yoshimidi_jax.tokens import decode, encode
+from yoshimidi_jax.tokens.controls import Control, annotate
+
+PIANO = (21, 108)  # the pitch range every condition samples in
+CONDITIONS = ("heldout", "player", "chance", "chance_player", "strict")
+
+
+def heldout_controls(data_dir: str, rows: int, per_row: int, seed: int) -> list[list[Control]]:
+    """Consecutive presses' controls from held-out pieces, one piece per row."""
+    src = ArrayRecordDataSource(shard_paths(data_dir, "eval"))
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(len(src)):
+        tokens = deserialize(src[i]).tokens
+        events = augment_velocity(decode(tokens.ids, tokens.times), np.random.default_rng([seed, i]))
+        seq = encode(events)
+        c = annotate(seq.ids, seq.times)
+        if len(c.position) < per_row + 1:
+            continue
+        start = int(rng.integers(0, len(c.position) - per_row))
+        out.append([Control(int(a), int(b), int(v)) for a, b, v in
+                    zip(c.interval[start:start + per_row], c.chord[start:start + per_row],
+                        c.velocity[start:start + per_row])])
+        if len(out) == rows:
+            break
+    return out
+
+
+def player_controls(rows: int, per_row: int, seed: int) -> list[list[Control]]:
+    return [[p.control for p in player_walk(per_row, seed=seed * 1000 + r)] for r in range(rows)]
+
+
+def run_condition(model: Transformer, params, targets: list[list[Control]], controlled: bool, strict: bool,
+                  key: jax.Array, num_events: int, temperature: float, top_p: float):
+    """Samples one row per target list -> (AdherenceCounts over all rows, agreement values)."""
+    per_row = max(len(t) for t in targets)
+    ctrl = np.full((len(targets), per_row), -1, np.int32)
+    if controlled:
+        for r, t in enumerate(targets):
+            ctrl[r, : len(t)] = [c.id() for c in t]
+    seqs, out = generate(
+        model, params, key, num_events=num_events, batch=len(targets), temperature=temperature, top_p=top_p,
+        controls=ctrl, constraints=Constraints(PIANO[0], PIANO[1], allow_eos=False, strict=strict),
+    )
+    total = AdherenceCounts.zero()
+    for r, seq in enumerate(seqs):
+        used = int(out.forced[r].sum()) if controlled else len(targets[r])
+        total = total + score(to_events(seq, model.vocab), targets[r][:used], complete=False, pitch_range=PIANO)
+    agreement = np.asarray(out.agreement)
+    return total, agreement[agreement >= 0]
+
+
+def measure_adherence(model: Transformer, params, data_dir: str, *, presses: int = 800, batch: int = 16,
+                      num_events: int = 0, temperature: float = 1.0, top_p: float = 0.95, seed: int = 0,
+                      conditions: tuple[str, ...] = CONDITIONS) -> dict:
+    """Each condition's adherence rates (interval/chord/velocity/all), scored
+    presses and infeasible intervals, aiming at `presses` presses per
+    condition; plus `agreement` when strict is among the conditions."""
+    unknown = set(conditions) - set(CONDITIONS)
+    if unknown:
+        raise ValueError(f"unknown conditions {sorted(unknown)}: choose from {CONDITIONS}")
+    num_events = num_events or model.max_len - 1
+    per_row = num_events // 3  # more targets than a row can use: presses are >= 3 tokens
+    rounds = -(-presses // (batch * num_events // 6))  # ~6 tokens per press in practice
+    key = jax.random.key(seed)
+    sums: dict[str, AdherenceCounts] = {}
+    agreements = []
+    for rnd in range(rounds):
+        held = heldout_controls(data_dir, batch, per_row, seed=seed + rnd) if {"heldout", "chance"} & set(
+            conditions) else []
+        player = player_controls(batch, per_row, seed=seed + rnd)
+        setups = {"heldout": (held, True, False), "player": (player, True, False), "chance": (held, False, False),
+                  "chance_player": (player, False, False), "strict": (player, True, True)}
+        for name in conditions:
+            targets, controlled, strict = setups[name]
+            key, sub = jax.random.split(key)
+            if not targets:
+                raise ValueError(f"no held-out piece in {data_dir} has {per_row + 1} presses for condition {name!r}")
+            counts, agree = run_condition(model, params, targets, controlled, strict, sub, num_events,
+                                          temperature, top_p)
+            sums[name] = sums.get(name, AdherenceCounts.zero()) + counts
+            if strict:
+                agreements.append(agree)
+    result: dict = {"temperature": temperature, "top_p": top_p, "num_events": num_events}
+    for name, counts in sums.items():
+        result[f"adherence_{name}"] = counts.rates()
+        result[f"presses_{name}"] = counts.given["all"]
+        result[f"infeasible_{name}"] = counts.infeasible
+    if "strict" in conditions:
+        agree = np.concatenate(agreements) if agreements else np.zeros(0)
+        result["agreement"] = round(float(agree.mean()), 4) if agree.size else None
+        result["agreement_steps"] = int(agree.size)
+    return result
