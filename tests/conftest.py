@@ -30,6 +30,19 @@ def few_midi_files(tmp_path_factory) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def few_prepared(tmp_path_factory, few_midi_files) -> str:
+    """The five pieces prepared (array_record shards), 30% of them held out."""
+    from yoshimidi_jax.data.prepare import PrepareOptions, prepare
+    from yoshimidi_jax.data.sources.base import SourceFiles
+
+    out = str(tmp_path_factory.mktemp("few_prepared") / "few")
+    manifest = prepare(SourceFiles(paths=tuple(few_midi_files)), out,
+                       PrepareOptions(workers=1, progress=False, eval_fraction=0.3))
+    assert manifest["split"]["eval"]["pieces"] > 0 and manifest["split"]["train"]["pieces"] > 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def default_corpus():
     """The default embedded corpus as MIDI files (SourceFiles), converted once
     into cache/music21 (minutes the first time, seconds after)."""

@@ -15,18 +15,6 @@ from yoshimidi_jax.tokens import TIME, Vocab, decode, encode
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory, few_midi_files) -> str:
-    from yoshimidi_jax.data.prepare import PrepareOptions, prepare
-    from yoshimidi_jax.data.sources.base import SourceFiles
-
-    out = str(tmp_path_factory.mktemp("measure") / "few")
-    manifest = prepare(SourceFiles(paths=tuple(few_midi_files)), out,
-                       PrepareOptions(workers=1, progress=False, eval_fraction=0.5))
-    assert manifest["split"]["eval"]["pieces"] > 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def model_params():
     return model_and_params(small_config(max_len=128), seed=5)
 
@@ -53,15 +41,15 @@ def test_window_stats_of_a_real_piece(few_midi_files):
     assert gap_values.size > 0 and (gap_values > 0).all()
 
 
-def test_heldout_controls_come_from_the_eval_split(prepared):
-    rows = heldout_controls(prepared, rows=2, per_row=8, seed=0)
+def test_heldout_controls_come_from_the_eval_split(few_prepared):
+    rows = heldout_controls(few_prepared, rows=2, per_row=8, seed=0)
     assert 1 <= len(rows) <= 2 and all(len(r) == 8 for r in rows)
-    assert heldout_controls(prepared, rows=2, per_row=8, seed=0) == rows  # the seed fixes them
+    assert heldout_controls(few_prepared, rows=2, per_row=8, seed=0) == rows  # the seed fixes them
 
 
-def test_strict_adherence_is_one_and_chance_is_measured(model_params, prepared):
+def test_strict_adherence_is_one_and_chance_is_measured(model_params, few_prepared):
     model, params = model_params
-    result = measure_adherence(model, params, prepared, presses=30, batch=2, num_events=60, seed=1,
+    result = measure_adherence(model, params, few_prepared, presses=30, batch=2, num_events=60, seed=1,
                                conditions=("heldout", "chance", "strict"))
     assert result["adherence_strict"]["all"] == 1.0 and result["presses_strict"] > 0
     # an untrained model follows free controls only by the control bias and by chance
@@ -71,12 +59,12 @@ def test_strict_adherence_is_one_and_chance_is_measured(model_params, prepared):
     assert result["adherence_chance"]["all"] < 0.5
     assert 0.0 < result["agreement"] < 1.0 and result["agreement_steps"] > 0
     with pytest.raises(ValueError, match="unknown conditions"):
-        measure_adherence(model, params, prepared, conditions=("loud",))
+        measure_adherence(model, params, few_prepared, conditions=("loud",))
 
 
-def test_sample_statistics_set_samples_beside_heldout(model_params, prepared):
+def test_sample_statistics_set_samples_beside_heldout(model_params, few_prepared):
     model, params = model_params
-    result = sample_statistics(model, params, prepared, rows=2, seed=0)
+    result = sample_statistics(model, params, few_prepared, rows=2, seed=0)
     assert set(result["ratio"]) == set(FIGURES) == set(result["heldout"])
     held = result["heldout"]
     assert held["time_on_grid"] > 0.5  # real pieces keep to their most common gaps

@@ -1,4 +1,5 @@
-"""A small prepared dataset and a very small config for training tests."""
+"""The small prepared dataset (tests/conftest.py few_prepared) as train_data, a very
+small config for training tests, and a real S3 server (moto) for the s3:// tests."""
 
 from __future__ import annotations
 
@@ -10,18 +11,12 @@ import urllib.request
 import pytest
 from moto import server as moto_server
 
-from yoshimidi_jax.data.prepare import PrepareOptions, prepare
-from yoshimidi_jax.data.sources.base import SourceFiles
 from yoshimidi_jax.storage import make_fs
 
 
 @pytest.fixture(scope="session")
-def train_data(tmp_path_factory, few_midi_files) -> str:
-    out = str(tmp_path_factory.mktemp("train_data") / "few")
-    manifest = prepare(SourceFiles(paths=tuple(few_midi_files)), out,
-                       PrepareOptions(workers=1, progress=False, eval_fraction=0.3))
-    assert manifest["split"]["eval"]["pieces"] > 0 and manifest["split"]["train"]["pieces"] > 0
-    return out
+def train_data(few_prepared) -> str:
+    return few_prepared
 
 
 def small_config(data_path: str, steps: int = 12):
