@@ -52,13 +52,9 @@ class BatchSpec:
     p_drop_control_attribute: float = 0.15  # one attribute of a CONTROL is ANY
     augment_velocity: bool = False  # per-piece gain/offset and swells (data/augment.py)
     drop_remainder: bool = True
-    time_shifts: int = 0  # >0: time as TIME_SHIFT tokens of 1..time_shifts steps (tokens/time_shifts.py)
-    time_shift_s: float = 0.01
-
-    @property
-    def vocab(self) -> Vocab:
-        """The vocabulary the batches are written in."""
-        return Vocab(time_shifts=self.time_shifts, time_shift_s=self.time_shift_s)
+    # the vocabulary the batches are written in: with time_shifts > 0, time as
+    # TIME_SHIFT tokens (tokens/time_shifts.py) instead of the records' TIME positions
+    vocab: Vocab = Vocab()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +83,7 @@ class _PieceToArrays(grain.transforms.RandomMap):
                 self.spec.p_drop_control_attribute,
             )
             ids, times = ctl.insert_controls(ids, times, controls, keep, self.vocab)
-        if self.spec.time_shifts:
+        if self.spec.vocab.time_shifts:
             ids, times = to_time_shifts(ids, times, self.spec.vocab)
         return {"ids": ids.astype(np.int32), "times": times.astype(np.float32)}
 

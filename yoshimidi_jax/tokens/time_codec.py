@@ -24,7 +24,7 @@ class TimeCodec:
         support), both float, clipped to [min_s, max_s]. xp: numpy (float64)
         or jax.numpy (float32, usable under jit): the one formula for both."""
         t = xp.clip(xp.asarray(t, dtype=np.float64 if xp is np else np.float32), self.min_s, self.max_s)
-        x = xp.log(t / self.min_s) / float(np.log(self.max_s / self.min_s)) * (self.num_supports - 1)
+        x = self.support_index(t, xp)
         lower = xp.clip(xp.floor(x), 0, self.num_supports - 2)
         return lower, x - lower
 
@@ -72,15 +72,14 @@ class TimeCodec:
             hat = xp.where((k == self.num_supports - 1) & (u >= 0), 1.0, hat)
             return xp.sum(probs * hat, axis=-1)
 
-        lo = self._support_position((n - 0.5) * step_s, xp)
-        hi = self._support_position((n + 0.5) * step_s, xp)
+        lo = self.support_index((n - 0.5) * step_s, xp)
+        hi = self.support_index((n + 0.5) * step_s, xp)
         lo = xp.where(n <= 1, -np.inf, lo)
         p = cdf(hi) - cdf(lo)
         return xp.log(xp.maximum(p, 1e-30))
 
-    def _support_position(self, t, xp=np):
-        """Seconds -> continuous support index (unclipped; -inf at 0)."""
-        t = xp.asarray(t)
-        return xp.log(xp.maximum(t, 1e-12) / self.min_s) / float(np.log(self.max_s / self.min_s)) * (
+    def support_index(self, t, xp=np):
+        """Seconds -> continuous support index, linear in log-time (0 at min_s,
+        K - 1 at max_s; unclipped, t floored at 1e-12 s)."""
+        return xp.log(xp.maximum(xp.asarray(t), 1e-12) / self.min_s) / float(np.log(self.max_s / self.min_s)) * (
             self.num_supports - 1)
-

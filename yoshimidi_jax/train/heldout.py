@@ -29,7 +29,7 @@ import optax
 from yoshimidi_jax.data.manifest import shard_paths
 from yoshimidi_jax.data.pipeline import BatchSpec, piece_dataset
 from yoshimidi_jax.model import Transformer
-from yoshimidi_jax.tokens import TIME
+from yoshimidi_jax.tokens import TIME, Vocab
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,21 +62,23 @@ def eval_spec(seq_len: int, batch_size: int, controls: str, time_shifts: int = 0
     """One ordered epoch of the eval split. controls: 'none' (no CONTROL
     token: the unconditional mode), 'all' (every press's full control), or
     'train' (the training defaults' dropout)."""
-    drops = {"none": (1.0, 0.0, 0.0), "all": (0.0, 0.0, 0.0), "train": (0.1, 0.1, 0.15)}
+    names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute")
+    drops = {"none": dict(zip(names, (1.0, 0.0, 0.0))), "all": dict(zip(names, (0.0, 0.0, 0.0))),
+             "train": {}}  # BatchSpec's own defaults: the training config's
     if controls not in drops:
         raise ValueError(f"controls={controls!r}: one of {sorted(drops)}")
-    seq, press, attribute = drops[controls]
     return BatchSpec(seq_len=seq_len, batch_size=batch_size, seed=seed, shuffle=False, num_epochs=1,
-                     p_drop_control_sequence=seq, p_drop_control_press=press, p_drop_control_attribute=attribute,
-                     augment_velocity=True, drop_remainder=False, time_shifts=time_shifts, time_shift_s=time_shift_s)
+                     augment_velocity=True, drop_remainder=False,
+                     vocab=Vocab(time_shifts=time_shifts, time_shift_s=time_shift_s), **drops[controls])
 
 
 def score_heldout(model: Transformer, params: Any, data_dir: str, spec: BatchSpec, time_bin_s: float = 0.01,
                   count_controls: bool = False, max_batches: int | None = None) -> HeldoutScore:
     """The model's HeldoutScore on the eval split of `data_dir`, batches as `spec` makes them."""
     vocab, codec = model.vocab, model.codec
-    if spec.time_shifts != model.time_shifts:
-        raise ValueError(f"the batches write time with {spec.time_shifts} shift ids, the model with {model.time_shifts}")
+    if spec.vocab != vocab:
+        raise ValueError(f"the batches write time with {spec.vocab.time_shifts} shift ids ({spec.vocab.version}), "
+                         f"the model with {vocab.time_shifts} ({vocab.version})")
 
     @jax.jit
     def sums(batch):
@@ -107,15 +109,15 @@ def overlapping_windows(data_dir: str, spec: BatchSpec):
     times = np.concatenate([p[1] for p in pieces]).astype(np.float32)
     segments = np.repeat(np.arange(1, len(pieces) + 1, dtype=np.int32), [len(p[0]) for p in pieces])
     positions = np.concatenate([np.arange(len(p[0]), dtype=np.int32) for p in pieces])
+    streams = {"ids": ids, "times": times, "segments": segments, "positions": positions}
     L = spec.seq_len
     starts = np.arange(0, max(len(ids) - 1, 1), L)
     for first in range(0, len(starts), spec.batch_size):
         rows = starts[first:first + spec.batch_size]
-        batch = {k: np.zeros((spec.batch_size, L + 1), v.dtype) for k, v in
-                 (("ids", ids), ("times", times), ("segments", segments), ("positions", positions))}
+        batch = {k: np.zeros((spec.batch_size, L + 1), v.dtype) for k, v in streams.items()}
         for r, s in enumerate(rows):
             n = min(L + 1, len(ids) - s)
-            for key, values in (("ids", ids), ("times", times), ("segments", segments), ("positions", positions)):
+            for key, values in streams.items():
                 batch[key][r, :n] = values[s:s + n]
         seg = batch["segments"]
         # positions restart at each window (the model sees only the window); a

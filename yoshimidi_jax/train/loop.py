@@ -19,7 +19,8 @@ from yoshimidi_jax.data.pipeline import BatchSpec, make_batches, streams_of
 from yoshimidi_jax.model import init_params, make_model, model_cost
 from yoshimidi_jax.train import mesh as mesh_lib
 from yoshimidi_jax.train.checkpoints import RunCheckpoints, abstract_like
-from yoshimidi_jax.config import ConfigError, check_config, differences, load_config, num_streams, save_config
+from yoshimidi_jax.config import (ConfigError, check_config, differences, load_config, model_vocab, num_streams,
+                                  save_config)
 from yoshimidi_jax.files import write_atomic
 from yoshimidi_jax.train import distributed
 from yoshimidi_jax.train.metrics import MetricsWriter, device_peak_flops
@@ -50,8 +51,7 @@ class TrainResult:
 def control_fields(cfg: ml_collections.ConfigDict) -> dict:
     """BatchSpec fields that the config sets (controls, augmentation, how time is written)."""
     names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "augment_velocity")
-    return {**{name: cfg.data[name] for name in names}, "time_shifts": cfg.model.get("time_shifts", 0),
-            "time_shift_s": cfg.model.get("time_shift_s", 0.01)}
+    return {**{name: cfg.data[name] for name in names}, "vocab": model_vocab(cfg.model)}
 
 
 def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:
