@@ -4,10 +4,10 @@ r"""Control adherence: do presses of a given kind get notes of that kind?
 
 Free sampling (the grammar mask only; the model's own rhythm) with per-press
 controls inserted where the model starts a press, scored on the decoded notes
-(yoshimidi_jax.sample.adherence):
+(yoshimidi_jax.eval.adherence):
   adherence_heldout  controls of held-out pieces (the eval split, with the
                      training's velocity augmentation at a fixed seed)
-  adherence_player   player-like press scripts (sample/player_walk.py)
+  adherence_player   player-like press scripts (play/walk.py)
   adherence_chance   the held-out targets scored on unconditioned samples
   adherence_chance_player  the player targets scored on unconditioned samples
   adherence_strict   player targets with --strict masks (1.0 by construction)
@@ -25,8 +25,8 @@ import json
 
 from absl import app, flags
 
-from yoshimidi_jax.sample.adherence_eval import measure_adherence
-from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.eval.adherence import measure_adherence
+from yoshimidi_jax.restore import restore
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/tiny", "a trained run")

@@ -86,7 +86,7 @@ def _ngram_nll_on_windows(model, ids: np.ndarray) -> np.ndarray:
     """The n-gram's -log p of every window target [W, L], with contexts taken
     from the whole piece (windows are consecutive cuts of one stream)."""
     from yoshimidi_jax.tokens import BOS, PAD
-    from benchmarks.ngram import log_probs
+    from yoshimidi_jax.eval.ngram import log_probs
 
     stream = ids.reshape(-1)
     real = np.flatnonzero(stream != PAD)
@@ -102,10 +102,10 @@ def _ngram_nll_on_windows(model, ids: np.ndarray) -> np.ndarray:
 def main(argv):
     del argv
     from configs.tiny import get_config
-    from yoshimidi_jax.sample.restore import restore
+    from yoshimidi_jax.restore import restore
     from yoshimidi_jax.tokens import Vocab
     from yoshimidi_jax.train.loop import batch_spec, train
-    from benchmarks.ngram import fit_ngram
+    from yoshimidi_jax.eval.ngram import fit_ngram
 
     cfg = get_config()
     cfg.data.path = FLAGS.data

@@ -1,8 +1,8 @@
-r"""Press -> notes latency of the step-by-step play API (sample/play.py).
+r"""Press -> notes latency of the step-by-step play API (play/player.py).
 
     python -m benchmarks.press_latency --workdir=runs/tiny [--presses=400]
 
-A player-like script (sample/player_walk.py) is played press by press with
+A player-like script (play/walk.py) is played press by press with
 releases between, as the instrument does; each press is timed from the call
 to the model's pitches on the host (forced TIME/CONTROL/VELOCITY fed in one
 decode call, then one step per key; cache refills included, compiles not:
@@ -25,9 +25,10 @@ from absl import app, flags
 
 from yoshimidi_jax.sample import SamplerConfig, make_stepper, prepare_prompt
 from yoshimidi_jax.sample.constraints import Constraints
-from yoshimidi_jax.sample.play import Player, PlaySettings, Press
-from yoshimidi_jax.sample.player_walk import player_walk
-from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.play.player import Player
+from yoshimidi_jax.play.press import PlaySettings, Press
+from yoshimidi_jax.play.walk import player_walk
+from yoshimidi_jax.restore import restore
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/tiny", "a trained run (random init where it has no checkpoint)")

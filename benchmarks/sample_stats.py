@@ -4,7 +4,7 @@ the data's note density, chords, range, harmony and rhythm?
     python -m benchmarks.sample_stats --workdir=runs/tiny [--rows=32 --temperature=1.0 --top_p=0.95]
 
 Both sides are measured on windows of the model's context, with the figures,
-their definitions and the comparison of yoshimidi_jax/sample/stats.py
+their definitions and the comparison of yoshimidi_jax/eval/sample_stats.py
 (notes per press, notes per second, polyphony, pitch range, pitch-class
 entropy, gaps on the held-out rhythmic grid). Prints one JSON line;
 `within_15pct` says which ratios lie in [0.85, 1.15].
@@ -16,9 +16,9 @@ import json
 
 from absl import app, flags
 
-from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.restore import restore
 from yoshimidi_jax.sample.sampler import TIME_MODES
-from yoshimidi_jax.sample.stats import sample_statistics
+from yoshimidi_jax.eval.sample_stats import sample_statistics
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/tiny", "a trained run")

@@ -1,11 +1,13 @@
-"""Shared config skeleton: config.model (this issue), config.data and
-config.train (filled by the training issue). Vocabulary and time settings are
-derived from tokens.Vocab / tokens.TimeCodec so they never drift."""
+"""Shared config skeleton: config.model, config.data, config.train. Model
+fields start at the Transformer's own defaults (model.default_model_config: the
+one home of model defaults); vocabulary and time settings are derived from
+tokens.Vocab / tokens.TimeCodec so they never drift."""
 
 from __future__ import annotations
 
 import ml_collections
 
+from yoshimidi_jax.model.transformer import default_model_config
 from yoshimidi_jax.tokens import TimeCodec, Vocab
 
 
@@ -16,35 +18,13 @@ def base_config(
     c = ml_collections.ConfigDict()
     c.seed = 0
 
-    c.model = ml_collections.ConfigDict()
+    # every Transformer field at its default (see model/transformer.py for what each does), then the sizes
+    c.model = ml_collections.ConfigDict(default_model_config())
     c.model.num_layers = num_layers
     c.model.d_model = d_model
     c.model.num_heads = num_heads
-    c.model.mlp_ratio = 4
     c.model.max_len = max_len  # context length (learned positions: table size)
-    c.model.positional = "rope"  # 'rope' | 'learned'
-    c.model.rope_base = 10_000.0
     c.model.dtype = dtype  # compute dtype; params stay float32
-    c.model.norm = "rmsnorm"  # 'rmsnorm' | 'layernorm'
-    c.model.activation = "gelu"  # the MLP's: 'gelu' (tanh approximation) | 'relu'
-    # training attention in blocks of this many queries, each against only the
-    # keys up to its end (the masked blocks above the diagonal are skipped; the
-    # same result); 0: the whole [L, L] at once. Used where seq_len is a multiple > 1.
-    # 128: ~2x faster attention (forward + backward) at context 256 and 1024 on CPU (benchmarks/RESULTS.md)
-    c.model.attention_block = 128
-    # training attention: 'blocks' (ours, in blocks of attention_block), 'jax'
-    # (jax.nn.dot_product_attention, XLA), 'cudnn' (its cuDNN flash attention on
-    # a GPU with bf16/fp16 compute; elsewhere 'blocks'). Same results.
-    c.model.attention = "blocks"
-    c.model.factored_controls = True  # CONTROL embedding += one embedding per attribute
-    c.model.control_reference = True  # CONTROL embedding += the previous press's reference pitch
-    c.model.control_bias = True  # logits += learned biases indexed by the control in force
-    c.model.control_bias_scale = 10.0  # those biases learn this much faster (a parameter multiplier)
-    # how time is written: 0, continuous TIME positions (a two-hot time head over
-    # num_time_supports log-spaced supports); N > 0, TIME_SHIFT tokens of 1..N
-    # steps of time_shift_s (Performance RNN's grid; the time head goes unused)
-    c.model.time_shifts = 0
-    c.model.time_shift_s = 0.01
     c.model.vocab_size = c.model.get_ref("time_shifts") + vocab.size  # follows time_shifts
     c.model.num_time_supports = codec.num_supports
     c.model.time_min_s = codec.min_s
@@ -62,6 +42,7 @@ def base_config(
     c.data.p_drop_control_sequence = 0.1  # a piece gets no CONTROL at all (the unconditional mode)
     c.data.p_drop_control_press = 0.1  # a press gets no CONTROL token
     c.data.p_drop_control_attribute = 0.15  # one attribute of a CONTROL is ANY
+    c.data.p_drop_style = 0.2  # a piece's style is not given (the unconditioned mode; tokens/styles.py)
     c.data.augment_velocity = True  # seeded per-piece dynamics (data/augment.py), train and eval
 
     c.train = ml_collections.ConfigDict()

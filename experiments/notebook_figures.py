@@ -1,5 +1,5 @@
 """Copies each ablation notebook's plots out of its committed outputs into
-docs/ablations/<notebook>[-<n>].png, the figures the README shows.
+docs/ablations/<notebook>[-<n>].png, the figures docs/ablations.md shows.
 
     python -m experiments.notebook_figures [--notebooks=experiments/notebooks] [--out=docs/ablations]
 """

@@ -16,7 +16,7 @@ class number, a name or '*' (any): interval 0 same, 1..4 up by 1-2 / 3-5 /
 velocity 0..2 (soft, medium, hard). They are used in order, one per press the
 model starts; --strict masks the choices so every given attribute holds.
 --player_walk=N plays N presses of a seeded player-like script through the
-step-by-step play API (sample/play.py): the script owns rhythm and dynamics,
+step-by-step play API (play/player.py): the script owns rhythm and dynamics,
 the model picks the pitches. Both print the piece's adherence.
 """
 
@@ -35,15 +35,16 @@ from yoshimidi_jax import compile_cache
 from yoshimidi_jax.midi import read_midi, write_midi
 from yoshimidi_jax.model import model_cost
 from yoshimidi_jax.sample import Constraints, generate, to_events
-from yoshimidi_jax.sample.adherence import score
-from yoshimidi_jax.sample.play import Player, PlaySettings, Press
-from yoshimidi_jax.sample.player_walk import player_walk
-from yoshimidi_jax.sample.render import piano_roll_png, render_wav
-from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.eval.adherence import score
+from yoshimidi_jax.play.player import Player
+from yoshimidi_jax.play.press import PlaySettings, Press
+from yoshimidi_jax.play.walk import player_walk
+from yoshimidi_jax.midi.render import piano_roll_png, render_wav
+from yoshimidi_jax.restore import restore
+from yoshimidi_jax.sample.prompt import prompt_from_events
 from yoshimidi_jax.sample.sampler import TIME_MODES
-from yoshimidi_jax.tokens import TokenSequence, encode
+from yoshimidi_jax.tokens import TokenSequence
 from yoshimidi_jax.tokens.controls import Control, ControlError, parse_controls
-from yoshimidi_jax.tokens.time_shifts import to_time_shifts
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "model config file (used when --workdir has no config.json)")
@@ -90,24 +91,20 @@ def play_walk(restored, num_presses: int, seed: int) -> tuple[TokenSequence, lis
         held, state = player.press(state, press, settings)
         controls.append(press.control)
     # the whole session (the state keeps only the recent tokens once the cache refills)
-    return TokenSequence(*player.session_tokens(state)), controls
+    return TokenSequence(*state.host.tokens()), controls
 
 
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it restores; our own lines are printed
-    compile_cache.enable()  # a second run loads the sampler instead of compiling it (README, "Sampling")
+    compile_cache.enable()  # a second run loads the sampler instead of compiling it (docs/sampling.md, "Compile once")
     restored = restore(FLAGS.workdir, FLAGS.config, seed=FLAGS.seed)
     print(restored.message)
     print(model_cost(restored.config.model).summary())
 
     prompt = None
     if FLAGS.prompt:
-        seq = encode(read_midi(FLAGS.prompt).events)
-        if restored.model.time_shifts:  # a model that writes time as TIME_SHIFT tokens reads its prompt so
-            seq = TokenSequence(*to_time_shifts(seq.ids, seq.times, restored.model.vocab))
-        n = min(FLAGS.prompt_tokens, len(seq) - 1)
-        prompt = TokenSequence(seq.ids[:n], seq.times[:n])
+        prompt = prompt_from_events(read_midi(FLAGS.prompt).events, restored.model.vocab, FLAGS.prompt_tokens)
     total = (len(prompt) + 1 if prompt is not None else 1) + FLAGS.num_events
     if total > restored.config.model.max_len and not FLAGS.player_walk:
         print(f"note: prompt + num_events = {total} positions, beyond the model's context of "
@@ -131,7 +128,7 @@ def main(argv: list[str]) -> None:
         temperature=FLAGS.temperature,
         top_p=FLAGS.top_p,
         top_k=FLAGS.top_k,
-        controls=np.array([c.id() for c in controls], np.int32) if controls else None,
+        controls=np.array([c.id(restored.model.vocab) for c in controls], np.int32) if controls else None,
         constraints=constraints,
         time_mode=FLAGS.time_mode,
     )

@@ -8,8 +8,8 @@ Restores the model once (the run's config.json and newest checkpoint; a
 remote workdir is brought into its local staging dir first), compiles every
 batch shape (so no player waits for a compile), binds the port, then prints
 the page's URL. Open it, press keys (a w s e d f t g y h u j k o l p ; ' ,
-z/x octave, Shift = hard) or play a MIDI keyboard. The protocol is in the
-README ("Play it") and yoshimidi_jax/app/protocol.py.
+z/x octave, Shift = hard) or play a MIDI keyboard. The protocol is in
+docs/instrument.md ("Protocol") and yoshimidi_jax/app/protocol.py.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from ml_collections import config_flags
 
 from yoshimidi_jax import compile_cache
 from yoshimidi_jax.app.server import ServerOptions, create_app, model_info
-from yoshimidi_jax.sample.batch_play import BatchPlayer
-from yoshimidi_jax.sample.play import PlaySettings
-from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.play.batch import BatchPlayer
+from yoshimidi_jax.play.press import PlaySettings
+from yoshimidi_jax.restore import restore
 from yoshimidi_jax.tokens.controls import ControlError
 
 FLAGS = flags.FLAGS
@@ -87,12 +87,12 @@ def main(argv: list[str]) -> None:
     print(restored.message, flush=True)
     threads = max(1, min(FLAGS.decode_threads, FLAGS.max_sessions))
     players = [BatchPlayer(restored.model, restored.params, num_slots=-(-FLAGS.max_sessions // threads),
-                           cache_len=restored.config.model.max_len, pitch_lo=FLAGS.pitch_lo, pitch_hi=FLAGS.pitch_hi)
+                           cache_len=restored.config.model.max_len)
                for _ in range(threads)]
     if FLAGS.warmup:
         t0 = time.perf_counter()
         for player in players:  # the same shapes: the second finds them in the compilation cache
-            player.warmup()
+            player.warmup(settings)  # the sessions' pitch range
         print(f"compiled every batch shape ({len(players[0].row_buckets)} sizes x {threads} decode threads) "
               f"in {time.perf_counter() - t0:.1f} s", flush=True)
     info = model_info(FLAGS.workdir, restored.step, restored.params, restored.config)

@@ -8,11 +8,11 @@ Writes <workdir>/config.json, checkpoints/ (orbax), metrics.jsonl, tb/
 (TensorBoard: `tensorboard --logdir <workdir>`), samples/step_N.{mid,png}.
 Run the same command again after an interruption (Ctrl-C, kill -9): it resumes
 from the latest checkpoint with the same data order. An s3:// workdir is
-trained in a local staging folder and mirrored (see README).
+trained in a local staging folder and mirrored (docs/training.md, "Workdirs on S3").
 
 Several processes (hosts): the same command in each, with
 JAX_COORDINATOR_ADDRESS=host0:port JAX_NUM_PROCESSES=N JAX_PROCESS_ID=i
-(README, "More than one machine").
+(docs/training.md, "More than one machine").
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Every `import` of a yoshimidi_jax module, at the top of a file or inside a
 function, is an edge; `from package import name` goes to the submodule when
 `name` is one, else to the package's __init__. Floors, bottom up, follow
-the data flow: midi -> tokens -> data, model -> sample -> train -> app.
+the data flow: midi -> tokens -> data, model -> restore, sample (decoding)
+-> play (interactive play) -> eval (measurements) -> train, app.
 
-    python -m pytest tests/test_imports.py -q      # the check the code-health issue asks for
+    python -m pytest tests/test_imports.py -q
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import os
 
 PACKAGE = "yoshimidi_jax"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
-FLOORS = {"files": 0, "storage": 1, "config": 1, "midi": 0, "tokens": 1, "data": 2, "model": 2, "sample": 3, "train": 4, "app": 5}
+FLOORS = {"files": 0, "storage": 1, "config": 1, "midi": 0, "tokens": 1, "data": 2, "model": 2, "restore": 3,
+          "sample": 3, "play": 4, "eval": 5, "train": 6, "app": 6}
 
 
 def _modules() -> dict[str, str]:
@@ -80,11 +82,26 @@ def test_no_floor_imports_a_floor_above_it():
     assert not upward, "imports from a floor above:\n" + "\n".join(sorted(upward))
 
 
+def test_no_module_imports_another_modules_private_name():
+    """`from yoshimidi_jax.x import _name` (or `import yoshimidi_jax.x._y`):
+    what another module uses is public, named for what it does."""
+    private = []
+    for mod, path in _modules().items():
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith(PACKAGE)):
+                private += [f"{mod}: from {node.module} import {a.name}" for a in node.names
+                            if a.name.startswith("_")]
+            elif isinstance(node, ast.Import):
+                private += [f"{mod}: import {a.name}" for a in node.names if a.name.startswith(PACKAGE)
+                            and any(p.startswith("_") and not p.startswith("__") for p in a.name.split("."))]
+    assert not private, "private names imported:\n" + "\n".join(sorted(private))
+
+
 def test_the_graph_is_read():
     """The check sees real edges (a parser that found none would pass the tests above)."""
     graph = import_graph()
     assert "yoshimidi_jax.model.kv_cache" in graph["yoshimidi_jax.model.transformer"]
-    assert "yoshimidi_jax.sample.batch_play" in graph["yoshimidi_jax.app.batcher"]
+    assert "yoshimidi_jax.play.batch" in graph["yoshimidi_jax.app.batcher"]
     assert sum(len(v) for v in graph.values()) > 100
 
 
@@ -99,19 +116,3 @@ def test_the_training_path_does_not_pull_in_dataset_writing():
             seen.add(mod)
             todo.extend(graph[mod])
     assert not seen & {"yoshimidi_jax.data.prepare", "yoshimidi_jax.data.pool"}, sorted(seen)
-
-
-def test_compile_cache_folder_from_the_environment():
-    from yoshimidi_jax.compile_cache import default_dir
-
-    assert default_dir({"YOSHIMIDI_JAX_CACHE": "/x/y"}) == "/x/y"
-    assert default_dir({"YOSHIMIDI_JAX_CACHE": ""}) is None  # off
-    assert default_dir({"XDG_CACHE_HOME": "/c"}) == "/c/yoshimidi/jax"
-
-
-def test_compile_cache_off_where_its_folder_cannot_be_made(tmp_path):
-    from yoshimidi_jax.compile_cache import enable
-
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    assert enable(str(blocker / "sub")) is None  # a file in the way: warned, and the run goes on

@@ -71,24 +71,24 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
             errors.append(f"train.decay_steps={t.decay_steps} must be 0 (train.steps) or > train.warmup_steps")
     if m.positional not in ("rope", "learned"):
         errors.append(f"model.positional={m.positional!r}: 'rope' or 'learned'")
-    if m.get("activation", "gelu") not in ("gelu", "relu"):
+    if m.activation not in ("gelu", "relu"):
         errors.append(f"model.activation={m.activation!r}: 'gelu' or 'relu'")
-    if not isinstance(m.get("attention_block", 0), int) or m.get("attention_block", 0) < 0:
+    if not isinstance(m.attention_block, int) or m.attention_block < 0:
         errors.append(f"model.attention_block={m.attention_block!r}: an integer >= 0 (0: off)")
-    if m.get("attention", "blocks") not in ("blocks", "jax", "cudnn"):
+    if m.attention not in ("blocks", "jax", "cudnn"):
         errors.append(f"model.attention={m.attention!r}: 'blocks', 'jax' or 'cudnn'")
     if m.dtype not in ("float32", "bfloat16", "float16"):
         errors.append(f"model.dtype={m.dtype!r}: 'float32', 'bfloat16' or 'float16'")
-    for name in ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute"):
+    for name in ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "p_drop_style"):
         if not 0.0 <= d[name] <= 1.0:
             errors.append(f"data.{name}={d[name]!r}: a probability in [0, 1]")
     vocab, records = model_vocab(m), Vocab()
-    if not isinstance(m.get("time_shifts", 0), int) or not 0 <= m.get("time_shifts", 0) <= 1000:
+    if not isinstance(m.time_shifts, int) or not 0 <= m.time_shifts <= 1000:
         errors.append(f"model.time_shifts={m.time_shifts!r}: an integer in [0, 1000] (0: continuous time)")
     elif m.vocab_size != vocab.size:
         errors.append(f"model.vocab_size={m.vocab_size} differs from the tokenizer's {vocab.size} "
-                      f"(with model.time_shifts={m.get('time_shifts', 0)})")
-    if m.get("time_shift_s", 0.01) <= 0:
+                      f"(with model.time_shifts={m.time_shifts})")
+    if m.time_shift_s <= 0:
         errors.append(f"model.time_shift_s={m.time_shift_s!r}: seconds > 0")
     if not isinstance(m.num_time_supports, int) or m.num_time_supports < 2:
         errors.append(f"model.num_time_supports={m.num_time_supports!r}: an integer >= 2")
@@ -108,7 +108,7 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
 
 def model_vocab(model_cfg: ml_collections.ConfigDict) -> Vocab:
     """The vocabulary a model config reads and writes (its TIME_SHIFT block, if any)."""
-    return Vocab(time_shifts=model_cfg.get("time_shifts", 0), time_shift_s=model_cfg.get("time_shift_s", 0.01))
+    return Vocab(time_shifts=model_cfg.time_shifts, time_shift_s=model_cfg.time_shift_s)
 
 
 def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
@@ -119,9 +119,14 @@ def save_config(cfg: ml_collections.ConfigDict, path: str) -> None:
 # fields that configs no longer have; a run saved before their removal still
 # loads (and resumes: they never changed what was computed)
 RETIRED_FIELDS = ("model.dropout", "model.num_velocity_bins")
-# fields added since, with the value that reproduces a run saved before them
-ADDED_FIELDS = {"data.streams": 0, "model.activation": "gelu", "model.attention_block": 0,
-                "model.attention": "blocks", "model.time_shifts": 0, "model.time_shift_s": 0.01}
+# fields added since the first runs, with the value that reproduces a run saved
+# before them (migration values, not defaults: a new run's defaults are the
+# Transformer's fields, model/transformer.py, and configs/common.py)
+ADDED_FIELDS = {"data.streams": 0, "model.rope_base": 10_000.0, "model.norm": "rmsnorm",
+                "model.factored_controls": False, "model.control_reference": False, "model.control_bias": False,
+                "model.control_bias_scale": 1.0, "model.activation": "gelu", "model.attention_block": 0,
+                "model.attention": "blocks", "model.time_shifts": 0, "model.time_shift_s": 0.01,
+                "model.sounding_input": False, "model.num_styles": 0, "data.p_drop_style": 0.0}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:
@@ -140,15 +145,16 @@ def load_config(path: str) -> ml_collections.ConfigDict:
 
 def differences(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> list[str]:
     """Fields whose values differ (for resuming with a changed config)."""
-    fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
     return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"model": {"d_model": 128}} -> {"model.d_model": 128}."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

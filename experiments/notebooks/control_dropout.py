@@ -32,7 +32,7 @@
 #   gave the choices the strict mask allows).
 #
 # Everything below calls the library (`yoshimidi_jax.train.loop.train`,
-# `train.heldout.score_heldout`, `sample.adherence_eval.measure_adherence`).
+# `eval.heldout.score_heldout`, `eval.adherence.measure_adherence`).
 
 # %% tags=["parameters"]
 DATA = "data/m21"  # a prepared dataset (python -m experiments.prepare --source=music21 --out=data/m21)
@@ -60,9 +60,9 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from configs.ablation import get_config
-from yoshimidi_jax.sample.adherence_eval import measure_adherence
-from yoshimidi_jax.sample.restore import restore
-from yoshimidi_jax.train.heldout import eval_spec, score_heldout
+from yoshimidi_jax.eval.adherence import measure_adherence
+from yoshimidi_jax.restore import restore
+from yoshimidi_jax.eval.heldout import eval_spec, score_heldout
 from yoshimidi_jax.train.loop import train
 
 logging.getLogger().setLevel(logging.WARNING)

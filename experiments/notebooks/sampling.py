@@ -26,7 +26,7 @@
 #   on the held-out rhythmic grid, each as a ratio samples / held-out (1.0 is
 #   the data's own value);
 # - **control adherence** of free sampling to held-out pieces' controls
-#   (`sample.adherence_eval.measure_adherence`).
+#   (`eval.adherence.measure_adherence`).
 
 # %% tags=["parameters"]
 DATA = "data/m21"
@@ -55,9 +55,9 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from configs.ablation import get_config
-from yoshimidi_jax.sample.adherence_eval import measure_adherence
-from yoshimidi_jax.sample.restore import latest_step, restore
-from yoshimidi_jax.sample.stats import FIGURES, sample_statistics
+from yoshimidi_jax.eval.adherence import measure_adherence
+from yoshimidi_jax.restore import latest_step, restore
+from yoshimidi_jax.eval.sample_stats import FIGURES, sample_statistics
 from yoshimidi_jax.train.loop import train
 
 logging.getLogger().setLevel(logging.WARNING)

@@ -61,9 +61,9 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from configs.ablation import get_config
-from yoshimidi_jax.sample.restore import restore
-from yoshimidi_jax.sample.stats import sample_statistics
-from yoshimidi_jax.train.heldout import eval_spec, score_heldout
+from yoshimidi_jax.restore import restore
+from yoshimidi_jax.eval.sample_stats import sample_statistics
+from yoshimidi_jax.eval.heldout import eval_spec, score_heldout
 from yoshimidi_jax.train.loop import train
 
 logging.getLogger().setLevel(logging.WARNING)

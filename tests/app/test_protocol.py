@@ -6,12 +6,14 @@ BAD_MESSAGES is also sent over a real socket by test_server.py."""
 from __future__ import annotations
 
 import json
+import typing
 
 import pytest
 from starlette.datastructures import Headers
 
-from yoshimidi_jax.app.protocol import (MAX_KEYS, MAX_MESSAGE_BYTES, PingMsg, PressMsg, ProtocolError, RecordMsg,
-                                        ReleaseMsg, ResetMsg, SettingsMsg, parse_message)
+from yoshimidi_jax.app.protocol import (MAX_KEYS, MAX_MESSAGE_BYTES, MESSAGE_TYPES, ClientMsg, PingMsg, PressMsg,
+                                        ProtocolError, RecordMsg, ReleaseMsg, ResetMsg, SettingsMsg, json_fields,
+                                        parse_message)
 from yoshimidi_jax.app.server import origin_allowed
 
 
@@ -107,8 +109,14 @@ def test_rejects_bad_messages_naming_the_field(name, frame, field, msg_id):
 
 
 def test_bad_messages_table_covers_every_field():
+    """Every field of every message, as the protocol's message classes name
+    them, has a bad-message case (so has "type" and the whole message, None):
+    a new field without one fails here."""
+    assert set(MESSAGE_TYPES.values()) == set(typing.get_args(ClientMsg))
+    fields = {None, "type"}.union(*(json_fields(cls) for cls in MESSAGE_TYPES.values()))
+    assert {"keys", "velocity", "t", "id", "temperature", "top_p", "strict", "action"} <= fields  # read, not empty
     named = {row[2] for row in BAD_MESSAGES}
-    assert {None, "type", "keys", "velocity", "t", "temperature", "top_p", "strict", "action", "id"} <= named
+    assert fields <= named, f"fields with no bad-message case: {sorted(fields - named, key=str)}"
 
 
 def test_error_carries_the_id_of_a_message_with_a_valid_id():

@@ -66,7 +66,7 @@ def test_single_press_gets_one_note(server, client_factory):
     assert reply["type"] == "notes" and {"press", "notes", "control"} <= set(reply), reply
     assert reply["id"] == 17 and reply["t"] == 1234.5 and reply["press"] == 1
     check_notes(reply, [60], velocity=90)
-    assert reply["control"] == {"interval": "any", "chord": "single", "velocity": "medium"}
+    assert reply["control"] == {"interval": "*", "chord": "single", "velocity": "medium"}
     reply = c.press([72], velocity=120)
     assert reply["type"] == "notes", reply
     assert reply["press"] == 2 and reply["control"]["chord"] == "single" and reply["control"]["velocity"] == "hard"
@@ -155,7 +155,7 @@ def test_reset_ack_forgets_the_music_keeps_settings_and_clock(server, client_fac
     assert c.request({"type": "reset"}) == {"type": "reset"}
     reply = c.press([64])
     check_notes(reply, [64])
-    assert reply["control"]["interval"] == "any"  # no previous press any more
+    assert reply["control"]["interval"] == "*"  # no previous press any more
     assert reply["press"] == 3  # the session's press count goes on
     assert c.request({"type": "settings", "top_p": 0.9})["settings"]["temperature"] == 0.7
     err = c.press([60], t=1.0, msg_id=55)  # the clock is kept: t may not go back

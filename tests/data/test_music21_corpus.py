@@ -16,8 +16,14 @@ from yoshimidi_jax.data.sources.music21_corpus.worker import _abc_tunes
 from yoshimidi_jax.files import write_atomic
 
 CHORALES = ("bach/bwv66.6.mxl", "bach/bwv1.6.mxl", "bach/bwv244.3.mxl")
+# a short piece of each other default collection (.mxl, .xml, .abc; josquin's
+# voices merged into one score); tests/conftest.py's corpus_sample converts a
+# seeded sample of every collection too
+OTHER_COLLECTIONS = ("haydn/opus1no1/movement4.mxl", "josquin/oVenusBant.abc", "monteverdi/madrigal.4.9.mxl",
+                     "mozart/k545/movement1_exposition.mxl", "ryansMammoth/TwoPennyPostmansJig.abc",
+                     "trecento/PMFC_12_22-Benedicamus PMFC12.22.xml")
 ABC_TUNES = "nottingham-dataset"  # one .abc file holding two tunes
-SUBSET = CHORALES + (ABC_TUNES,)
+SUBSET = CHORALES + OTHER_COLLECTIONS + (ABC_TUNES,)
 SHARED_TS_TUNE = 1  # X:1 of the first oneills1850 file shares one TimeSignature between measures
 
 
@@ -67,8 +73,10 @@ def test_convert_subset_writes_midi_with_notes(converted: tuple[str, mc.SourceFi
     names = sorted(str(pathlib.Path(p).relative_to(cache)) for p in files.paths)
     assert names == sorted([
         "bach/bwv1.6.mid", "bach/bwv244.3.mid", "bach/bwv66.6.mid",
+        *(os.path.splitext(p)[0] + ".mid" for p in OTHER_COLLECTIONS),
         "nottingham-dataset/reelsa-c/tune_0080.mid", "nottingham-dataset/reelsa-c/tune_0081.mid",
     ])
+    assert {n.split("/")[0] for n in names} >= set(mc.DEFAULT_COLLECTIONS)
     assert list(files.paths) == sorted(files.paths)
     assert files.failed == ()
     for path in files.paths:

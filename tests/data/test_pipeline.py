@@ -142,3 +142,60 @@ def test_controls_are_inserted_and_dropped_at_the_given_rate(dataset):
     spec = BatchSpec(seq_len=512, batch_size=4, seed=0, p_drop_control_sequence=1.0)
     ids = _take(make_batches(dataset, "train", spec), 1)[0]["inputs"]
     assert not VOCAB.is_control(ids).any()
+
+
+def test_the_pitches_sounding_when_a_window_starts_are_the_trackers(dataset):
+    """A window that starts inside a piece gets the pitches sounding there: the
+    same set the sampler's Track holds after the piece's tokens before it."""
+    from yoshimidi_jax.sample.tracker import track_tokens
+    from yoshimidi_jax.data.pipeline import piece_dataset
+    from yoshimidi_jax.data.manifest import shard_paths
+
+    spec = BatchSpec(seq_len=64, batch_size=1, seed=5, shuffle=False, num_epochs=1)
+    piece = piece_dataset(shard_paths(dataset, "train"), spec)[0]
+    batches = _take(make_batches(dataset, "train", spec), 6)
+    ids = piece["ids"]
+    checked = 0
+    for w, batch in enumerate(batches):
+        first = w * 65  # windows of one unshuffled piece, end to end (64 inputs + the last target)
+        if first >= len(ids) - 1 or batch["segment_ids"][0, 0] != 1:
+            break
+        np.testing.assert_array_equal(batch["inputs"][0], ids[first:first + 64])
+        want = (np.asarray(track_tokens(ids[None, :first], piece["times"][None, :first]).sounding)[0] if first
+                else np.zeros(128, bool))
+        np.testing.assert_array_equal(batch["sounding_start"][0], want)
+        checked += want.any()
+    assert checked >= 3  # windows that started with notes sounding were seen
+
+
+def test_styles_are_given_dropped_and_kept_per_piece(tmp_path, few_midi_files):
+    """Each piece's style comes from its folder; p_drop_style drops it per piece."""
+    import os
+    import shutil
+
+    from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES
+
+    root = tmp_path / "src"
+    for i, path in enumerate(few_midi_files):
+        folder = root / ("bach" if i % 2 == 0 else "ryansMammoth")  # corpus collections -> chorale, fiddle
+        os.makedirs(folder, exist_ok=True)
+        shutil.copy(path, folder / os.path.basename(path))
+    from yoshimidi_jax.data.sources.folder import list_midi_files
+
+    out = str(tmp_path / "styled")
+    manifest = prepare(list_midi_files(str(root)), out, PrepareOptions(workers=1, progress=False, eval_fraction=0.0))
+    assert manifest["split"]["train"]["styles"] == {"chorale": 3, "fiddle": 2}
+    seen = set()
+    for p_drop, want_none in ((0.0, False), (1.0, True)):
+        spec = BatchSpec(seq_len=64, batch_size=4, seed=0, p_drop_style=p_drop)
+        for batch in _take(make_batches(out, "train", spec), 8):
+            styles = batch["styles"]
+            real = batch["segment_ids"] > 0
+            assert ((styles[real] == NO_STYLE).all()) == want_none
+            if not want_none:
+                seen |= set(styles[real].tolist())
+                # one style per piece: constant within a segment
+                for r in range(styles.shape[0]):
+                    for seg in np.unique(batch["segment_ids"][r][real[r]]):
+                        assert len(set(styles[r][batch["segment_ids"][r] == seg].tolist())) == 1
+    assert seen == {STYLES.index("chorale"), STYLES.index("fiddle")}

@@ -186,10 +186,11 @@ def test_readers_agree_on_real_pieces(few_midi_files):
         assert len(r.events) > 30
 
 
-@pytest.mark.slow
-def test_readers_agree_on_the_whole_default_corpus(default_corpus):
-    assert len(default_corpus.paths) > 500
-    for path in default_corpus.paths:
+def test_readers_agree_on_a_sample_of_the_default_corpus(corpus_sample):
+    """Every collection of the default corpus (a seeded sample, tests/conftest.py;
+    YOSHIMIDI_TEST_CORPUS=all: every file)."""
+    assert len(corpus_sample.paths) >= 50
+    for path in corpus_sample.paths:
         _both(path)
 
 

@@ -140,7 +140,7 @@ def test_stepper_matches_scan_sampler(model_params):
     ids, times, track = prepare_prompt(None, 2)
     controls = np.full((2, 1), -1, np.int32)
     args = (jnp.float32(1.0), jnp.float32(0.9), jnp.int32(0), controls)
-    out = make_sampler(model, cfg)(params, ids, times, track, jax.random.key(5), *args)
+    out, _ = make_sampler(model, cfg)(params, ids, times, track, jax.random.key(5), *args)
     pre, step = make_stepper(model, cfg)
     state = pre(params, ids, times, track, jax.random.key(5), 1 + 24)
     got = []
@@ -148,3 +148,27 @@ def test_stepper_matches_scan_sampler(model_params):
         state, (tok, _, _, _) = step(params, state, *args)
         got.append(np.asarray(tok))
     np.testing.assert_array_equal(np.stack(got, 1), np.asarray(out.ids))
+
+
+def test_nucleus_per_family_keeps_each_familys_probability():
+    """Three sounding notes share "end a note" (~0.2 each), TIME has 0.4:
+    a plain nucleus at 0.5 keeps TIME and one NOTE_OFF; per family, ending a note
+    keeps its 0.6 and TIME its 0.4."""
+    from yoshimidi_jax.sample.sampler import filter_logits_per_family
+
+    vocab = Vocab()
+    probs = np.full(vocab.size, 0.0)
+    probs[TIME] = 0.4
+    offs = np.array([vocab.note_off + p for p in (60, 64, 67)])
+    probs[offs] = [0.21, 0.2, 0.19]
+    logits = jnp.asarray(np.log(np.maximum(probs, 1e-12)))[None]
+    mask = jnp.asarray(probs > 0)[None]
+    plain = jax.nn.softmax(filter_logits(logits, mask, 1.0, 0.5, 0))[0]
+    assert float(plain[TIME]) > 0.6 and float(plain[offs].sum()) < 0.4  # the chord's ends were cut
+    per_family = jax.nn.softmax(filter_logits_per_family(logits, mask, 1.0, 0.5, 0, vocab))[0]
+    np.testing.assert_allclose(float(per_family[TIME]), 0.4, atol=1e-5)
+    np.testing.assert_allclose(float(per_family[offs].sum()), 0.6, atol=1e-5)
+    assert float(per_family[offs[2]]) == 0.0  # within the family, the nucleus still cuts the tail
+    # top_p = 1: the model's own distribution
+    full = jax.nn.softmax(filter_logits_per_family(logits, mask, 1.0, 1.0, 0, vocab))[0]
+    np.testing.assert_allclose(np.asarray(full)[probs > 0], probs[probs > 0], atol=1e-5)

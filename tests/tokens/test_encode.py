@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -60,10 +62,15 @@ def test_round_trip_on_real_pieces(few_midi_files):
         assert tokens_per_note < 3.5, (path, tokens_per_note)
 
 
-@pytest.mark.slow
-def test_round_trip_on_every_file_of_the_default_corpus(default_corpus):
+def test_round_trip_on_a_sample_of_the_default_corpus(corpus_sample):
+    """Every collection of the default corpus (a seeded sample, tests/conftest.py;
+    YOSHIMIDI_TEST_CORPUS=all: every file)."""
+    from yoshimidi_jax.data.sources.music21_corpus import DEFAULT_COLLECTIONS
+
+    collections = {os.path.relpath(p, corpus_sample.root).split(os.sep)[0] for p in corpus_sample.paths}
+    assert collections == set(DEFAULT_COLLECTIONS)
     total_tokens = total_notes = 0
-    for path in default_corpus.paths:
+    for path in corpus_sample.paths:
         events = read_midi(path).events
         seq = _assert_round_trip(events)
         total_tokens += len(seq)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from yoshimidi_jax.midi import NoteEvents, read_midi
-from yoshimidi_jax.sample.play import Press
+from yoshimidi_jax.play.press import Press
 from yoshimidi_jax.tokens import TIME, Vocab, encode
 from yoshimidi_jax.tokens import controls as ctl
 from yoshimidi_jax.tokens.controls import Control, ControlError

@@ -182,3 +182,23 @@ def test_a_global_batch_that_does_not_split_is_refused_at_once(train_data, tmp_p
                                 extra=("--config.data.batch_size=6", "--config.data.streams=4")))
     assert rc == 2, log[-2000:]
     assert "data.batch_size=6 (the global batch) does not divide into 4 data streams" in log
+
+
+def test_the_loop_refuses_several_processes_not_started_by_the_entry_point(train_data, tmp_path, monkeypatch):
+    """distributed.initialize has one call site, the entry point (before any
+    backend starts); train() only checks that it ran where the environment
+    asks for several processes, and stops at once where it did not."""
+    from tests.train.conftest import small_config
+    from yoshimidi_jax.train.distributed import DistributedError, check_initialized
+    from yoshimidi_jax.train.loop import train
+
+    two = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}
+    check_initialized({})  # one process: nothing to start
+    check_initialized({**two, "JAX_NUM_PROCESSES": "1"})
+    with pytest.raises(DistributedError, match="initialize.*has not run"):
+        check_initialized(two)
+    for name, value in two.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(DistributedError, match="experiments/train.py does"):
+        train(small_config(train_data), str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")

@@ -13,7 +13,7 @@ from tests.train.conftest import small_config
 @pytest.fixture(scope="module")
 def two_runs(train_data, tmp_path_factory):
     """A two-hot model and a TIME_SHIFT model, trained 6 steps each."""
-    from yoshimidi_jax.sample.restore import restore
+    from yoshimidi_jax.restore import restore
     from yoshimidi_jax.train.loop import train
 
     runs = {}
@@ -56,7 +56,7 @@ def test_batches_write_time_as_shifts(train_data):
 
 
 def test_both_models_are_scored_on_the_same_notes(two_runs, train_data):
-    from yoshimidi_jax.train.heldout import eval_spec, score_heldout
+    from yoshimidi_jax.eval.heldout import eval_spec, score_heldout
 
     from yoshimidi_jax.data.manifest import shard_paths
     from yoshimidi_jax.data.pipeline import piece_dataset
@@ -102,7 +102,7 @@ def test_grid_model_samples_music_on_the_grid(two_runs):
 
 
 def test_the_instrument_refuses_a_grid_model(two_runs):
-    from yoshimidi_jax.sample.play import Player
+    from yoshimidi_jax.play.player import Player
 
     _, restored = two_runs["grid"]
     with pytest.raises(ValueError, match="needs continuous time"):

@@ -44,7 +44,7 @@ def test_short_run_writes_everything_and_loss_falls(tmp_path, train_data):
     assert saved["train"]["steps"] == 12 and saved["model"]["d_model"] == 32
     assert saved["train"]["decay_steps"] == 12  # fixed at the first start
     # the sampler restores these params
-    from yoshimidi_jax.sample.restore import restore
+    from yoshimidi_jax.restore import restore
 
     assert restore(workdir).step == 12
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from tests.train.conftest import small_config
-from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.restore import restore
 from yoshimidi_jax.sample.step_sample import write_step_sample
 from yoshimidi_jax.train.loop import train
 from yoshimidi_jax.storage import local_staging_dir, make_fs

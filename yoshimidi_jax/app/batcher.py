@@ -21,17 +21,9 @@ import time
 
 import jax
 
-from yoshimidi_jax.sample.batch_play import BatchPlayer, Job
+from yoshimidi_jax.play.batch import BatchPlayer, Job, OpenJob
 
 log = logging.getLogger("yoshimidi.serve")
-
-
-@dataclasses.dataclass(frozen=True)
-class OpenJob:
-    """(Re)starts a slot with an empty context."""
-
-    slot: int
-    key: jax.Array
 
 
 class Batcher:

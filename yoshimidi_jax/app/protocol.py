@@ -41,18 +41,23 @@ class ProtocolError(ValueError):
         self.field, self.why, self.msg_id = field, why, msg_id
 
 
+def _json_name(name: str):
+    """A message field whose JSON name is not the attribute's."""
+    return dataclasses.field(metadata={"json": name})
+
+
 @dataclasses.dataclass(frozen=True)
 class PressMsg:
     keys: tuple[int, ...]  # distinct, sorted low to high
     velocity: int
-    t_ms: float
+    t_ms: float = _json_name("t")
     id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class ReleaseMsg:
     keys: tuple[int, ...]
-    t_ms: float
+    t_ms: float = _json_name("t")
     id: int | None = None
 
 
@@ -76,19 +81,21 @@ class RecordMsg:
 
 @dataclasses.dataclass(frozen=True)
 class PingMsg:
-    t_ms: float
+    t_ms: float = _json_name("t")
 
 
 ClientMsg = Union[PressMsg, ReleaseMsg, SettingsMsg, ResetMsg, RecordMsg, PingMsg]
+MESSAGE_TYPES = {"press": PressMsg, "release": ReleaseMsg, "settings": SettingsMsg, "reset": ResetMsg,
+                 "record": RecordMsg, "ping": PingMsg}
 
-_FIELDS = {
-    "press": {"type", "id", "keys", "velocity", "t"},
-    "release": {"type", "id", "keys", "t"},
-    "settings": {"type", "id", "temperature", "top_p", "strict"},
-    "reset": {"type", "id"},
-    "record": {"type", "id", "action"},
-    "ping": {"type", "id", "t"},
-}
+
+def json_fields(cls: type) -> set[str]:
+    """The JSON names of a message class's fields ("t" for t_ms)."""
+    return {f.metadata.get("json", f.name) for f in dataclasses.fields(cls)}
+
+
+# every message may carry an id (echoed in the answer and in errors)
+_FIELDS = {kind: {"type", "id"} | json_fields(cls) for kind, cls in MESSAGE_TYPES.items()}
 
 
 def _is_int(v: Any) -> bool:

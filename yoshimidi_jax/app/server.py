@@ -6,7 +6,7 @@
 Each websocket is a Session (app/session.py) with its own decode state,
 created on connect and freed on disconnect or after idle_timeout_s without a
 message; beyond max_sessions the next one gets a "refused" message. Each
-session is a row of one BatchPlayer (sample/batch_play.py); one decode thread
+session is a row of one BatchPlayer (play/batch.py); one decode thread
 (app/batcher.py) decodes the presses and releases of every session waiting
 at that moment as one batch, so the event loop stays free and a busy server
 makes bigger, cheaper batches. A session has at most one message in flight. A message
@@ -43,9 +43,9 @@ from yoshimidi_jax.app.protocol import (PingMsg, PressMsg, ProtocolError, Record
 from yoshimidi_jax.app.batcher import Batcher
 from yoshimidi_jax.app.rate_limit import TokenBucket
 from yoshimidi_jax.app.session import Session
-from yoshimidi_jax.sample.batch_play import BatchPlayer, FlushJob
-from yoshimidi_jax.sample.play import MAX_KEYS as MAX_NOTES
-from yoshimidi_jax.sample.play import PlaySettings
+from yoshimidi_jax.play.batch import BatchPlayer, FlushJob
+from yoshimidi_jax.play.press import MAX_NOTES
+from yoshimidi_jax.play.press import PlaySettings
 from yoshimidi_jax.tokens.controls import ControlError
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")

@@ -1,7 +1,7 @@
 """One player's session: the player's keys -> the model's notes.
 
 A Session turns protocol messages into decode jobs for its row of the
-server's BatchPlayer (sample/batch_play.py: KV cache, sounding notes):
+server's BatchPlayer (play/batch.py: KV cache, sounding notes):
 - the press's kind comes from the player's keys with the same definition the
   data uses (tokens/presses.attributes_of_press): the interval from the
   previous press's lowest key to this one's, the number of keys, the velocity;
@@ -25,14 +25,12 @@ import time
 import jax
 import numpy as np
 
-from yoshimidi_jax.app.batcher import OpenJob
 from yoshimidi_jax.app.protocol import PressMsg, ProtocolError, ReleaseMsg, SettingsMsg
 from yoshimidi_jax.midi.events import NoteEvents
 from yoshimidi_jax.midi.write import events_to_midifile
-from yoshimidi_jax.sample.batch_play import PressJob
-from yoshimidi_jax.sample.play import MAX_KEYS as MAX_NOTES
-from yoshimidi_jax.sample.play import PlaySettings, Press, PressNotes
-from yoshimidi_jax.tokens.controls import CHORD_NAMES, INTERVAL_NAMES, VELOCITY_NAMES
+from yoshimidi_jax.play.batch import OpenJob, PressJob
+from yoshimidi_jax.play.press import MAX_NOTES, PlaySettings, Press, PressNotes
+from yoshimidi_jax.tokens.controls import Control
 from yoshimidi_jax.tokens.presses import attributes_of_press
 
 MAX_RECORDED_NOTES = 100_000
@@ -104,12 +102,9 @@ class Session:
             self.owner[key] = pitch
             self._log_on(pitch, msg.velocity, msg.t_ms)
             out.append({"key": key, "pitch": pitch, "velocity": msg.velocity, "start_s": 0.0, "end_s": None})
-        c = notes.control
         return {
             "type": "notes", "id": msg.id, "t": msg.t_ms, "press": self.presses, "notes": out,
-            "control": {"interval": INTERVAL_NAMES[c.interval] if c.interval < len(INTERVAL_NAMES) else "any",
-                        "chord": CHORD_NAMES[c.chord], "velocity": VELOCITY_NAMES[c.velocity]},
-            "server_ms": round(server_ms, 3),
+            "control": control_names(notes.control), "server_ms": round(server_ms, 3),
         }
 
     def plan_release(self, msg: ReleaseMsg) -> tuple[float, tuple[int, ...]] | None:
@@ -170,6 +165,12 @@ class Session:
             "filename": time.strftime("yoshimidi-%Y%m%d-%H%M%S.mid"),
             "midi_base64": base64.b64encode(midi).decode("ascii"),
         }
+
+
+def control_names(control: Control) -> dict[str, str]:
+    """{"interval", "chord", "velocity"}: each attribute's name as str(Control)
+    writes it ("up-step", "two", "hard"; "*" for any)."""
+    return dict(zip(("interval", "chord", "velocity"), str(control).split("/")))
 
 
 def recording_to_midi(notes: list[RecordedNote], now_ms: float) -> tuple[bytes, float]:

@@ -5,11 +5,15 @@
          (a process reads only its own streams)
       -> global shuffle per epoch (seeded), repeat
       -> decode; velocity augmentation (seeded per element, optional);
-         control tokens, one per press (sequence, press and attribute dropout)
+         control tokens, one per press (sequence, press and attribute dropout);
+         the piece's style at every token (dropped per piece); the pitches
+         sounding before each token (packed in 4 int32 words)
       -> concat-then-split into windows of seq_len + 1, no padding except at
          the very end of a finite stream, pieces crossing window edges continue
          in the next window (nothing dropped at shard or window boundaries)
-      -> inputs/targets shifted by one, segment ids, loss mask
+      -> inputs/targets shifted by one, segment ids, loss mask, the style of
+         each input, and the pitches sounding when the window starts (a window
+         may start inside a piece, with notes already sounding)
       -> batch
 
 The returned dataset is a grain IterDataset: `iter()` gives an iterator whose
@@ -35,6 +39,10 @@ from yoshimidi_jax.data.manifest import shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.tokens import controls as ctl
 from yoshimidi_jax.tokens.encode import decode, encode
+from yoshimidi_jax.tokens.sounding import pack as pack_sounding
+from yoshimidi_jax.tokens.sounding import sounding_before
+from yoshimidi_jax.tokens.sounding import unpack as unpack_sounding
+from yoshimidi_jax.tokens.styles import NO_STYLE
 from yoshimidi_jax.tokens.time_shifts import to_time_shifts
 from yoshimidi_jax.tokens.vocab import BOS, EOS, Vocab
 
@@ -50,6 +58,7 @@ class BatchSpec:
     p_drop_control_sequence: float = 0.1  # a whole piece gets no CONTROL token (the unconditional mode)
     p_drop_control_press: float = 0.1  # a press gets no CONTROL token
     p_drop_control_attribute: float = 0.15  # one attribute of a CONTROL is ANY
+    p_drop_style: float = 0.2  # a piece's style is not given (tokens/styles.py: the unconditioned mode)
     augment_velocity: bool = False  # per-piece gain/offset and swells (data/augment.py)
     drop_remainder: bool = True
     # the vocabulary the batches are written in: with time_shifts > 0, time as
@@ -66,7 +75,8 @@ class _PieceToArrays(grain.transforms.RandomMap):
     vocab: Vocab = Vocab()  # what the records are written in
 
     def random_map(self, data: bytes, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        tokens = deserialize(data).tokens
+        record = deserialize(data)
+        tokens = record.tokens
         ids, times = tokens.ids, tokens.times
         if self.spec.augment_velocity:
             events = augment_velocity(decode(ids, times, self.vocab), rng)
@@ -85,7 +95,10 @@ class _PieceToArrays(grain.transforms.RandomMap):
             ids, times = ctl.insert_controls(ids, times, controls, keep, self.vocab)
         if self.spec.vocab.time_shifts:
             ids, times = to_time_shifts(ids, times, self.spec.vocab)
-        return {"ids": ids.astype(np.int32), "times": times.astype(np.float32)}
+        style = NO_STYLE if rng.random() < self.spec.p_drop_style else record.style
+        return {"ids": ids.astype(np.int32), "times": times.astype(np.float32),
+                "style": np.full(ids.shape, style, np.int32),
+                "sounding": pack_sounding(sounding_before(ids, self.spec.vocab))}
 
 
 def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -95,6 +108,8 @@ def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
         "inputs": ids[:-1],
         "input_times": times[:-1],
+        "styles": window["style"][:-1],
+        "sounding_start": unpack_sounding(window["sounding"][0]),
         "targets": ids[1:],
         "target_times": times[1:],
         "segment_ids": seg[:-1],
@@ -104,6 +119,7 @@ def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
+PIECE_FEATURES = ("ids", "times", "style", "sounding")  # per token, as _PieceToArrays writes them
 STREAM_SEED_STRIDE = 1_000_003  # stream s draws its shuffle and dropout from seed + s * this
 
 
@@ -130,7 +146,7 @@ def stream_batches(paths: Sequence[str], spec: BatchSpec, rows: int, stream: int
     ds = piece_dataset(paths, spec, stream, num_streams).to_iter_dataset()
     length = spec.seq_len + 1
     ds = grain.experimental.ConcatThenSplitIterDataset(
-        ds, length_struct={"ids": length, "times": length}, split_full_length_features=True
+        ds, length_struct=dict.fromkeys(PIECE_FEATURES, length), split_full_length_features=True
     )
     ds = ds.map(_to_example)
     return ds.batch(rows, drop_remainder=spec.drop_remainder)

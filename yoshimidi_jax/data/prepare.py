@@ -23,6 +23,7 @@ from yoshimidi_jax.data.sources.base import SourceFiles
 from yoshimidi_jax.midi.errors import MidiRejected
 from yoshimidi_jax.midi.read_symusic import read_midi
 from yoshimidi_jax.tokens.encode import encode
+from yoshimidi_jax.tokens.styles import NO_STYLE, style_name, style_of_path
 from yoshimidi_jax.tokens.time_codec import TimeCodec
 from yoshimidi_jax.tokens.vocab import Vocab
 
@@ -53,6 +54,7 @@ class FileResult:
     drum_notes: int = 0
     reason: str | None = None
     detail: str = ""
+    style: int = NO_STYLE
 
 
 def split_of(piece_hash: int, eval_fraction: float) -> str:
@@ -60,8 +62,9 @@ def split_of(piece_hash: int, eval_fraction: float) -> str:
     return "eval" if (piece_hash % 10_000) < round(eval_fraction * 10_000) else "train"
 
 
-def process_file(path: str, min_notes: int, max_notes: int) -> FileResult:
-    """Reads and tokenizes one MIDI file. Never raises for a bad file."""
+def process_file(path: str, min_notes: int, max_notes: int, root: str = "") -> FileResult:
+    """Reads and tokenizes one MIDI file (its style from its folder under
+    `root`, tokens/styles.py). Never raises for a bad file."""
     try:
         read = read_midi(path)
         n = len(read.events)
@@ -71,10 +74,10 @@ def process_file(path: str, min_notes: int, max_notes: int) -> FileResult:
             raise MidiRejected("too_many_notes", f"{n} pitched notes > {max_notes}")
         tokens = encode(read.events)
         piece_hash = content_hash(tokens)
-        data = serialize(PieceRecord(piece_hash=piece_hash, tokens=tokens))
+        data = serialize(PieceRecord(piece_hash=piece_hash, tokens=tokens, style=style_of_path(path, root)))
         return FileResult(
             path=path, record=data, piece_hash=piece_hash, notes=n, tokens=len(tokens),
-            drum_notes=read.drum_notes,
+            drum_notes=read.drum_notes, style=style_of_path(path, root),
         )
     except MidiRejected as e:
         return FileResult(path=path, reason=e.reason, detail=e.detail)
@@ -130,10 +133,12 @@ def prepare(
     os.makedirs(partial)
     writers = {s: _ShardWriter(partial, s, options.records_per_shard) for s in SPLITS}
     stats = {s: collections.Counter() for s in SPLITS}
+    styles = {s: collections.Counter() for s in SPLITS}
     rejected: list[dict] = []
     seen_hashes: set[int] = set()
     drum_notes = 0
-    work = functools.partial(process_file, min_notes=options.min_notes, max_notes=options.max_notes)
+    work = functools.partial(process_file, min_notes=options.min_notes, max_notes=options.max_notes,
+                             root=source.root)
     results = resilient_map(work, list(source.paths), _reader_failed, workers=options.workers,
                             timeout_s=options.file_timeout_s)
     for r in tqdm(results, total=len(source.paths), desc="prepare", unit="file", disable=not options.progress):
@@ -147,6 +152,7 @@ def prepare(
         split = split_of(r.piece_hash, options.eval_fraction)
         writers[split].write(r.record)
         stats[split].update(pieces=1, notes=r.notes, tokens=r.tokens)
+        styles[split][style_name(r.style)] += 1
         drum_notes += r.drum_notes
     for w in writers.values():
         w.close()
@@ -170,6 +176,7 @@ def prepare(
                 "pieces": stats[s]["pieces"],
                 "notes": stats[s]["notes"],
                 "tokens": stats[s]["tokens"],
+                "styles": dict(sorted(styles[s].items())),
                 "shards": writers[s].shards,
             }
             for s in SPLITS

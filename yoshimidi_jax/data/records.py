@@ -1,6 +1,8 @@
 """One piece per array_record record, in a small binary layout:
 
-    b"YMJ1" | piece hash u64 | n u32 | ids u16[n] | times f32[number of TIME ids]
+    b"YMJ2" | piece hash u64 | n u32 | style i8 | ids u16[n] | times f32[number of TIME ids]
+
+(b"YMJ1" records, written before styles, have no style byte: they read as NO_STYLE.)
 
 Times are stored only for TIME positions (the rest are 0), which keeps a
 record at about 2.4 bytes per token.
@@ -15,16 +17,20 @@ import struct
 import numpy as np
 
 from yoshimidi_jax.tokens.encode import TokenSequence
+from yoshimidi_jax.tokens.styles import NO_STYLE
 from yoshimidi_jax.tokens.vocab import TIME
 
-MAGIC = b"YMJ1"
+MAGIC = b"YMJ2"
+MAGIC_V1 = b"YMJ1"
 _HEADER = struct.Struct("<4sQI")
+_STYLE = struct.Struct("<b")
 
 
 @dataclasses.dataclass(frozen=True)
 class PieceRecord:
     piece_hash: int  # content hash of the token sequence: the split key
     tokens: TokenSequence
+    style: int = NO_STYLE  # tokens/styles.py: the collection's texture, NO_STYLE if not known
 
 
 def content_hash(tokens: TokenSequence) -> int:
@@ -38,17 +44,20 @@ def content_hash(tokens: TokenSequence) -> int:
 def serialize(record: PieceRecord) -> bytes:
     ids = np.ascontiguousarray(record.tokens.ids, dtype=np.uint16)
     times = np.ascontiguousarray(record.tokens.times[record.tokens.ids == TIME], dtype=np.float32)
-    return _HEADER.pack(MAGIC, record.piece_hash, ids.shape[0]) + ids.tobytes() + times.tobytes()
+    return (_HEADER.pack(MAGIC, record.piece_hash, ids.shape[0]) + _STYLE.pack(record.style) + ids.tobytes()
+            + times.tobytes())
 
 
 def deserialize(data: bytes) -> PieceRecord:
     magic, piece_hash, n = _HEADER.unpack_from(data, 0)
-    if magic != MAGIC:
+    if magic not in (MAGIC, MAGIC_V1):
         raise ValueError(f"not a YoshiMIDI record: magic {magic!r}, expected {MAGIC!r}")
-    ids = np.frombuffer(data, dtype=np.uint16, count=n, offset=_HEADER.size).astype(np.int32)
+    offset, style = _HEADER.size, NO_STYLE
+    if magic == MAGIC:
+        (style,) = _STYLE.unpack_from(data, offset)
+        offset += _STYLE.size
+    ids = np.frombuffer(data, dtype=np.uint16, count=n, offset=offset).astype(np.int32)
     is_time = ids == TIME
     times = np.zeros(n, np.float32)
-    times[is_time] = np.frombuffer(
-        data, dtype=np.float32, count=int(is_time.sum()), offset=_HEADER.size + 2 * n
-    )
-    return PieceRecord(piece_hash=piece_hash, tokens=TokenSequence(ids=ids, times=times))
+    times[is_time] = np.frombuffer(data, dtype=np.float32, count=int(is_time.sum()), offset=offset + 2 * n)
+    return PieceRecord(piece_hash=piece_hash, tokens=TokenSequence(ids=ids, times=times), style=style)

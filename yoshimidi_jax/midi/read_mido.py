@@ -44,7 +44,7 @@ def read_midi_mido(source: str | bytes) -> ReadResult:
     - notes on the drum channel (10) are left out and counted;
     - tempo changes in any track form one tempo map.
     """
-    data = _read_bytes(source)
+    data = read_source_bytes(source)
     header = check_header(data)
     try:
         midi = mido.MidiFile(file=io.BytesIO(data), clip=False)
@@ -115,7 +115,9 @@ def _add_note(cols, start, end, pitch, velocity, channel, program) -> int:
     return 0
 
 
-def _read_bytes(source: str | bytes) -> bytes:
+def read_source_bytes(source: str | bytes) -> bytes:
+    """The bytes of a MIDI source (a path, or the bytes themselves); an
+    unreadable path is MidiRejected("unreadable")."""
     if isinstance(source, (bytes, bytearray)):
         return bytes(source)
     try:

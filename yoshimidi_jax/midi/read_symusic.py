@@ -12,7 +12,7 @@ import symusic
 from yoshimidi_jax.midi.errors import MidiRejected
 from yoshimidi_jax.midi.events import DRUM_CHANNEL, NoteEvents, ReadResult, unique_key_signatures
 from yoshimidi_jax.midi.header import check_header
-from yoshimidi_jax.midi.read_mido import _read_bytes, read_midi_mido
+from yoshimidi_jax.midi.read_mido import read_midi_mido, read_source_bytes
 from yoshimidi_jax.midi.tempo_map import ticks_to_seconds
 
 _END_OF_TRACK = b"\xff\x2f\x00"
@@ -78,7 +78,7 @@ def read_midi(source: str | bytes, fallback_to_mido: bool = True) -> ReadResult:
     Rejects what check_header rejects; a file symusic cannot parse goes to the
     mido reader (which may still read it, or rejects it with a reason).
     """
-    data = _read_bytes(source)
+    data = read_source_bytes(source)
     check_header(data)
     (header_length,) = struct.unpack(">I", data[4:8])
     try:

@@ -19,6 +19,7 @@ Two entry points sharing one set of parameters:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -30,11 +31,12 @@ import numpy as np
 from yoshimidi_jax.model import attention as attn
 from yoshimidi_jax.model import dots
 from yoshimidi_jax.model import kv_cache
-from yoshimidi_jax.model.press_features import PressContext, press_context
+from yoshimidi_jax.model.position_context import PositionContext, piece_start, position_context
 from yoshimidi_jax.tokens import TIME, TimeCodec, Vocab
 from yoshimidi_jax.tokens.controls import control_attributes
 from yoshimidi_jax.tokens.presses import velocity_bucket
-from yoshimidi_jax.tokens.vocab import NUM_CHORD_SIZES, NUM_INTERVAL_CLASSES, NUM_VELOCITY_BUCKETS
+from yoshimidi_jax.tokens.styles import NO_STYLE, NUM_STYLES
+from yoshimidi_jax.tokens.vocab import NUM_CHORD_SIZES, NUM_INTERVAL_CLASSES, NUM_PITCHES, NUM_VELOCITY_BUCKETS
 
 
 def compute_dtype(name: str) -> Any:
@@ -123,15 +125,23 @@ class Transformer(nn.Module):
     positional: str = "rope"
     rope_base: float = 10_000.0
     norm: str = "rmsnorm"
-    factored_controls: bool = False
-    control_reference: bool = False
-    control_bias: bool = False
-    control_bias_scale: float = 1.0
+    # a CONTROL id's embedding plus one per attribute (rare combinations share what each attribute means)
+    factored_controls: bool = True
+    control_reference: bool = True  # CONTROL embedding += the previous press's reference pitch
+    control_bias: bool = True  # logits += learned biases indexed by the control in force
+    control_bias_scale: float = 10.0  # those biases learn this much faster (a parameter multiplier)
     activation: str = "gelu"  # the MLP's: 'gelu' (tanh approximation) | 'relu'
-    attention_block: int = 0  # training attention in query blocks of this size, skipping masked keys (0: off)
+    # training attention in query blocks of this size, each against only the keys up to its end
+    # (~2x faster forward + backward at context 256 and 1024 on CPU; 0: the whole [L, L] at once)
+    attention_block: int = 128
     attention: str = "blocks"  # training attention: 'blocks' | 'jax' | 'cudnn' (attention.Attention)
     time_shifts: int = 0  # TIME_SHIFT ids in the vocabulary (tokens/vocab.py); 0: continuous time only
     time_shift_s: float = 0.01
+    # every position's input += an embedding of the pitches sounding after it (position_context.py),
+    # so the model knows what it has to end, whatever its window saw struck
+    sounding_input: bool = True
+    # every position's input += an embedding of the piece's style (tokens/styles.py; 0: none)
+    num_styles: int = NUM_STYLES
     dtype: Any = jnp.float32
 
     @property
@@ -156,10 +166,10 @@ class Transformer(nn.Module):
                                 ("velocity", NUM_VELOCITY_BUCKETS))
             ]
         if self.control_reference:
-            # the previous press's reference pitch, at CONTROL positions (press_features.py)
+            # the previous press's reference pitch, at CONTROL positions (position_context.py)
             self.control_ref_embed = self.param("control_ref_embed", init, (129, self.d_model), jnp.float32)
         if self.control_bias:
-            # output biases indexed by the control in force (press_features.py), zero-initialised;
+            # output biases indexed by the control in force (position_context.py), zero-initialised;
             # used times control_bias_scale, so that Adam (whose steps are ~lr in
             # size whatever the gradient) moves them that much faster than weights
             zeros = nn.initializers.zeros
@@ -169,6 +179,11 @@ class Transformer(nn.Module):
                 "velocity_bias", zeros, (NUM_VELOCITY_BUCKETS + 1, NUM_VELOCITY_BUCKETS + 1, self.vocab_size),
                 jnp.float32)
             self.chord_bias = self.param("chord_bias", zeros, (NUM_CHORD_SIZES + 1, NUM_CHORD_SIZES + 1, 2), jnp.float32)
+        if self.sounding_input:
+            self.sounding_embed = self.param("sounding_embed", init, (NUM_PITCHES, self.d_model), jnp.float32)
+        if self.num_styles:
+            # one row per style, and a last one for none given
+            self.style_embed = self.param("style_embed", init, (self.num_styles + 1, self.d_model), jnp.float32)
         if self.positional == "learned":
             self.pos_embed = self.param("pos_embed", init, (self.max_len, self.d_model), jnp.float32)
         elif self.positional != "rope":
@@ -196,7 +211,8 @@ class Transformer(nn.Module):
                                   name="time_head")
 
     def embed(
-        self, inputs_BxL: jax.Array, times_BxL: jax.Array, positions_BxL: jax.Array, ctx: PressContext | None = None
+        self, inputs_BxL: jax.Array, times_BxL: jax.Array, positions_BxL: jax.Array, ctx: PositionContext | None = None,
+        styles_BxL: jax.Array | None = None,
     ) -> jax.Array:
         tok_BxLxD = self.token_embed(inputs_BxL)
         mix_BxLxD = self.codec.two_hot_dense(times_BxL, jnp) @ self.time_embed
@@ -210,11 +226,17 @@ class Transformer(nn.Module):
         if self.control_reference:
             ref_BxLxD = jnp.take(self.control_ref_embed, jnp.where(ctx.ref >= 0, ctx.ref, 128), axis=0)
             x_BxLxD = x_BxLxD + jnp.where(self.vocab.is_control(inputs_BxL)[..., None], ref_BxLxD, 0.0)
+        if self.sounding_input:
+            x_BxLxD = x_BxLxD + ctx.sounding.astype(jnp.float32) @ self.sounding_embed
+        if self.num_styles:
+            styles_BxL = jnp.full(inputs_BxL.shape, NO_STYLE, jnp.int32) if styles_BxL is None else styles_BxL
+            style_row_BxL = jnp.where((styles_BxL >= 0) & (styles_BxL < self.num_styles), styles_BxL, self.num_styles)
+            x_BxLxD = x_BxLxD + jnp.take(self.style_embed, style_row_BxL, axis=0)
         if self.positional == "learned":
             x_BxLxD = x_BxLxD + jnp.take(self.pos_embed, jnp.clip(positions_BxL, 0, self.max_len - 1), axis=0)
         return x_BxLxD.astype(self.dtype)
 
-    def heads(self, x_BxLxD: jax.Array, ctx: PressContext | None = None) -> tuple[jax.Array, jax.Array]:
+    def heads(self, x_BxLxD: jax.Array, ctx: PositionContext | None = None) -> tuple[jax.Array, jax.Array]:
         """(token logits [B, L, V], time logits [B, L, S]), in float32."""
         x_BxLxD = self.final_norm(x_BxLxD).astype(jnp.float32)
         logits_BxLxV = self.token_head(x_BxLxD)
@@ -222,7 +244,7 @@ class Transformer(nn.Module):
             logits_BxLxV = logits_BxLxV + self.control_logit_bias(ctx)
         return logits_BxLxV, self.time_head(x_BxLxD)
 
-    def control_logit_bias(self, ctx: PressContext) -> jax.Array:
+    def control_logit_bias(self, ctx: PositionContext) -> jax.Array:
         """[B, L, V]: what the control in force adds to the next token's logits."""
         vocab = self.vocab
         scale = self.control_bias_scale
@@ -249,33 +271,45 @@ class Transformer(nn.Module):
                       + jnp.where(vocab.is_time(jnp.arange(self.vocab_size)), more_BxLx2[..., 1:], 0.0))
         return bias_BxLxV
 
+    @property
+    def needs_context(self) -> bool:
+        return self.control_reference or self.control_bias or self.sounding_input
+
     def __call__(
-        self, inputs_BxL: jax.Array, times_BxL: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array
+        self, inputs_BxL: jax.Array, times_BxL: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array,
+        styles_BxL: jax.Array | None = None, sounding_start_Bx128: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
-        """-> (logits [B, L, V], time logits [B, L, S])."""
+        """-> (logits [B, L, V], time logits [B, L, S]). styles: each position's
+        piece's style (NO_STYLE: none; None: none anywhere); sounding_start: the
+        pitches sounding before the first token (a window that starts inside a
+        piece; None: none)."""
         ctx = None
-        if self.control_reference or self.control_bias:
-            ctx = press_context(inputs_BxL, segment_ids_BxL, vocab=self.vocab)
-        x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx)
+        if self.needs_context:
+            start = None
+            if sounding_start_Bx128 is not None:
+                start = piece_start(inputs_BxL.shape[0])._replace(sounding=sounding_start_Bx128)
+            ctx = position_context(inputs_BxL, segment_ids_BxL, start, vocab=self.vocab)
+        x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx, styles_BxL)
         for block in self.blocks:  # attention: causal and within segments (attention.causal_attention)
             x_BxLxD, _ = block(x_BxLxD, positions_BxL, None, None, None, segment_ids_BxL)
         return self.heads(x_BxLxD, ctx)
 
     def decode(
         self, inputs_BxL: jax.Array, times_BxL: jax.Array, cache: kv_cache.Cache, cache_index: jax.Array,
-        press_start: tuple | None = None,
+        start: PositionContext | None = None, styles_B: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array, kv_cache.Cache]:
         """L new tokens at sequence indices cache_index..cache_index+L-1 (one
         piece per row, position == index) -> (logits [B, L, V], time logits
-        [B, L, S], updated cache). press_start: (control, press_len, ref) [B]
-        each, where the tokens before these stand (a sample Track's values);
-        None: the start of a piece."""
+        [B, L, S], updated cache). start: where the tokens before these stand,
+        [B] each (Track.position_start); None: the start of a piece.
+        styles_B: the style of each row (NO_STYLE: none; None: none for any)."""
         B, L = inputs_BxL.shape
         positions_BxL = jnp.broadcast_to(cache_index + jnp.arange(L, dtype=jnp.int32), (B, L))
         ctx = None
-        if self.control_reference or self.control_bias:
-            ctx = press_context(inputs_BxL, None, press_start, self.vocab)
-        x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx)
+        if self.needs_context:
+            ctx = position_context(inputs_BxL, None, start, self.vocab)
+        styles_BxL = None if styles_B is None else jnp.broadcast_to(jnp.asarray(styles_B, jnp.int32)[:, None], (B, L))
+        x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx, styles_BxL)
         mask_1x1xLxT = attn.decode_mask(cache_index, L, cache[0]["k"].shape[2])
         new_cache = []
         for block, layer in zip(self.blocks, cache):
@@ -285,32 +319,31 @@ class Transformer(nn.Module):
         return logits_BxLxV, time_logits_BxLxS, new_cache
 
 
+# config.model fields that are not Transformer fields of the same name and type
+CONFIG_ONLY_FIELDS = ("dtype",)  # a name ('float32', 'bfloat16', 'float16'), not a jnp type
+
+
+def default_model_config() -> dict[str, Any]:
+    """config.model of a new run, before a config sets its sizes: every
+    Transformer field at its default. The Transformer's field defaults are the
+    one home of model defaults; configs/common.py starts from this, and
+    config.ADDED_FIELDS holds what reproduces runs saved before a field existed."""
+    fields = {f.name: f.default for f in dataclasses.fields(Transformer)
+              if f.name not in ("parent", "name") and f.default is not dataclasses.MISSING}
+    fields["dtype"] = "float32"
+    return fields
+
+
 def make_model(model_cfg: ml_collections.ConfigDict) -> Transformer:
-    """config.model -> Transformer."""
-    return Transformer(
-        vocab_size=model_cfg.vocab_size,
-        num_time_supports=model_cfg.num_time_supports,
-        time_min_s=model_cfg.time_min_s,
-        time_max_s=model_cfg.time_max_s,
-        num_layers=model_cfg.num_layers,
-        d_model=model_cfg.d_model,
-        num_heads=model_cfg.num_heads,
-        mlp_ratio=model_cfg.mlp_ratio,
-        max_len=model_cfg.max_len,
-        positional=model_cfg.positional,
-        rope_base=model_cfg.get("rope_base", 10_000.0),
-        norm=model_cfg.get("norm", "rmsnorm"),
-        factored_controls=model_cfg.get("factored_controls", False),
-        control_reference=model_cfg.get("control_reference", False),
-        control_bias=model_cfg.get("control_bias", False),
-        control_bias_scale=model_cfg.get("control_bias_scale", 1.0),
-        activation=model_cfg.get("activation", "gelu"),
-        attention_block=model_cfg.get("attention_block", 0),
-        attention=model_cfg.get("attention", "blocks"),
-        time_shifts=model_cfg.get("time_shifts", 0),
-        time_shift_s=model_cfg.get("time_shift_s", 0.01),
-        dtype=compute_dtype(model_cfg.dtype),
-    )
+    """config.model -> Transformer. Every field comes from the config (no
+    fallback here: a config saved before a field existed gets it from
+    config.load_config's ADDED_FIELDS)."""
+    names = [f.name for f in dataclasses.fields(Transformer) if f.name not in ("parent", "name", "dtype")]
+    missing = [n for n in names + list(CONFIG_ONLY_FIELDS) if n not in model_cfg]
+    if missing:
+        raise ValueError(f"config.model lacks {missing}: load saved configs with config.load_config, "
+                         "build new ones from configs/common.py")
+    return Transformer(**{n: model_cfg[n] for n in names}, dtype=compute_dtype(model_cfg.dtype))
 
 
 def init_params(model: Transformer, key: jax.Array, seq_len: int = 8) -> Any:

@@ -1,5 +1,6 @@
-"""Constrained sampling with a KV cache, the step-by-step play API, restoring
-trained models, rendering."""
+"""Decoding only: the jitted scan sampler with a KV cache (sampler.py), its
+grammar and strict masks (constraints.py), the Track of what the tokens so far
+imply (tracker.py), and the samples written at each eval (step_sample.py)."""
 
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens, violations
 from yoshimidi_jax.sample.sampler import (

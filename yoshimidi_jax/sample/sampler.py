@@ -32,9 +32,13 @@ import numpy as np
 
 from yoshimidi_jax.midi import NoteEvents
 from yoshimidi_jax.model import Transformer, init_cache
+from yoshimidi_jax.model.position_context import PositionContext, piece_start
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
 from yoshimidi_jax.sample.tracker import Track, advance, track_tokens
 from yoshimidi_jax.tokens import BOS, EOS, PAD, TIME, TokenSequence, Vocab, decode
+from yoshimidi_jax.tokens.vocab import Family
+from yoshimidi_jax.tokens.sounding import sounding_at_cut
+from yoshimidi_jax.tokens.styles import NO_STYLE
 
 MASKED = -1e30
 
@@ -44,6 +48,9 @@ class SamplerConfig:
     num_steps: int = 512  # new positions (max events)
     constraints: Constraints = Constraints()
     time_mode: str = "refined"  # 'refined' | 'expectation' | 'sample' (see time_value)
+    # top-k/top-p over 'family': each token family apart, keeping its whole probability
+    # (filter_logits_per_family: a chord's NOTE_OFFs are not cut); 'all': the whole vocabulary
+    nucleus: str = "family"
 
 
 class SampleOutput(NamedTuple):
@@ -73,15 +80,47 @@ def filter_logits(
     return jnp.where((x_BxV >= threshold_Bx1) & mask_BxV, x_BxV, MASKED)
 
 
-def sample_token(key: jax.Array, logits_BxV: jax.Array, mask_BxV: jax.Array, temperature, top_p, top_k) -> jax.Array:
-    """One id per row, [B]; temperature <= 0 is greedy (within the mask)."""
-    filtered_BxV = filter_logits(logits_BxV, mask_BxV, temperature, top_p, top_k)
+def filter_logits_per_family(
+    logits_BxV: jax.Array, mask_BxV: jax.Array, temperature: jax.Array, top_p: jax.Array, top_k: jax.Array,
+    vocab: Vocab,
+) -> jax.Array:
+    """filter_logits applied within each token family (NOTE_ON, NOTE_OFF, TIME,
+    ...), each family keeping its whole probability: the same as sampling a
+    family from the model's (tempered, masked) distribution, then an id of it
+    with top-k/top-p. A plain nucleus over the whole vocabulary cuts the many
+    small NOTE_OFF probabilities of a chord (each of k sounding notes gets ~1/k
+    of the mass of "end a note") while it keeps one likely TIME: notes then
+    never end. Per family, ending a note keeps the probability the model gave it."""
+    family_V = vocab.family(jnp.arange(logits_BxV.shape[-1]), jnp)
+    x_BxV = jnp.where(mask_BxV, logits_BxV.astype(jnp.float32) / jnp.maximum(temperature, 1e-6), MASKED)
+    log_total_Bx1 = jax.nn.logsumexp(x_BxV, axis=-1, keepdims=True)
+    out_BxV = jnp.full_like(x_BxV, MASKED)
+    for family in range(int(max(Family)) + 1):
+        in_family_BxV = mask_BxV & (family_V == family)[None]
+        kept_BxV = filter_logits(logits_BxV, in_family_BxV, temperature, top_p, top_k)
+        # log P(family) + log p(id | family, kept)
+        log_family_Bx1 = jax.nn.logsumexp(jnp.where(in_family_BxV, x_BxV, MASKED), axis=-1, keepdims=True)
+        log_kept_Bx1 = jax.nn.logsumexp(kept_BxV, axis=-1, keepdims=True)
+        scaled_BxV = kept_BxV - log_kept_Bx1 + log_family_Bx1 - log_total_Bx1
+        out_BxV = jnp.where(kept_BxV > MASKED, scaled_BxV, out_BxV)
+    return out_BxV
+
+
+def sample_token(key: jax.Array, logits_BxV: jax.Array, mask_BxV: jax.Array, temperature, top_p, top_k,
+                 vocab: Vocab | None = None) -> jax.Array:
+    """One id per row, [B]; temperature <= 0 is greedy (within the mask).
+    vocab given: top-k/top-p within each token family (filter_logits_per_family)."""
+    if vocab is None:
+        filtered_BxV = filter_logits(logits_BxV, mask_BxV, temperature, top_p, top_k)
+    else:
+        filtered_BxV = filter_logits_per_family(logits_BxV, mask_BxV, temperature, top_p, top_k, vocab)
     sampled_B = jax.random.categorical(key, filtered_BxV, axis=-1)
     greedy_B = jnp.argmax(jnp.where(mask_BxV, logits_BxV, MASKED), axis=-1)
     return jnp.where(temperature > 0, sampled_B, greedy_B).astype(jnp.int32)
 
 
 TIME_MODES = ("refined", "expectation", "sample")
+NUCLEUS_SCOPES = ("family", "all")
 
 
 def time_value(key: jax.Array, time_logits_BxS: jax.Array, model: Transformer, mode: str, temperature) -> jax.Array:
@@ -116,44 +155,70 @@ class DecodeState(NamedTuple):
     track: Track  # what the tokens so far imply (sounding, velocity, open press...)
     ctrl: jax.Array  # [B] int32: given controls used so far
     key: jax.Array
+    style: jax.Array  # [B] int32: the style asked of each row (tokens/styles.py; NO_STYLE: none)
 
 
 def prefill(
     model: Transformer, params: Any, prompt_ids_BxP: jax.Array, prompt_times_BxP: jax.Array, track: Track,
-    key: jax.Array, cache_len: int,
+    key: jax.Array, cache_len: int, style_B: jax.Array | None = None, start: PositionContext | None = None,
 ) -> DecodeState:
     """Runs the prompt through the model into a fresh cache of cache_len.
-    `track`: the Track after the prompt (track_tokens)."""
+    `track`: the Track after the prompt (track_tokens). style_B: each row's
+    style (None: none). start: where the prompt's first token stands (None: a
+    piece's start; a slid window: window_start)."""
     B, P = prompt_ids_BxP.shape
     if P > cache_len:
         raise ValueError(f"prompt of {P} tokens does not fit a cache of {cache_len}")
     if model.positional == "learned" and cache_len > model.max_len:
         raise ValueError(f"cache of {cache_len} > max_len {model.max_len} (learned positions)")
     cache = init_cache(model.num_layers, B, cache_len, model.num_heads, model.d_model // model.num_heads, model.dtype)
+    style_B = jnp.full((B,), NO_STYLE, jnp.int32) if style_B is None else jnp.asarray(style_B, jnp.int32)
     logits_BxPxV, time_logits_BxPxS, cache = model.apply(
-        {"params": params}, prompt_ids_BxP, prompt_times_BxP, cache, jnp.int32(0), method=model.decode
+        {"params": params}, prompt_ids_BxP, prompt_times_BxP, cache, jnp.int32(0), start, style_B,
+        method=model.decode
     )
     return DecodeState(cache, jnp.int32(P), logits_BxPxV[:, -1], time_logits_BxPxS[:, -1], track,
-                       jnp.zeros(B, jnp.int32), key)
+                       jnp.zeros(B, jnp.int32), key, style_B)
+
+
+def window_start(kept_ids_BxK: jax.Array, track: Track, vocab: Vocab) -> PositionContext:
+    """Where a slid window's first kept token stands: the pitches sounding
+    before the kept tokens (tokens/sounding.py: from those sounding after them,
+    the Track's), the rest as at a piece's start."""
+    sounding = sounding_at_cut(kept_ids_BxK, track.sounding, vocab, jnp)
+    return piece_start(kept_ids_BxK.shape[0])._replace(sounding=sounding)
 
 
 def feed(
     model: Transformer, params: Any, state: DecodeState, ids_BxL: jax.Array, times_BxL: jax.Array,
-    vocab: Vocab | None = None,
+    vocab: Vocab | None = None, count: jax.Array | None = None,
 ) -> DecodeState:
     """Feeds L tokens per row (a sampled one, or forced ones: the player's
     TIME, CONTROL, VELOCITY, NOTE_OFFs...) in one decode call and tracks them.
-    vocab: the model's (model.vocab) unless given."""
+    vocab: the model's (model.vocab) unless given. count (traced, <= L): feed
+    only the first `count` tokens; the rest are written to the cache beyond
+    the new index, where attention never looks and the next tokens overwrite
+    them (one compiled shape serves every forced length up to L)."""
     vocab = model.vocab if vocab is None else vocab
+    L = ids_BxL.shape[1]
     logits_BxLxV, time_logits_BxLxS, cache = model.apply(
         {"params": params}, ids_BxL, times_BxL.astype(jnp.float32), state.cache, state.index,
-        (state.track.control, state.track.press_len, state.track.ref, state.track.vel_bin), method=model.decode,
+        state.track.position_start, state.style, method=model.decode,
     )
     track = state.track
-    for i in range(ids_BxL.shape[1]):
-        track = advance(track, ids_BxL[:, i], times_BxL[:, i], vocab)
-    return state._replace(cache=cache, index=state.index + ids_BxL.shape[1], logits=logits_BxLxV[:, -1],
-                          time_logits=time_logits_BxLxS[:, -1], track=track)
+    for i in range(L):
+        moved = advance(track, ids_BxL[:, i], times_BxL[:, i], vocab)
+        track = moved if count is None else jax.tree.map(functools.partial(jnp.where, i < count), moved, track)
+    if count is None:
+        return state._replace(cache=cache, index=state.index + L, logits=logits_BxLxV[:, -1],
+                              time_logits=time_logits_BxLxS[:, -1], track=track)
+    last = jnp.maximum(count - 1, 0)
+    fed = count > 0  # nothing fed: the logits stay those of the state
+    return state._replace(
+        cache=cache, index=state.index + count, track=track,
+        logits=jnp.where(fed, jax.lax.dynamic_index_in_dim(logits_BxLxV, last, axis=1, keepdims=False), state.logits),
+        time_logits=jnp.where(fed, jax.lax.dynamic_index_in_dim(time_logits_BxLxS, last, axis=1, keepdims=False),
+                              state.time_logits))
 
 
 def decode_step(
@@ -175,7 +240,8 @@ def decode_step(
     is_control_V = vocab.is_control(jnp.arange(vocab.size))
     mask_BxV = allowed_tokens(track, dataclasses.replace(constraints, allow_controls=True), vocab)
     mask_BxV = mask_BxV & (is_control_V[None] <= (has_ctrl_B | constraints.allow_controls)[:, None])
-    tok_B = sample_token(k_tok, state.logits, mask_BxV, temperature, top_p, top_k)
+    tok_B = sample_token(k_tok, state.logits, mask_BxV, temperature, top_p, top_k,
+                         vocab if cfg.nucleus == "family" else None)
     agreement_B = -jnp.ones(tok_B.shape, jnp.float32)
     if constraints.strict:
         loose_BxV = allowed_tokens(track, dataclasses.replace(constraints, strict=False, allow_controls=True), vocab)
@@ -194,20 +260,34 @@ def decode_step(
     return new, (tok_B, seconds_B.astype(jnp.float32), insert_B, agreement_B)
 
 
+class SampleEnd(NamedTuple):
+    """Where a sampler call stopped: what a next call continues from."""
+
+    track: Track
+    ctrl: jax.Array  # [B] int32: given controls used so far
+    key: jax.Array
+
+
 def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = None) -> Callable[..., SampleOutput]:
     """-> jitted fn(params, prompt_ids [B,P], prompt_times [B,P], track (after the prompt),
-    key, temperature, top_p, top_k, controls [B,C]) -> SampleOutput. vocab: model.vocab unless given."""
+    key, temperature, top_p, top_k, controls [B,C], style [B] (optional), start (optional:
+    where the prompt's first token stands), ctrl [B] (optional: given controls used
+    before)) -> (SampleOutput, SampleEnd). vocab: model.vocab unless given."""
     vocab = model.vocab if vocab is None else vocab
 
-    def run(params, prompt_ids_BxP, prompt_times_BxP, track, key, temperature, top_p, top_k, controls_BxC):
+    def run(params, prompt_ids_BxP, prompt_times_BxP, track, key, temperature, top_p, top_k, controls_BxC,
+            style_B=None, start=None, ctrl_B=None):
         length = prompt_ids_BxP.shape[1] + cfg.num_steps
-        state = prefill(model, params, prompt_ids_BxP, prompt_times_BxP, track, key, length)
+        state = prefill(model, params, prompt_ids_BxP, prompt_times_BxP, track, key, length, style_B, start)
+        if ctrl_B is not None:
+            state = state._replace(ctrl=ctrl_B)
 
         def step(state, _):
             return decode_step(model, cfg, params, state, temperature, top_p, top_k, controls_BxC, vocab)
 
-        _, (ids_NxB, times_NxB, forced_NxB, agreement_NxB) = jax.lax.scan(step, state, None, length=cfg.num_steps)
-        return SampleOutput(ids_NxB.T, times_NxB.T, forced_NxB.T, agreement_NxB.T)
+        end, (ids_NxB, times_NxB, forced_NxB, agreement_NxB) = jax.lax.scan(step, state, None, length=cfg.num_steps)
+        return (SampleOutput(ids_NxB.T, times_NxB.T, forced_NxB.T, agreement_NxB.T),
+                SampleEnd(end.track, end.ctrl, end.key))
 
     return jax.jit(run)
 
@@ -262,25 +342,59 @@ def generate(
     controls: np.ndarray | None = None,
     constraints: Constraints = Constraints(),
     time_mode: str = "refined",
+    style: int | np.ndarray = NO_STYLE,
+    window: int | None = None,
+    nucleus: str = "family",
 ) -> tuple[list[TokenSequence], SampleOutput]:
     """Host-side convenience: -> (one TokenSequence per row: prompt + continuation
-    up to and including EOS, the raw SampleOutput of the continuation)."""
-    ids, times, track = prepare_prompt(prompt, batch, model.vocab)
+    up to and including EOS, the raw SampleOutput of the continuation).
+    style: one per row or for all (tokens/styles.py; NO_STYLE: none asked).
+    window: the most positions the model attends over (None: its context,
+    model.max_len, the length it was trained on). A longer sample slides: when
+    the window is full, its recent half is prefilled into a fresh cache (the
+    Track and the pitches sounding carry over) and sampling goes on. 0: never
+    slide (one cache of prompt + num_events positions). nucleus: top-k/top-p
+    per token 'family' or over 'all' ids (SamplerConfig.nucleus)."""
+    vocab = model.vocab
+    if nucleus not in NUCLEUS_SCOPES:
+        raise ValueError(f"nucleus={nucleus!r}: one of {NUCLEUS_SCOPES}")
+    ids, times, track = prepare_prompt(prompt, batch, vocab)
     ctrl = np.full((batch, 1), -1, np.int32) if controls is None else np.asarray(controls, np.int32)
     if ctrl.ndim == 1:
         ctrl = np.repeat(ctrl[None], batch, axis=0)
-    sampler = _cached_sampler(model, SamplerConfig(num_events, constraints, time_mode))
+    style_B = jnp.asarray(np.broadcast_to(np.asarray(style, np.int32), (batch,)))
     knobs = (jnp.float32(temperature), jnp.float32(top_p), jnp.int32(top_k))
-    out = sampler(params, ids, times, track, key, *knobs, ctrl)
-    out = SampleOutput(*(np.asarray(a) for a in out))
+    window = model.max_len if window is None else int(window)
+    keep = window // 2
+    if window and ids.shape[1] >= window:
+        raise ValueError(f"a prompt of {ids.shape[1]} tokens does not fit the window of {window}")
+    outs, start, ctrl_B, left = [], None, None, num_events
+    all_ids, all_times = ids, times
+    prompt_ids, prompt_times = ids, times
+    while left > 0:
+        steps = left if not window else min(left, window - prompt_ids.shape[1])
+        sampler = _cached_sampler(model, SamplerConfig(steps, constraints, time_mode, nucleus))
+        out, end = sampler(params, prompt_ids, prompt_times, track, key, *knobs, ctrl, style_B, start, ctrl_B)
+        out = SampleOutput(*(np.asarray(a) for a in out))
+        outs.append(out)
+        left -= steps
+        all_ids = np.concatenate([all_ids, out.ids], axis=1)
+        all_times = np.concatenate([all_times, out.times], axis=1)
+        if left <= 0 or bool(np.asarray(end.track.done).all()):
+            break
+        # slide: the recent half of the window, where its first token stands, and go on
+        prompt_ids, prompt_times = all_ids[:, -keep:], all_times[:, -keep:]
+        track, key, ctrl_B = end.track, end.key, end.ctrl
+        start = window_start(jnp.asarray(prompt_ids), track, vocab)
+    out = SampleOutput(*(np.concatenate([o[i] for o in outs], axis=1) for i in range(len(SampleOutput._fields))))
     seqs = []
     for r in range(batch):
         new_ids, new_times = out.ids[r], out.times[r]
         eos = np.flatnonzero(new_ids == EOS)
-        end = eos[0] + 1 if eos.size else new_ids.shape[0]
+        end_at = eos[0] + 1 if eos.size else new_ids.shape[0]
         seqs.append(TokenSequence(
-            ids=np.concatenate([ids[r], new_ids[:end]]).astype(np.int32),
-            times=np.concatenate([times[r], new_times[:end]]).astype(np.float32),
+            ids=np.concatenate([ids[r], new_ids[:end_at]]).astype(np.int32),
+            times=np.concatenate([times[r], new_times[:end_at]]).astype(np.float32),
         ))
     return seqs, out
 

@@ -9,7 +9,7 @@ import os
 import jax
 
 from yoshimidi_jax.midi import write_midi
-from yoshimidi_jax.sample.render import piano_roll_png
+from yoshimidi_jax.midi.render import piano_roll_png
 from yoshimidi_jax.sample.sampler import generate, to_events
 
 

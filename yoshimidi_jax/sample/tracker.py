@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from yoshimidi_jax.model.position_context import PositionContext
 from yoshimidi_jax.tokens import EOS, Vocab
 from yoshimidi_jax.tokens.vocab import NUM_PITCHES
 
@@ -31,6 +32,12 @@ class Track(NamedTuple):
     control: jax.Array  # [B] int32: the CONTROL id of the pending/open press, -1
     pending: jax.Array  # [B] bool: a CONTROL came; its press's first NOTE_ON has not
     since_press: jax.Array  # [B] float32: seconds since the latest press began (large before any)
+
+    @property
+    def position_start(self) -> PositionContext:
+        """Where the next token's position stands, as the model reads it
+        (model/position_context.py computes the same for a whole window)."""
+        return PositionContext(self.control, self.press_len, self.ref, self.vel_bin, self.sounding)
 
 
 def init_track(batch: int) -> Track:

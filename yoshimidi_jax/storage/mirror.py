@@ -13,8 +13,8 @@ import threading
 import time
 from typing import Callable
 
-from yoshimidi_jax.storage.paths import (CHECKPOINTS, DEFAULT_FILES, FINALIZE_WAIT_S, RESTORE_FILES, _local_files,
-                                         _scheme, local_steps, make_fs, s3_endpoint)
+from yoshimidi_jax.storage.paths import (CHECKPOINTS, DEFAULT_FILES, FINALIZE_WAIT_S, RESTORE_FILES, file_sizes,
+                                         local_steps, make_fs, s3_endpoint, url_scheme)
 from yoshimidi_jax.storage.remote_steps import RemoteSteps
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class WorkdirMirror:
         self.retry_max_s = retry_max_s
         self.fs = fs if fs is not None else make_fs(remote)
         self.root = self.fs._strip_protocol(self.remote_url).rstrip("/")
-        self.endpoint = s3_endpoint() if _scheme(remote) in ("s3", "s3a") else _scheme(remote)
+        self.endpoint = s3_endpoint() if url_scheme(remote) in ("s3", "s3a") else url_scheme(remote)
         self.endpoint = self.endpoint or "default AWS endpoint"
         self.steps = RemoteSteps(self.fs, self.root, self.remote_url)
 
@@ -258,7 +258,7 @@ class WorkdirMirror:
         for rel in relpaths:
             src = os.path.join(self.local, rel)
             if os.path.isdir(src):
-                rels = [f"{rel.rstrip('/')}/{r}" for r in sorted(_local_files(src))]
+                rels = [f"{rel.rstrip('/')}/{r}" for r in sorted(file_sizes(src))]
             elif os.path.isfile(src):
                 rels = [rel]
             else:

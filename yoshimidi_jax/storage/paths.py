@@ -13,10 +13,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
-_STEP = re.compile(r"^\d+$")
-_MARKER = re.compile(r"^(\d+)\.committed$")
+STEP_RE = re.compile(r"^\d+$")  # the name of a finished orbax step dir
+MARKER_RE = re.compile(r"^(\d+)\.committed$")  # the name of a step's commit marker
 MARKER_SUFFIX = ".committed"
 CHECKPOINTS = "checkpoints"
+# the checkpoint item holding the train state ({'params', 'opt_state', 'step'}):
+# train/checkpoints.py writes it, restore.py reads the params from it
+STATE_ITEM = "state"
 DEFAULT_FILES = ("config.json", "metrics.jsonl", "tb", "samples")
 RESTORE_FILES = ("config.json", "metrics.jsonl", "tb")
 # s3fs/botocore settings so that a dead endpoint fails in about a second
@@ -27,14 +30,15 @@ S3_FS_RETRIES = 2
 FINALIZE_WAIT_S = 600.0
 
 
-def _scheme(workdir: str) -> str | None:
+def url_scheme(workdir: str) -> str | None:
+    """The scheme of a URL, lower case ("s3" of "S3://b/p"); None for a plain path."""
     m = _SCHEME.match(workdir)
     return m.group(1).lower() if m else None
 
 
 def is_remote(workdir: str) -> bool:
     """True when ``workdir`` is a URL with a scheme other than ``file://``."""
-    scheme = _scheme(workdir)
+    scheme = url_scheme(workdir)
     return scheme is not None and scheme not in ("file", "local")
 
 
@@ -73,7 +77,7 @@ def make_fs(remote: str):
     harmless and keeps older stacks working), with short timeouts and few
     retries so a dead endpoint fails fast.
     """
-    scheme = _scheme(remote)
+    scheme = url_scheme(remote)
     if scheme in ("s3", "s3a"):
         import s3fs
 
@@ -96,7 +100,7 @@ def make_fs(remote: str):
     return fsspec.filesystem(scheme, skip_instance_cache=True, use_listings_cache=False)
 
 
-def _local_files(root: str) -> dict[str, int]:
+def file_sizes(root: str) -> dict[str, int]:
     """{relpath with '/': size} of the regular files under ``root``."""
     out = {}
     for dirpath, _, filenames in os.walk(root):
@@ -112,4 +116,4 @@ def local_steps(local: str) -> list[int]:
     ckpt = os.path.join(local, CHECKPOINTS)
     if not os.path.isdir(ckpt):
         return []
-    return sorted(int(n) for n in os.listdir(ckpt) if _STEP.match(n) and os.path.isdir(os.path.join(ckpt, n)))
+    return sorted(int(n) for n in os.listdir(ckpt) if STEP_RE.match(n) and os.path.isdir(os.path.join(ckpt, n)))

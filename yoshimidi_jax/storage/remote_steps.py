@@ -10,7 +10,7 @@ import logging
 import os
 import shutil
 
-from yoshimidi_jax.storage.paths import CHECKPOINTS, MARKER_SUFFIX, _MARKER, _STEP, _local_files
+from yoshimidi_jax.storage.paths import CHECKPOINTS, MARKER_RE, MARKER_SUFFIX, STEP_RE, file_sizes
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class RemoteSteps:
             return {}
         out = {}
         for path in self.fs.ls(ckpt, detail=False):
-            m = _MARKER.match(path.rstrip("/").rsplit("/", 1)[-1])
+            m = MARKER_RE.match(path.rstrip("/").rsplit("/", 1)[-1])
             if m:
                 out[int(m.group(1))] = path
         return out
@@ -45,7 +45,7 @@ class RemoteSteps:
         if not self.fs.exists(ckpt):
             return set()
         names = (p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(ckpt, detail=False))
-        return {int(n) for n in names if _STEP.match(n)}
+        return {int(n) for n in names if STEP_RE.match(n)}
 
     def read_marker(self, step: int) -> dict | None:
         try:
@@ -56,7 +56,7 @@ class RemoteSteps:
     def upload(self, step: int, local_dir: str) -> None:
         """Upload a finished local step dir, then its marker (skipped when the
         remote marker already lists exactly these files and sizes)."""
-        files = _local_files(local_dir)
+        files = file_sizes(local_dir)
         marker = self.read_marker(step)
         if marker is not None and marker.get("files") == files:
             log.debug("step %d already on the remote", step)
@@ -91,7 +91,7 @@ class RemoteSteps:
                 dst = os.path.join(tmp, *rel.split("/"))
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 self.fs.get_file(self.path(CHECKPOINTS, str(step), rel), dst)
-            if _local_files(tmp) != files:
+            if file_sizes(tmp) != files:
                 log.warning("remote step %d does not match its marker (files or sizes differ); skipping it", step)
                 shutil.rmtree(tmp, ignore_errors=True)
                 return False

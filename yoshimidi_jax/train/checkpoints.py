@@ -17,6 +17,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from yoshimidi_jax.storage.paths import STATE_ITEM
+
 
 class RunCheckpoints:
     def __init__(self, directory: str, keep: int, async_save: bool = True):
@@ -41,11 +43,11 @@ class RunCheckpoints:
         self, step: int, state: Any, iterator: grain.DatasetIterator, config: ml_collections.ConfigDict,
         eval_loss: float | None = None,
     ) -> None:
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(iterator),
-            config=ocp.args.JsonSave(config.to_dict()),
-        )
+        args = ocp.args.Composite(**{
+            STATE_ITEM: ocp.args.StandardSave(state),
+            "data": grain.checkpoint.CheckpointSave(iterator),
+            "config": ocp.args.JsonSave(config.to_dict()),
+        })
         metrics = {"eval_loss": float(eval_loss)} if eval_loss is not None else None
         self.manager.save(step, args=args, metrics=metrics, force=True)
 
@@ -54,12 +56,12 @@ class RunCheckpoints:
         iterator to where it was at `step`."""
         restored = self.manager.restore(
             step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state),
-                data=grain.checkpoint.CheckpointRestore(iterator),
-            ),
+            args=ocp.args.Composite(**{
+                STATE_ITEM: ocp.args.StandardRestore(abstract_state),
+                "data": grain.checkpoint.CheckpointRestore(iterator),
+            }),
         )
-        return restored["state"]
+        return restored[STATE_ITEM]
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

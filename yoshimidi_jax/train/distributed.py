@@ -29,7 +29,7 @@ from collections.abc import Mapping
 
 import ml_collections
 
-from yoshimidi_jax.config import ConfigError, process_split_errors
+from yoshimidi_jax.config import ConfigError, flatten, process_split_errors
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +84,8 @@ def _slurm_tasks(environ: Mapping[str, str]) -> int:
 
 def config_fields(cfg: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
     """What must be the same in every process: each config field (as text) and the workdir."""
-    out = {"workdir": workdir}
-
-    def walk(d, prefix):
-        for k, v in d.items():
-            if isinstance(v, Mapping):
-                walk(v, f"{prefix}{k}.")
-            else:
-                out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
-
-    walk(cfg.to_dict(), "")
-    return out
+    fields = {k: json.dumps(v, sort_keys=True, default=str) for k, v in flatten(cfg.to_dict()).items()}
+    return {"workdir": workdir, **fields}
 
 
 def initialize(cfg: ml_collections.ConfigDict, workdir: str, environ: Mapping[str, str] = os.environ) -> None:
@@ -124,6 +115,20 @@ def initialize(cfg: ml_collections.ConfigDict, workdir: str, environ: Mapping[st
                                initialization_timeout=max(int(timeout_s), 1))
     log.info("process %d of %d (coordinator %s): %d local device(s) of %d", jax.process_index(),
              jax.process_count(), cluster.coordinator, jax.local_device_count(), jax.device_count())
+
+
+def check_initialized(environ: Mapping[str, str] = os.environ) -> None:
+    """Raises DistributedError when the environment asks for several
+    processes and `initialize` has not run (it must run first, in the entry
+    point, before anything starts a backend). Starts nothing."""
+    import jax
+
+    cluster = cluster_from_env(environ)
+    several = cluster.num_processes > 1 if cluster is not None else _slurm_tasks(environ) > 1
+    if several and not jax.distributed.is_initialized():
+        raise DistributedError("this environment asks for several processes, but "
+                               "yoshimidi_jax.train.distributed.initialize(cfg, workdir) has not run: call it "
+                               "first, before anything starts a JAX backend (experiments/train.py does)")
 
 
 # ----------------------------------------------------------------- rendezvous

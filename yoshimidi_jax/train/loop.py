@@ -50,23 +50,19 @@ class TrainResult:
 
 def control_fields(cfg: ml_collections.ConfigDict) -> dict:
     """BatchSpec fields that the config sets (controls, augmentation, how time is written)."""
-    names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "augment_velocity")
+    names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "p_drop_style",
+             "augment_velocity")
     return {**{name: cfg.data[name] for name in names}, "vocab": model_vocab(cfg.model)}
 
 
 def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:
     """This process's batches: its share of the global batch."""
     per_process = cfg.data.batch_size // jax.process_count()
+    spec = BatchSpec(seq_len=cfg.data.seq_len, batch_size=per_process, seed=cfg.seed, **control_fields(cfg))
     if split == "train":
-        return BatchSpec(
-            seq_len=cfg.data.seq_len, batch_size=per_process, seed=cfg.seed,
-            **control_fields(cfg),
-        )
+        return spec
     # eval: a fixed order and fixed control dropout, the same every eval
-    return BatchSpec(
-        seq_len=cfg.data.seq_len, batch_size=per_process, seed=cfg.seed + 1, shuffle=False,
-        **control_fields(cfg),
-    )
+    return dataclasses.replace(spec, seed=cfg.seed + 1, shuffle=False)
 
 
 def combine_eval(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -120,8 +116,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
     staging folder). Resumes from the latest checkpoint there, if any.
     sample_writer(model, params, cfg, step, local_workdir) is called after each
     eval (experiments/train.py passes sample.step_sample.write_step_sample:
-    samples/step_N.{mid,png}); None: no samples."""
-    distributed.initialize(cfg, workdir)  # several processes: before anything starts a backend
+    samples/step_N.{mid,png}); None: no samples. Several processes:
+    distributed.initialize must have run first (experiments/train.py calls it)."""
+    distributed.check_initialized()
     mesh = mesh_lib.make_mesh()
     p_index, p_count = jax.process_index(), jax.process_count()
     check_config(cfg, num_devices=mesh.size, num_processes=p_count)

@@ -12,7 +12,7 @@ import optax
 from yoshimidi_jax.model import Transformer, loss_fn
 from yoshimidi_jax.train.state import TrainState
 
-MODEL_INPUTS = ("inputs", "input_times", "positions", "segment_ids")
+MODEL_INPUTS = ("inputs", "input_times", "positions", "segment_ids", "styles", "sounding_start")
 
 
 def _forward_loss(params: Any, model: Transformer, batch: dict[str, jax.Array]):
@@ -24,8 +24,10 @@ def train_step(
     state: TrainState, batch: dict[str, jax.Array], model: Transformer, optimizer: optax.GradientTransformation,
     schedule: Callable[[jax.Array], jax.Array],
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """schedule: the learning rate at a micro-step (optimizer.learning_rate_at), for logging."""
-    """One optimizer (micro-)step. Pure: jit it with donate_argnums=0."""
+    """One optimizer (micro-)step. Pure: jit it with donate_argnums=0.
+
+    schedule: the learning rate at a micro-step (optimizer.learning_rate_at), for logging.
+    """
     (loss, metrics), grads = jax.value_and_grad(_forward_loss, has_aux=True)(state.params, model, batch)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

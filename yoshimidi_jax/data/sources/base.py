@@ -13,6 +13,7 @@ class SourceFiles:
 
     paths: tuple[str, ...]
     failed: tuple[dict, ...] = ()  # ({"path": ..., "reason": ..., "detail": ...}, ...)
+    root: str = ""  # the folder the paths are under: a file's top folder there names its style (tokens/styles.py)
 
     @property
     def failures_by_reason(self) -> dict[str, int]:

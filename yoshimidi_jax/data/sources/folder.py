@@ -87,4 +87,4 @@ def list_midi_files(folder: str) -> SourceFiles:
             f"no MIDI files (*{', *'.join(MIDI_SUFFIXES)}) found under {folder!r}"
             + (f" ({len(walk_failed) + len(file_failed)} unreadable entries)" if walk_failed or file_failed else "")
         )
-    return SourceFiles(paths=tuple(paths), failed=tuple(walk_failed + file_failed))
+    return SourceFiles(paths=tuple(paths), failed=tuple(walk_failed + file_failed), root=folder)

@@ -17,7 +17,7 @@ are the data path's one pool (`data/pool.py`, pebble): a file gets
 converted again one piece per task, so only the piece that hangs or crashes
 fails (reasons "timeout", "worker_crash").
 
-Two known music21 failures are cured before writing MIDI:
+Three known music21 faults are cured before writing MIDI:
 
 - ~1,000 abc tunes: music21 reuses one TimeSignature object in several
   measures, and the MIDI conductor track then refuses to hold it twice
@@ -25,8 +25,12 @@ Two known music21 failures are cured before writing MIDI:
 - ~50 pieces: badly formed repeats make repeat expansion raise. The repeat
   marks (bar.Repeat, RepeatBracket, Segno/Coda/Da Capo...) are dropped and the
   music is written once.
+- grace notes (the fiddle tunes' ornaments): written NOTE_OFF before NOTE_ON
+  at one tick, they would sound until the end of the track. They are dropped.
 
-Idempotent: a piece whose .mid exists is not converted again (each .mid is
+Idempotent: a piece whose .mid exists is not converted again, unless the
+cache was written by another version of the cures (CURES_VERSION, kept in
+``conversion.json``: the whole cache is converted again) (each .mid is
 written atomically), and failures are remembered in ``failures.json`` (with
 the music21 version; a new version retries them, and a timeout is retried
 when a longer ``timeout_s`` is given).
@@ -93,6 +97,28 @@ def save_failures(cache_dir: str, failed: dict[str, dict]) -> None:
     write_atomic(pathlib.Path(cache_dir) / FAILURES_FILE, json.dumps(data, indent=1).encode())
 
 
+CURES_VERSION = 2  # 2: grace notes dropped
+CONVERSION_FILE = "conversion.json"
+
+
+def renew_stale_cache(cache_dir: str) -> bool:
+    """Empties a cache written by another CURES_VERSION (its .mid files and
+    failures); returns whether it did. Then stamps the cache with this version."""
+    folder = pathlib.Path(cache_dir)
+    stamp = folder / CONVERSION_FILE
+    try:
+        version = json.loads(stamp.read_text()).get("cures_version")
+    except (OSError, ValueError):
+        version = None
+    stale = version != CURES_VERSION
+    if stale:
+        for path in folder.rglob("*.mid"):
+            path.unlink()
+        (folder / FAILURES_FILE).unlink(missing_ok=True)
+        write_atomic(stamp, json.dumps({"cures_version": CURES_VERSION}).encode())
+    return stale
+
+
 def needs_conversion(piece: Piece, cache_dir: str, failed: dict[str, dict], timeout_s: float) -> bool:
     """Whether a piece is neither converted nor a remembered failure (a
     remembered timeout counts only if it had at least this timeout)."""
@@ -124,6 +150,7 @@ def convert_corpus(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     pathlib.Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    renew_stale_cache(cache_dir)
     pieces = list_pieces(collections)
     failed = load_failures(cache_dir)
     todo = [p for p in pieces if needs_conversion(p, cache_dir, failed, timeout_s)]
@@ -172,4 +199,4 @@ def _source_files(pieces: Sequence[Piece], cache_dir: str, failed: dict[str, dic
                 "detail": record["detail"],
                 "piece": piece.name,
             })
-    return SourceFiles(paths=tuple(sorted(paths)), failed=tuple(failures))
+    return SourceFiles(paths=tuple(sorted(paths)), failed=tuple(failures), root=str(cache_dir))

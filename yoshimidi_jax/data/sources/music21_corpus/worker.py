@@ -6,7 +6,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-from yoshimidi_jax.data.sources.music21_corpus.cures import _short, score_to_midi
+from yoshimidi_jax.data.sources.music21_corpus.cures import error_detail, score_to_midi
 from yoshimidi_jax.data.sources.music21_corpus.listing import ABC_VOICES_AS_PARTS, Piece
 from yoshimidi_jax.files import write_atomic
 
@@ -53,7 +53,7 @@ def convert_pieces(pieces: Sequence[Piece], root: str, cache_dir: str) -> list[t
         try:
             tunes = _abc_tunes(path)
         except Exception as exc:  # noqa: BLE001
-            return [(piece.name, "parse_error", _short(exc)) for piece in pieces]
+            return [(piece.name, "parse_error", error_detail(exc)) for piece in pieces]
     results = []
     for piece in pieces:
         try:
@@ -64,12 +64,12 @@ def convert_pieces(pieces: Sequence[Piece], root: str, cache_dir: str) -> list[t
             else:
                 raise KeyError(f"tune X:{piece.number} not found")
         except Exception as exc:  # noqa: BLE001
-            results.append((piece.name, "parse_error", _short(exc)))
+            results.append((piece.name, "parse_error", error_detail(exc)))
             continue
         try:
             data, reason, detail = score_to_midi(score)
         except Exception as exc:  # noqa: BLE001
-            data, reason, detail = None, "midi_write_error", _short(exc)
+            data, reason, detail = None, "midi_write_error", error_detail(exc)
         if data is not None:
             write_atomic(pathlib.Path(cache_dir) / piece.name, data)
         results.append((piece.name, reason, detail))

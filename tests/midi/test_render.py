@@ -3,7 +3,7 @@ import wave
 import numpy as np
 
 from yoshimidi_jax.midi import NoteEvents
-from yoshimidi_jax.sample.render import SAMPLE_RATE, piano_roll_png, render_wav, synth
+from yoshimidi_jax.midi.render import SAMPLE_RATE, piano_roll_png, render_wav, synth
 
 
 def _events():
@@ -37,7 +37,7 @@ def test_fluidsynth_renders_with_a_real_soundfont(tmp_path):
     import pytest
 
     from yoshimidi_jax.midi import write_midi
-    from yoshimidi_jax.sample.render import find_soundfont
+    from yoshimidi_jax.midi.render import find_soundfont
 
     if not (shutil.which("fluidsynth") and find_soundfont()):
         if os.environ.get("CI"):

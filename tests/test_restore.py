@@ -5,7 +5,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from tests.model.helpers import model_and_params, small_config
-from yoshimidi_jax.sample.restore import restore
+from yoshimidi_jax.restore import restore
 
 
 def test_restore_latest_checkpoint_and_fallback(tmp_path):

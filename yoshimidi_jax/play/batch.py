@@ -36,18 +36,26 @@ import jax.numpy as jnp
 import numpy as np
 
 from yoshimidi_jax.model import Transformer
-from yoshimidi_jax.sample.constraints import Constraints
-from yoshimidi_jax.sample.play import (MAX_KEYS, PlaySettings, Press, PressNotes, _check_number,
-                                       make_press_row, press_tokens, release_tokens, refill_window,
-                                       require_continuous_time)
+from yoshimidi_jax.play.host import SessionHost
+from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes, check_number, make_press_row,
+                                      press_tokens, release_tokens, require_continuous_time)
 from yoshimidi_jax.sample.sampler import prefill
 from yoshimidi_jax.sample.tracker import init_track
-from yoshimidi_jax.tokens import BOS, Vocab
+from yoshimidi_jax.tokens import BOS
 
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # a press feeds [the pending releases: TIME OFF..] TIME CONTROL [OFF of re-struck keys] [VELOCITY]
 FORCED_BUCKETS = (8, 32)
 MAX_PENDING = 12  # release tokens kept for the next press; beyond, they are fed at once (a FlushJob)
+_NOTHING = (np.zeros(0, np.int32), np.zeros(0, np.float32))  # no pending tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenJob:
+    """(Re)starts a slot with an empty context."""
+
+    slot: int
+    key: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,19 +74,6 @@ class FlushJob:
 
 
 Job = Union[PressJob, FlushJob]
-
-
-@dataclasses.dataclass
-class SlotHost:
-    """What the host keeps of one session (the device part is its pool row)."""
-
-    ids: np.ndarray  # the session's recent tokens (to refill a full cache)
-    times: np.ndarray
-    vel_bin: int = -1
-    sounding: frozenset = frozenset()
-    presses: int = 0
-    pending_ids: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
-    pending_times: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,16 +97,14 @@ def bucket(n: int, sizes) -> int:
 
 
 class BatchPlayer:
-    def __init__(self, model: Transformer, params: Any, num_slots: int, cache_len: int | None = None,
-                 pitch_lo: int = 21, pitch_hi: int = 108, vocab: Vocab = Vocab()):
+    def __init__(self, model: Transformer, params: Any, num_slots: int, cache_len: int | None = None):
         if num_slots < 1:
             raise ValueError(f"num_slots={num_slots} must be >= 1")
         require_continuous_time(model)
-        self.model, self.params, self.vocab = model, params, vocab
+        self.model, self.params = model, params
         self.num_slots = num_slots
         self.scratch = num_slots  # the padding rows' slot
         self.cache_len = int(cache_len or model.max_len)
-        self.constraints = Constraints(pitch_lo, pitch_hi, allow_controls=False, allow_eos=False)
         self.row_buckets = tuple(b for b in ROW_BUCKETS if b < num_slots) + (num_slots,)
         cache_len = self.cache_len
 
@@ -127,20 +120,31 @@ class BatchPlayer:
         def reset_row(params, pool, slot, key):
             return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, start_row(params, key))
 
-        row = make_press_row(model, self.constraints, vocab)
-        vrow = jax.vmap(row, in_axes=(None, 0, 0, 0, 0, 0, None, 0, 0, 0))
-
-        def batch(params, pool, slots, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict):
-            rows = jax.tree.map(lambda x: x[slots], pool)
-            pitches, rows = vrow(params, rows, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict)
-            return pitches, jax.tree.map(lambda x, y: x.at[slots].set(y), pool, rows)
-
         one = start_row(params, jax.random.key(0))
         self.pool = jax.tree.map(lambda x: jnp.repeat(x[None], num_slots + 1, axis=0), one)
         self._reset = jax.jit(reset_row, donate_argnums=(1,))
         self._refill = jax.jit(refill_row, donate_argnums=(1,))
-        self._batch = jax.jit(batch, donate_argnums=(1,))
-        self.host: list[SlotHost | None] = [None] * num_slots
+        self._batch_fns: dict[tuple[int, int], Any] = {}
+        self.host: list[SessionHost | None] = [None] * num_slots
+        # per slot: release tokens (TIME OFF..) not fed yet; its next press feeds them first
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = [_NOTHING] * num_slots
+
+    def _batch_fn(self, pitch_range: tuple[int, int]):
+        """One jitted batch per pitch range (a PlaySettings' pitch_lo, pitch_hi);
+        temperature, top-p and strictness are traced, per row."""
+        if pitch_range not in self._batch_fns:
+            lo, hi = pitch_range
+            row = make_press_row(self.model, PlaySettings(pitch_lo=lo, pitch_hi=hi).constraints)
+            vrow = jax.vmap(row, in_axes=(None, 0, 0, 0, 0, 0, None, 0, 0, 0))
+
+            def batch(params, pool, slots, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict):
+                rows = jax.tree.map(lambda x: x[slots], pool)
+                pitches, rows = vrow(params, rows, ids, times, n_forced, num_keys, max_keys, temperature, top_p,
+                                     strict)
+                return pitches, jax.tree.map(lambda x, y: x.at[slots].set(y), pool, rows)
+
+            self._batch_fns[pitch_range] = jax.jit(batch, donate_argnums=(1,))
+        return self._batch_fns[pitch_range]
 
     @property
     def kv_bytes_per_slot(self) -> int:
@@ -152,41 +156,45 @@ class BatchPlayer:
         """(Re)starts a slot: an empty context (BOS) with its own PRNG key."""
         self._check_slot(slot)
         self.pool = self._reset(self.params, self.pool, jnp.int32(slot), key)
-        self.host[slot] = SlotHost(np.array([BOS], np.int32), np.zeros(1, np.float32))
+        self.host[slot] = SessionHost.start(keep_history=False)  # a server records notes, not tokens
+        self.pending[slot] = _NOTHING
 
     def close(self, slot: int) -> None:
         self._check_slot(slot)
         self.host[slot] = None
+        self.pending[slot] = _NOTHING
 
     def _check_slot(self, slot: int) -> None:
         if not 0 <= slot < self.num_slots:
             raise ValueError(f"slot {slot} is not in [0, {self.num_slots})")
 
-    def _room(self, slot: int, needed: int) -> None:
+    def _open_host(self, slot: int) -> SessionHost:
         host = self.host[slot]
-        window = refill_window(host.ids, host.times, needed, self.cache_len)
-        if window is None:
+        if host is None:
+            raise ValueError(f"slot {slot} is not open")
+        return host
+
+    def _room(self, slot: int, needed: int) -> None:
+        host = self.host[slot].refilled(needed, self.cache_len)
+        if host is None:
             return
-        ids, times = window
-        self.pool = self._refill(self.params, self.pool, jnp.int32(slot), ids[None], times[None])
-        host.ids, host.times = ids, times
+        self.pool = self._refill(self.params, self.pool, jnp.int32(slot), host.ids[None], host.times[None])
+        self.host[slot] = host
 
     def release(self, slot: int, dt_s: float, pitches) -> bool:
         """Ends the given notes (those sounding) dt_s after the previous event;
         host only. True when the pending tokens should be fed now (submit a
         FlushJob for the slot)."""
-        _check_number("dt_s", dt_s, 0.0, 3600.0, integer=False)
-        host = self.host[slot]
-        if host is None:
-            raise ValueError(f"slot {slot} is not open")
-        ending = sorted({int(p) for p in pitches} & host.sounding)
+        check_number("dt_s", dt_s, 0.0, 3600.0, integer=False)
+        host = self._open_host(slot)
+        ending = host.ending(pitches)
         if not ending:
             return False
-        ids, times = release_tokens(dt_s, ending, self.model.codec, self.vocab)
-        host.pending_ids = np.concatenate([host.pending_ids, ids])
-        host.pending_times = np.concatenate([host.pending_times, times])
-        host.sounding = host.sounding - set(ending)
-        return len(host.pending_ids) > MAX_PENDING
+        ids, times = release_tokens(dt_s, ending, self.model)
+        pending_ids, pending_times = self.pending[slot]
+        self.pending[slot] = (np.concatenate([pending_ids, ids]), np.concatenate([pending_times, times]))
+        self.host[slot] = host.ended(ending)
+        return len(self.pending[slot][0]) > MAX_PENDING
 
     def refill_ahead(self, slots) -> list[int]:
         """Refills, now, the caches of `slots` that the largest next job might
@@ -195,7 +203,7 @@ class BatchPlayer:
         done = []
         for slot in slots:
             host = self.host[slot]
-            if host is not None and len(host.ids) + FORCED_BUCKETS[-1] + MAX_KEYS + 1 > self.cache_len:
+            if host is not None and len(host.ids) + FORCED_BUCKETS[-1] + MAX_NOTES + 1 > self.cache_len:
                 self._room(slot, self.cache_len)
                 done.append(slot)
         return done
@@ -203,74 +211,90 @@ class BatchPlayer:
     # -- one batch ---------------------------------------------------------------
     def run(self, jobs: list[Job]) -> list[PressNotes | None]:
         """Decodes every job at once (at most one job per slot) -> per job, its
-        notes (a PressJob) or None (a FlushJob)."""
+        notes (a PressJob) or None (a FlushJob). Each press samples in the pitch
+        range of its settings: jobs of different ranges are decoded as one
+        batch per range."""
         if not jobs:
             return []
         slots = [j.slot for j in jobs]
         if len(set(slots)) != len(slots):
             raise ValueError(f"one job per slot in a batch: slots {slots}")
-        codec, vocab = self.model.codec, self.vocab
         rows: list[_Row] = []
         for job in jobs:
-            host = self.host[job.slot]
-            if host is None:
-                raise ValueError(f"slot {job.slot} is not open")
+            host = self._open_host(job.slot)
+            pending_ids, pending_times = self.pending[job.slot]
             if isinstance(job, PressJob):
                 ending = tuple(sorted(set(job.ending) & host.sounding))
-                ids, times, vel_bin = press_tokens(job.press, host.vel_bin, codec, vocab, ending)
-                rows.append(_Row(np.concatenate([host.pending_ids, ids]), np.concatenate([host.pending_times, times]),
+                ids, times, vel_bin = press_tokens(job.press, host.vel_bin, self.model, ending)
+                rows.append(_Row(np.concatenate([pending_ids, ids]), np.concatenate([pending_times, times]),
                                  job.press.num_keys, job.settings, vel_bin, ending))
-            elif len(host.pending_ids):
-                rows.append(_Row(host.pending_ids, host.pending_times, vel_bin=host.vel_bin))
+            elif len(pending_ids):
+                rows.append(_Row(pending_ids, pending_times, vel_bin=host.vel_bin))
             else:
                 rows.append(_Row(None, None, vel_bin=host.vel_bin))
-        live = [i for i, r in enumerate(rows) if r.ids is not None]
-        pitches = np.full((len(jobs), MAX_KEYS), -1, np.int32)
-        if live:
-            n_rows = bucket(len(live), self.row_buckets)
-            width = bucket(max(len(rows[i].ids) for i in live), FORCED_BUCKETS)
-            for i in live:  # the padded forced tokens and every note step must fit the cache
-                self._room(jobs[i].slot, width + MAX_KEYS + 1)
-            b_slots = np.full(n_rows, self.scratch, np.int32)
-            b_ids = np.zeros((n_rows, 1, width), np.int32)
-            b_times = np.zeros((n_rows, 1, width), np.float32)
-            b_n = np.zeros(n_rows, np.int32)
-            b_keys = np.zeros(n_rows, np.int32)
-            b_temp = np.ones(n_rows, np.float32)
-            b_top_p = np.ones(n_rows, np.float32)
-            b_strict = np.zeros(n_rows, bool)
-            for r, i in enumerate(live):
-                row = rows[i]
-                b_slots[r], b_n[r], b_keys[r] = jobs[i].slot, len(row.ids), row.num_keys
-                b_ids[r, 0, : len(row.ids)], b_times[r, 0, : len(row.ids)] = row.ids, row.times
-                if row.settings is not None:
-                    b_temp[r], b_top_p[r], b_strict[r] = row.settings.temperature, row.settings.top_p, row.settings.strict
-            out, self.pool = self._batch(self.params, self.pool, b_slots, b_ids, b_times, b_n, b_keys,
-                                         jnp.int32(b_keys.max()), b_temp, b_top_p, b_strict)
-            pitches[live] = np.asarray(out)[: len(live)]
+        pitches = np.full((len(jobs), MAX_NOTES), -1, np.int32)
+        for pitch_range, live in self._by_pitch_range(rows).items():
+            pitches[live] = self._decode(pitch_range, [jobs[i].slot for i in live], [rows[i] for i in live])
         results: list[PressNotes | None] = []
         for i, job in enumerate(jobs):
             row, host = rows[i], self.host[job.slot]
             if row.ids is None:
                 results.append(None)
                 continue
-            played = pitches[i, :row.num_keys]
-            chunk_ids = np.concatenate([row.ids, (played + vocab.note_on).astype(np.int32)])
-            host.ids = np.concatenate([host.ids, chunk_ids])
-            host.times = np.concatenate([host.times, row.times, np.zeros(row.num_keys, np.float32)])
-            host.vel_bin = row.vel_bin
-            host.sounding = (host.sounding - set(row.ending)) | set(played.tolist())
-            host.pending_ids, host.pending_times = np.zeros(0, np.int32), np.zeros(0, np.float32)
+            self.pending[job.slot] = _NOTHING
             if isinstance(job, PressJob):
-                host.presses += 1
+                played = pitches[i, :row.num_keys]
+                self.host[job.slot] = host.ended(row.ending).pressed(row.ids, row.times, played, row.vel_bin,
+                                                                     self.model.vocab)
                 results.append(PressNotes(played, int(job.press.velocity), job.press.control))
             else:
+                self.host[job.slot] = host.fed(row.ids, row.times)
                 results.append(None)
         return results
 
-    def warmup(self) -> None:
-        """Compiles every (rows, forced length) bucket, the reset and the refill."""
+    def _by_pitch_range(self, rows: list[_Row]) -> dict[tuple[int, int], list[int]]:
+        """The rows with tokens to feed, by the pitch range of their settings,
+        in job order. A flush samples no note: its rows join the first range
+        (or one already compiled)."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, row in enumerate(rows):
+            if row.settings is not None:
+                groups.setdefault((row.settings.pitch_lo, row.settings.pitch_hi), []).append(i)
+        flushes = [i for i, row in enumerate(rows) if row.ids is not None and row.settings is None]
+        if flushes:
+            default = PlaySettings()
+            first = next(iter(groups), next(iter(self._batch_fns), (default.pitch_lo, default.pitch_hi)))
+            groups[first] = sorted(groups.get(first, []) + flushes)
+        return groups
+
+    def _decode(self, pitch_range: tuple[int, int], slots: list[int], rows: list[_Row]) -> np.ndarray:
+        """One jitted call for rows of one pitch range -> their pitches [rows, MAX_NOTES]."""
+        n_rows = bucket(len(rows), self.row_buckets)
+        width = bucket(max(len(row.ids) for row in rows), FORCED_BUCKETS)
+        for slot in slots:  # the padded forced tokens and every note step must fit the cache
+            self._room(slot, width + MAX_NOTES + 1)
+        b_slots = np.full(n_rows, self.scratch, np.int32)
+        b_ids = np.zeros((n_rows, 1, width), np.int32)
+        b_times = np.zeros((n_rows, 1, width), np.float32)
+        b_n = np.zeros(n_rows, np.int32)
+        b_keys = np.zeros(n_rows, np.int32)
+        b_temp = np.ones(n_rows, np.float32)
+        b_top_p = np.ones(n_rows, np.float32)
+        b_strict = np.zeros(n_rows, bool)
+        for r, (slot, row) in enumerate(zip(slots, rows)):
+            b_slots[r], b_n[r], b_keys[r] = slot, len(row.ids), row.num_keys
+            b_ids[r, 0, : len(row.ids)], b_times[r, 0, : len(row.ids)] = row.ids, row.times
+            if row.settings is not None:
+                b_temp[r], b_top_p[r], b_strict[r] = row.settings.temperature, row.settings.top_p, row.settings.strict
+        out, self.pool = self._batch_fn(pitch_range)(self.params, self.pool, b_slots, b_ids, b_times, b_n, b_keys,
+                                                     jnp.int32(b_keys.max()), b_temp, b_top_p, b_strict)
+        return np.asarray(out)[: len(rows)]
+
+    def warmup(self, settings: PlaySettings = PlaySettings()) -> None:
+        """Compiles every (rows, forced length) bucket in the pitch range of
+        `settings` (the sessions' settings), the reset and the refill."""
         slot = 0
+        batch = self._batch_fn((settings.pitch_lo, settings.pitch_hi))
         self.open(slot, jax.random.key(0))
         for n_rows in self.row_buckets:
             for width in FORCED_BUCKETS:
@@ -278,13 +302,12 @@ class BatchPlayer:
                 b_slots[0] = slot
                 n = np.zeros(n_rows, np.int32)
                 zeros = np.zeros((n_rows, 1, width))
-                _, self.pool = self._batch(self.params, self.pool, b_slots, zeros.astype(np.int32),
-                                           zeros.astype(np.float32), n, n, jnp.int32(1), np.ones(n_rows, np.float32),
-                                           np.ones(n_rows, np.float32), np.zeros(n_rows, bool))
-        host = self.host[slot]
-        host.ids = np.zeros(self.cache_len, np.int32)
-        host.ids[0] = BOS
-        host.times = np.zeros(self.cache_len, np.float32)
+                _, self.pool = batch(self.params, self.pool, b_slots, zeros.astype(np.int32),
+                                     zeros.astype(np.float32), n, n, jnp.int32(1), np.ones(n_rows, np.float32),
+                                     np.ones(n_rows, np.float32), np.zeros(n_rows, bool))
+        full = np.zeros(self.cache_len, np.int32)
+        full[0] = BOS
+        self.host[slot] = dataclasses.replace(self.host[slot], ids=full, times=np.zeros(self.cache_len, np.float32))
         self._room(slot, self.cache_len)  # the refill
         self.open(slot, jax.random.key(0))
         self.close(slot)

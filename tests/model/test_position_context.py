@@ -1,4 +1,4 @@
-"""press_context (the whole-window model input) equals the Track kept step by step,
+"""position_context (the whole-window model input) equals the Track kept step by step,
 and KV-cache decoding from a Track's values equals the full forward pass."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from tests.model.helpers import model_and_params, small_config
 from yoshimidi_jax.midi import read_midi
 from yoshimidi_jax.model import cache_for
-from yoshimidi_jax.model.press_features import press_context
+from yoshimidi_jax.model.position_context import PositionContext, piece_start, position_context
 from yoshimidi_jax.sample.tracker import advance, init_track
 from yoshimidi_jax.tokens import Vocab, encode
 from yoshimidi_jax.tokens import controls as ctl
@@ -29,18 +29,18 @@ def _with_controls(path: str, n: int):
 
 @jax.jit
 def _track_after_each(ids, times):
-    """[B, L] -> (control, press_len, ref, vel_bin) [B, L] of the Track after each token (tracker.advance)."""
+    """[B, L] -> the Track's PositionContext after each token (tracker.advance), [B, L] each."""
     def body(t, x):
         t = advance(t, *x)
-        return t, (t.control, t.press_len, t.ref, t.vel_bin)
+        return t, t.position_start
 
-    return tuple(a.T for a in jax.lax.scan(body, init_track(ids.shape[0]), (ids.T, times.T))[1])
+    after = jax.lax.scan(body, init_track(ids.shape[0]), (ids.T, times.T))[1]
+    return PositionContext(*(jnp.swapaxes(a, 0, 1) for a in after))
 
 
 def _before(after, k):
     """The Track values before position k (after k-1; a fresh track at 0)."""
-    fresh = (-1, 0, -1, -1)
-    return tuple(a[:, k - 1] if k > 0 else jnp.full(a.shape[:1], f, jnp.int32) for a, f in zip(after, fresh))
+    return PositionContext(*(a[:, k - 1] for a in after)) if k > 0 else piece_start(after.control.shape[0])
 
 
 @pytest.fixture(scope="module")
@@ -48,27 +48,29 @@ def streams(few_midi_files):
     return [_with_controls(p, 160) for p in few_midi_files]
 
 
-def test_press_context_equals_the_track(streams):
+def test_position_context_equals_the_track(streams):
     ids = jnp.asarray(np.stack([s[0] for s in streams]))
     times = jnp.asarray(np.stack([s[1] for s in streams]))
     want = [np.asarray(a) for a in _track_after_each(ids, times)]
-    got = press_context(ids)
-    for name, g, w in zip(("control", "press_len", "ref", "vel_bin"), got, want):
+    got = position_context(ids)
+    for name, g, w in zip(PositionContext._fields, got, want):
         np.testing.assert_array_equal(np.asarray(g), w, err_msg=name)
+    assert want[4].sum(-1).max() >= 3  # several pitches sounded at once, and ended
+    assert (want[4].sum(-1)[:, 1:] < want[4].sum(-1)[:, :-1]).any()
     ref_at_ctrl = want[2][VOCAB.is_control(np.asarray(ids))]
     assert ref_at_ctrl.size > 50 and (ref_at_ctrl >= 0).mean() > 0.9  # the reference is known at CONTROLs
     assert want[1].max() >= 2  # chords were exercised
     # continuing from a Track's values mid-piece (inside a press too) gives the same
     after = _track_after_each(ids, times)
     for k in (1, 7, 33, 50, 51, 52, 99):
-        chunk = press_context(ids[:, k:], None, _before(after, k))
-        for name, g, w in zip(("control", "press_len", "ref", "vel_bin"), chunk, want):
+        chunk = position_context(ids[:, k:], None, _before(after, k))
+        for name, g, w in zip(PositionContext._fields, chunk, want):
             np.testing.assert_array_equal(np.asarray(g), w[:, k:], err_msg=f"{name} from {k}")
     # packed pieces: the second starts afresh
     both = jnp.concatenate([ids[0:1, :80], ids[1:2, :80]], axis=1)
     seg = jnp.asarray(np.concatenate([np.ones(80, np.int32), np.full(80, 2, np.int32)])[None])
-    packed = press_context(both, seg)
-    alone = press_context(ids[1:2, :80])
+    packed = position_context(both, seg)
+    alone = position_context(ids[1:2, :80])
     for g, w in zip(packed, alone):
         np.testing.assert_array_equal(np.asarray(g)[0, 80:], np.asarray(w)[0])
 

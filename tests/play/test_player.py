@@ -10,9 +10,10 @@ import pytest
 
 from tests.model.helpers import model_and_params, small_config
 from yoshimidi_jax.sample import Constraints, generate, to_events
-from yoshimidi_jax.sample.adherence import score
-from yoshimidi_jax.sample.play import Player, PlaySettings, Press, refill_window
-from yoshimidi_jax.sample.player_walk import player_walk
+from yoshimidi_jax.eval.adherence import score
+from yoshimidi_jax.play.player import Player
+from yoshimidi_jax.play.press import PlaySettings, Press
+from yoshimidi_jax.play.walk import player_walk
 from yoshimidi_jax.tokens import TIME, Vocab, decode
 from yoshimidi_jax.tokens.presses import ANY_INTERVAL, attributes_of_notes, interval_bounds
 
@@ -86,10 +87,10 @@ def test_forced_time_control_and_velocity_appear_exactly(player):
                Press(1.0, 70, 5, interval=8)]
     clock = 0.0
     for press in presses:
-        before = len(state.ids)
-        old_bin = state.vel_bin
+        before = len(state.host.ids)
+        old_bin = state.host.vel_bin
         notes, state = player.press(state, press)
-        new_ids, new_times = state.ids[before:], state.times[before:]
+        new_ids, new_times = state.host.ids[before:], state.host.times[before:]
         dt = float(np.clip(press.dt_s, codec.min_s, codec.max_s))
         clock += dt
         assert new_ids[0] == TIME and new_times[0] == pytest.approx(dt, abs=1e-6)
@@ -101,14 +102,14 @@ def test_forced_time_control_and_velocity_appear_exactly(player):
             k = 3
         else:
             assert not VOCAB.is_velocity(new_ids).any()
-        assert state.vel_bin == vel_bin
+        assert state.host.vel_bin == vel_bin
         # exactly num_keys NOTE_ONs, low to high, and nothing else
         assert len(new_ids) == k + press.num_keys
         np.testing.assert_array_equal(new_ids[k:] - VOCAB.note_on, notes.pitches)
         assert len(notes.pitches) == press.num_keys and (np.diff(notes.pitches) > 0).all()
         assert (new_times[1:] == 0).all()
         # decoded: at the press's onset, with its velocity (within its bin)
-        ev = decode(state.ids, state.times)
+        ev = decode(state.host.ids, state.host.times)
         mine = ev.take(np.flatnonzero(np.isclose(ev.onset_s, clock, atol=1e-5)))
         assert sorted(mine.pitch.tolist()) == notes.pitches.tolist()
         assert (VOCAB.velocity_bin(mine.velocity) == vel_bin).all()
@@ -116,11 +117,3 @@ def test_forced_time_control_and_velocity_appear_exactly(player):
         state = player.release(state, 0.1, notes.pitches)
         clock += 0.1
     assert presses[2].dt_s > codec.max_s  # the clipped case was exercised
-
-
-def test_refill_window_keeps_the_recent_half_only_when_full():
-    ids, times = np.arange(100, dtype=np.int32), np.linspace(0, 1, 100).astype(np.float32)
-    assert refill_window(ids, times, 28, 128) is None  # 100 + 28 fits exactly
-    kept_ids, kept_times = refill_window(ids, times, 29, 128)
-    np.testing.assert_array_equal(kept_ids, ids[-64:])
-    np.testing.assert_array_equal(kept_times, times[-64:])

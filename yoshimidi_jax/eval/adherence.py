@@ -1,11 +1,15 @@
-"""Measuring control adherence of a trained model: controls to aim at, the
-conditions they are sampled under, and the scores (sample/adherence.py).
+"""Adherence: the share of presses whose decoded notes satisfy the controls
+they were given, scored on the notes (not the tokens) with the one definition
+of a press (tokens/presses.py); and measuring it for a trained model.
+
+Measuring control adherence of a trained model: controls to aim at, the
+conditions they are sampled under, and the scores.
 
 Free sampling (the grammar mask only; the model's own rhythm) with per-press
 controls inserted where the model starts a press, scored on the decoded notes:
   heldout        controls of held-out pieces (the eval split, with the
                  training's velocity augmentation at a fixed seed)
-  player         player-like press scripts (sample/player_walk.py)
+  player         player-like press scripts (play/walk.py)
   chance         the held-out targets scored on unconditioned samples
   chance_player  the player targets scored on unconditioned samples
   strict         player targets with strict masks (1.0 by construction)
@@ -17,20 +21,75 @@ piano (pitches 21..108); an interval with no room there is counted in
 
 from __future__ import annotations
 
-import numpy as np
+import dataclasses
+from collections.abc import Sequence
+
 import jax
-from array_record.python.array_record_data_source import ArrayRecordDataSource
+import numpy as np
 
 from yoshimidi_jax.data.augment import augment_velocity
-from yoshimidi_jax.data.manifest import shard_paths
-from yoshimidi_jax.data.records import deserialize
+from yoshimidi_jax.eval.splits import split_records
+from yoshimidi_jax.midi import NoteEvents
 from yoshimidi_jax.model import Transformer
-from yoshimidi_jax.sample.adherence import AdherenceCounts, score
+from yoshimidi_jax.play.walk import player_walk
 from yoshimidi_jax.sample.constraints import Constraints
-from yoshimidi_jax.sample.player_walk import player_walk
 from yoshimidi_jax.sample.sampler import generate, to_events
 from yoshimidi_jax.tokens import decode, encode
 from yoshimidi_jax.tokens.controls import Control, annotate
+from yoshimidi_jax.tokens.presses import ANY_CHORD, ANY_INTERVAL, ANY_VELOCITY, attributes_of_notes, interval_bounds
+
+ATTRIBUTES = ("interval", "chord", "velocity")
+
+
+@dataclasses.dataclass(frozen=True)
+class AdherenceCounts:
+    hits: dict  # attribute (and "all") -> presses that satisfy it
+    given: dict  # attribute (and "all") -> presses that were given it
+    infeasible: int = 0  # intervals with no room on the keyboard (not in `given`)
+
+    def __add__(self, other: "AdherenceCounts") -> "AdherenceCounts":
+        return AdherenceCounts({k: self.hits[k] + other.hits[k] for k in self.hits},
+                               {k: self.given[k] + other.given[k] for k in self.given},
+                               self.infeasible + other.infeasible)
+
+    @staticmethod
+    def zero() -> "AdherenceCounts":
+        keys = ATTRIBUTES + ("all",)
+        return AdherenceCounts(dict.fromkeys(keys, 0), dict.fromkeys(keys, 0))
+
+    def rates(self) -> dict:
+        return {k: round(self.hits[k] / self.given[k], 4) if self.given[k] else None for k in self.hits}
+
+
+def score(
+    events: NoteEvents, controls: Sequence[Control], complete: bool = True, pitch_range: tuple[int, int] = (0, 127)
+) -> AdherenceCounts:
+    """The k-th press of `events` against the k-th control. complete=False: the
+    last press may have been cut off by the end of sampling and is not scored.
+    An interval that has no room in pitch_range from the previous press's
+    reference note (asked to go down from the lowest key) is counted as
+    infeasible, not scored."""
+    attrs = attributes_of_notes(events.onset_s, events.pitch, events.velocity)
+    n = min(len(attrs.onset_s) - (0 if complete else 1), len(controls))
+    out = AdherenceCounts.zero()
+    if n <= 0:
+        return out
+    want = np.array([[c.interval, c.chord, c.velocity] for c in controls[:n]]).reshape(n, 3)
+    got = np.stack([attrs.interval[:n], attrs.chord[:n], attrs.velocity[:n]], axis=1)
+    given = want != np.array([ANY_INTERVAL, ANY_CHORD, ANY_VELOCITY])
+    prev = np.append(-1, attrs.reference_pitch[: n - 1])
+    bounds = np.array([interval_bounds(int(c)) if c < ANY_INTERVAL else (-127, 127) for c in want[:, 0]])
+    room = (prev + bounds[:, 1] >= pitch_range[0]) & (prev + bounds[:, 0] <= pitch_range[1])
+    infeasible = given[:, 0] & (prev >= 0) & ~room
+    given[:, 0] &= ~infeasible
+    hit = (want == got) & given
+    hits = {a: int(hit[:, i].sum()) for i, a in enumerate(ATTRIBUTES)}
+    gives = {a: int(given[:, i].sum()) for i, a in enumerate(ATTRIBUTES)}
+    scored = given.any(axis=1)
+    hits["all"] = int((scored & (hit | ~given).all(axis=1)).sum())
+    gives["all"] = int(scored.sum())
+    return AdherenceCounts(hits, gives, int(infeasible.sum()))
+
 
 PIANO = (21, 108)  # the pitch range every condition samples in
 CONDITIONS = ("heldout", "player", "chance", "chance_player", "strict")
@@ -38,11 +97,10 @@ CONDITIONS = ("heldout", "player", "chance", "chance_player", "strict")
 
 def heldout_controls(data_dir: str, rows: int, per_row: int, seed: int) -> list[list[Control]]:
     """Consecutive presses' controls from held-out pieces, one piece per row."""
-    src = ArrayRecordDataSource(shard_paths(data_dir, "eval"))
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(len(src)):
-        tokens = deserialize(src[i]).tokens
+    for i, record in enumerate(split_records(data_dir, "eval")):
+        tokens = record.tokens
         events = augment_velocity(decode(tokens.ids, tokens.times), np.random.default_rng([seed, i]))
         seq = encode(events)
         c = annotate(seq.ids, seq.times)
@@ -68,7 +126,7 @@ def run_condition(model: Transformer, params, targets: list[list[Control]], cont
     ctrl = np.full((len(targets), per_row), -1, np.int32)
     if controlled:
         for r, t in enumerate(targets):
-            ctrl[r, : len(t)] = [c.id() for c in t]
+            ctrl[r, : len(t)] = [c.id(model.vocab) for c in t]
     seqs, out = generate(
         model, params, key, num_events=num_events, batch=len(targets), temperature=temperature, top_p=top_p,
         controls=ctrl, constraints=Constraints(PIANO[0], PIANO[1], allow_eos=False, strict=strict),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.ngram import (
+from yoshimidi_jax.eval.ngram import (
     best_ngram,
     fit_ngram,
     log_probs,

@@ -1,8 +1,10 @@
-"""Where each position stands in its press, as model inputs (jnp, vectorised).
+"""Where each position stands in its piece, as model inputs (jnp, vectorised).
 
 After each token: the CONTROL in force for the open or pending press (-1:
-none since the last TIME), how many NOTE_ONs the open press has struck, and
-the reference (lowest, first) pitch of the latest press. These are the values
+none since the last TIME), how many NOTE_ONs the open press has struck, the
+reference (lowest, first) pitch of the latest press, the VELOCITY bin in
+force, and the pitches sounding (so the model knows what it has to end, even
+when the notes were struck before its window began). These are the values
 sample/tracker.Track keeps step by step; here they are computed for a whole
 window at once (training, prefill), or for a chunk of new tokens continuing
 from a Track's values (decoding). tests/model check the two agree.
@@ -25,13 +27,15 @@ import jax
 import jax.numpy as jnp
 
 from yoshimidi_jax.tokens import Vocab
+from yoshimidi_jax.tokens.vocab import NUM_PITCHES
 
 
-class PressContext(NamedTuple):
+class PositionContext(NamedTuple):
     control: jax.Array  # [B, L] int32 CONTROL id in force after the token, -1
     press_len: jax.Array  # [B, L] int32 NOTE_ONs of the open press after the token
     ref: jax.Array  # [B, L] int32 reference pitch of the latest press after the token, -1
     vel_bin: jax.Array  # [B, L] int32 VELOCITY bin in force after the token, -1
+    sounding: jax.Array  # [B, L, 128] bool: pitches sounding after the token (struck, not yet ended)
 
 
 def _last_index(flag: jax.Array) -> jax.Array:
@@ -39,18 +43,22 @@ def _last_index(flag: jax.Array) -> jax.Array:
     return jax.lax.cummax(jnp.where(flag, idx, -1), axis=1)
 
 
+def piece_start(batch: int) -> PositionContext:
+    """The values before a piece's first token, [B] each."""
+    minus = jnp.full((batch,), -1, jnp.int32)
+    return PositionContext(minus, jnp.zeros((batch,), jnp.int32), minus, minus, jnp.zeros((batch, NUM_PITCHES), bool))
+
+
 @jax.named_scope("press_context")
-def press_context(
-    inputs: jax.Array, segment_ids: jax.Array | None = None, start: tuple | None = None, vocab: Vocab = Vocab()
-) -> PressContext:
-    """inputs [B, L] -> PressContext. start: (control [B], press_len [B], ref [B],
-    vel_bin [B]) before the first token (a Track's values; None: the start of a piece).
-    segment_ids: packed pieces; a new piece starts afresh."""
-    b = inputs.shape[0]
-    if start is None:
-        minus = jnp.full((b,), -1, jnp.int32)
-        start = (minus, jnp.zeros((b,), jnp.int32), minus, minus)
-    s_control, s_len, s_ref, s_vel = (jnp.asarray(x, jnp.int32)[:, None] for x in start)
+def position_context(
+    inputs: jax.Array, segment_ids: jax.Array | None = None, start: PositionContext | None = None,
+    vocab: Vocab = Vocab()
+) -> PositionContext:
+    """inputs [B, L] -> PositionContext [B, L] each. start: the values before the
+    first token, [B] each (a Track's: Track.position_start; None: the start of a
+    piece). segment_ids: packed pieces; a new piece starts afresh."""
+    start = piece_start(inputs.shape[0]) if start is None else start
+    s_control, s_len, s_ref, s_vel = (jnp.asarray(x, jnp.int32)[:, None] for x in start[:4])
     is_on = vocab.is_note_on(inputs)
     boundary = vocab.is_time(inputs)
     fresh = jnp.zeros_like(boundary)  # a new piece: nothing carries over from `start`
@@ -75,5 +83,22 @@ def press_context(
     vel_bin = jnp.where(last_vel >= 0, jnp.take_along_axis(inputs, jnp.maximum(last_vel, 0), axis=1) - vocab.velocity,
                         jnp.where(last_fresh < 0, s_vel, -1))
     vel_bin = jnp.where(last_fresh > last_vel, -1, vel_bin)
-    return PressContext(control.astype(jnp.int32), press_len.astype(jnp.int32), ref.astype(jnp.int32),
-                        vel_bin.astype(jnp.int32))
+    sounding = _sounding(inputs, last_fresh, jnp.asarray(start.sounding, bool), vocab)
+    return PositionContext(control.astype(jnp.int32), press_len.astype(jnp.int32), ref.astype(jnp.int32),
+                           vel_bin.astype(jnp.int32), sounding)
+
+
+def _sounding(inputs: jax.Array, last_fresh: jax.Array, start: jax.Array, vocab: Vocab) -> jax.Array:
+    """[B, L, 128]: a pitch sounds after a token when its latest NOTE_ON or
+    NOTE_OFF in the piece so far is a NOTE_ON; with none yet, as it did at the
+    chunk's start (`start` [B, 128], until a new piece begins)."""
+    pitches = jnp.arange(NUM_PITCHES)
+    idx = jnp.arange(inputs.shape[1])[None, :, None]
+    on = inputs[..., None] == vocab.note_on + pitches
+    off = inputs[..., None] == vocab.note_off + pitches
+    last_on = jax.lax.cummax(jnp.where(on, idx, -1), axis=1)
+    last_off = jax.lax.cummax(jnp.where(off, idx, -1), axis=1)
+    latest = jnp.maximum(last_on, last_off)
+    in_piece = (latest >= 0) & (latest >= last_fresh[..., None])  # an event of this pitch in the current piece
+    carried = (last_fresh < 0)[..., None] & start[:, None, :]
+    return jnp.where(in_piece, last_on > last_off, carried)

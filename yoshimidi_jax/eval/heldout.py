@@ -26,10 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from yoshimidi_jax.data.manifest import shard_paths
-from yoshimidi_jax.data.pipeline import BatchSpec, piece_dataset
+from yoshimidi_jax.data.pipeline import BatchSpec
+from yoshimidi_jax.eval.splits import split_arrays
 from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.tokens import TIME, Vocab
+from yoshimidi_jax.tokens.sounding import unpack as unpack_sounding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +61,10 @@ class HeldoutScore:
 def eval_spec(seq_len: int, batch_size: int, controls: str, time_shifts: int = 0, time_shift_s: float = 0.01,
               seed: int = 1) -> BatchSpec:
     """One ordered epoch of the eval split. controls: 'none' (no CONTROL
-    token: the unconditional mode), 'all' (every press's full control), or
+    token, no style: the unconditional mode), 'all' (every press's full control and the style), or
     'train' (the training defaults' dropout)."""
-    names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute")
-    drops = {"none": dict(zip(names, (1.0, 0.0, 0.0))), "all": dict(zip(names, (0.0, 0.0, 0.0))),
+    names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "p_drop_style")
+    drops = {"none": dict(zip(names, (1.0, 0.0, 0.0, 1.0))), "all": dict(zip(names, (0.0, 0.0, 0.0, 0.0))),
              "train": {}}  # BatchSpec's own defaults: the training config's
     if controls not in drops:
         raise ValueError(f"controls={controls!r}: one of {sorted(drops)}")
@@ -83,7 +84,8 @@ def score_heldout(model: Transformer, params: Any, data_dir: str, spec: BatchSpe
     @jax.jit
     def sums(batch):
         logits, time_logits = model.apply({"params": params}, batch["inputs"], batch["input_times"],
-                                          batch["positions"], batch["segment_ids"])
+                                          batch["positions"], batch["segment_ids"], batch["styles"],
+                                          batch["sounding_start"])
         targets = batch["targets"]
         mask = batch["loss_mask"] & (count_controls | ~vocab.is_control(targets))
         token = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
@@ -104,17 +106,20 @@ def overlapping_windows(data_dir: str, spec: BatchSpec):
     """Batches [spec.batch_size, spec.seq_len] of the eval split's pieces laid
     end to end, window w's first token being window w - 1's last target
     (rows past the end are padding: no target counts there)."""
-    pieces = [(p["ids"], p["times"]) for p in piece_dataset(shard_paths(data_dir, "eval"), spec)]
+    pieces = [(p["ids"], p["times"], p["style"], p["sounding"]) for p in split_arrays(data_dir, spec, "eval")]
     ids = np.concatenate([p[0] for p in pieces]).astype(np.int32)
     times = np.concatenate([p[1] for p in pieces]).astype(np.float32)
+    styles = np.concatenate([p[2] for p in pieces]).astype(np.int32)
+    sounding = np.concatenate([p[3] for p in pieces]).astype(np.int32)
     segments = np.repeat(np.arange(1, len(pieces) + 1, dtype=np.int32), [len(p[0]) for p in pieces])
     positions = np.concatenate([np.arange(len(p[0]), dtype=np.int32) for p in pieces])
-    streams = {"ids": ids, "times": times, "segments": segments, "positions": positions}
+    streams = {"ids": ids, "times": times, "segments": segments, "positions": positions, "styles": styles,
+               "sounding": sounding}
     L = spec.seq_len
     starts = np.arange(0, max(len(ids) - 1, 1), L)
     for first in range(0, len(starts), spec.batch_size):
         rows = starts[first:first + spec.batch_size]
-        batch = {k: np.zeros((spec.batch_size, L + 1), v.dtype) for k, v in streams.items()}
+        batch = {k: np.zeros((spec.batch_size, L + 1, *v.shape[1:]), v.dtype) for k, v in streams.items()}
         for r, s in enumerate(rows):
             n = min(L + 1, len(ids) - s)
             for key, values in streams.items():
@@ -126,6 +131,7 @@ def overlapping_windows(data_dir: str, spec: BatchSpec):
         yield {
             "inputs": batch["ids"][:, :-1], "input_times": batch["times"][:, :-1],
             "targets": batch["ids"][:, 1:], "target_times": batch["times"][:, 1:],
-            "segment_ids": seg[:, :-1], "positions": positions_in[:, :-1],
+            "segment_ids": seg[:, :-1], "positions": positions_in[:, :-1], "styles": batch["styles"][:, :-1],
+            "sounding_start": unpack_sounding(batch["sounding"][:, 0]),
             "loss_mask": (seg[:, 1:] != 0) & (seg[:, 1:] == seg[:, :-1]),
         }

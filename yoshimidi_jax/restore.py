@@ -20,8 +20,9 @@ import jax
 import ml_collections
 import numpy as np
 
-from yoshimidi_jax.model import Transformer, init_params, make_model
 from yoshimidi_jax import config as config_lib
+from yoshimidi_jax.model import Transformer, init_params, make_model
+from yoshimidi_jax.storage.paths import CHECKPOINTS, STATE_ITEM
 
 
 @dataclasses.dataclass
@@ -33,7 +34,7 @@ class Restored:
     message: str
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict | None:
+def load_run_config(workdir: str) -> ml_collections.ConfigDict | None:
     """The run's config.json, or None where the workdir has none."""
     path = os.path.join(workdir, "config.json")
     return config_lib.load_config(path) if os.path.exists(path) else None
@@ -53,12 +54,12 @@ def restore_params(workdir: str, step: int, like: Any) -> Any:
     params. `like`: the params' shapes (jax.eval_shape of the init)."""
     import orbax.checkpoint as ocp
 
-    step_dir = os.path.abspath(os.path.join(workdir, "checkpoints", str(step)))
+    step_dir = os.path.abspath(os.path.join(workdir, CHECKPOINTS, str(step)))
     items = sorted(d for d in os.listdir(step_dir) if os.path.isdir(os.path.join(step_dir, d)))
     errors = []
     as_numpy = lambda tree: jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)  # noqa: E731
     with ocp.PyTreeCheckpointer() as ckptr:
-        for item in sorted(items, key=lambda name: name != "state"):  # the train loop's item first
+        for item in sorted(items, key=lambda name: name != STATE_ITEM):  # the train loop's item first
             path = os.path.join(step_dir, item)
             try:
                 saved = ckptr.metadata(path).item_metadata
@@ -117,7 +118,7 @@ def restore(
     workdir may be local or remote (s3://...)."""
     if workdir:
         workdir = fetch_remote(workdir)
-    saved = load_config(workdir) if workdir else None
+    saved = load_run_config(workdir) if workdir else None
     cfg = saved if saved is not None else config
     if cfg is None:
         raise FileNotFoundError(
@@ -127,7 +128,7 @@ def restore(
     like = jax.eval_shape(lambda: init_params(model, jax.random.key(0)))
     step = latest_step(workdir) if workdir else None
     if step is None:
-        where = os.path.join(workdir, "checkpoints") if workdir else "(no --workdir)"
+        where = os.path.join(workdir, CHECKPOINTS) if workdir else "(no --workdir)"
         params = init_params(model, jax.random.key(seed))
         return Restored(cfg, model, params, None, f"no checkpoint in {where}: using random-init params (seed {seed})")
     params = jax.device_put(restore_params(workdir, step, like))  # device arrays, like init_params gives

@@ -9,13 +9,9 @@ import dataclasses
 
 import numpy as np
 
+from yoshimidi_jax.play.press import press_control
 from yoshimidi_jax.tokens.controls import Control
-from yoshimidi_jax.tokens.presses import (
-    ANY_INTERVAL,
-    attributes_of_press,
-    chord_class,
-    velocity_bucket,
-)
+from yoshimidi_jax.tokens.presses import ANY_INTERVAL, attributes_of_press
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +24,7 @@ class ScriptedPress:
 
     @property
     def control(self) -> Control:
-        return Control(self.interval, int(chord_class(self.num_keys)), int(velocity_bucket(self.velocity)))
+        return press_control(self.interval, self.num_keys, self.velocity)
 
 
 def player_walk(num_presses: int, seed: int, low: int = 48, high: int = 84) -> list[ScriptedPress]:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from tests.model.helpers import model_and_params, small_config
-from yoshimidi_jax.sample.batch_play import MAX_PENDING, BatchPlayer, FlushJob, PressJob
-from yoshimidi_jax.sample.play import Player, PlaySettings, Press
-from yoshimidi_jax.sample.player_walk import player_walk
+from yoshimidi_jax.play.batch import MAX_PENDING, BatchPlayer, FlushJob, PressJob
+from yoshimidi_jax.play.player import Player
+from yoshimidi_jax.play.press import PlaySettings, Press
+from yoshimidi_jax.play.walk import player_walk
 from yoshimidi_jax.tokens import TIME, Vocab
 from yoshimidi_jax.tokens.presses import interval_bounds
 
@@ -33,32 +34,60 @@ def _walk_presses(n, seed):
     return [Press(0.2 if i else 0.0, p.velocity, p.num_keys, p.interval) for i, p in enumerate(player_walk(n, seed))]
 
 
+def _side_by_side(model_params, bp, settings, walks, first_key):
+    """Session i in slot i of the batch player and in a Player, from the same
+    key, pressing walks[i] with settings[i] (each press released 0.1 s later)
+    -> (the batch's notes per step, presses where the two agree, presses)."""
+    model, params = model_params
+    player = Player(model, params, cache_len=CACHE)
+    states = []
+    for slot in range(len(walks)):
+        bp.open(slot, jax.random.key(first_key + slot))
+        states.append(player.start(jax.random.key(first_key + slot)))
+    steps, agree = [], 0
+    for step in range(len(walks[0])):
+        got = bp.run([PressJob(slot, walks[slot][step], settings[slot]) for slot in range(len(walks))])
+        for slot, notes in enumerate(got):
+            want, states[slot] = player.press(states[slot], walks[slot][step], settings[slot])
+            agree += int(np.array_equal(want.pitches, notes.pitches))
+            states[slot] = player.release(states[slot], 0.1, want.pitches)
+            bp.release(slot, 0.1, notes.pitches)
+        steps.append(got)
+    return steps, agree, len(walks) * len(walks[0])
+
+
 def test_a_batch_plays_each_session_as_the_single_player_does(model_params, batch_player):
     """Same key, same presses: the batch of 3 sessions and 3 Players agree note
     for note until the first cache refill (float sums in a batch may differ in
     the last bit, so only the tokens before any divergence are compared)."""
-    model, params = model_params
-    player = Player(model, params, cache_len=CACHE)
     settings = [PlaySettings(temperature=1.0, top_p=0.95), PlaySettings(strict=True), PlaySettings(temperature=0.0)]
     walks = [_walk_presses(8, seed) for seed in range(3)]
-    states = []
-    for slot in range(3):
-        batch_player.open(slot, jax.random.key(10 + slot))
-        states.append(player.start(jax.random.key(10 + slot)))
-    agree = total = 0
-    for step in range(8):
-        jobs = [PressJob(slot, walks[slot][step], settings[slot]) for slot in range(3)]
-        got = batch_player.run(jobs)
-        for slot in range(3):
-            want, states[slot] = player.press(states[slot], walks[slot][step], settings[slot])
-            assert len(got[slot].pitches) == walks[slot][step].num_keys
-            agree += int(np.array_equal(want.pitches, got[slot].pitches))
-            total += 1
-            states[slot] = player.release(states[slot], 0.1, want.pitches)
-            batch_player.release(slot, 0.1, got[slot].pitches)
+    steps, agree, total = _side_by_side(model_params, batch_player, settings, walks, first_key=10)
+    for step, got in enumerate(steps):
+        assert [len(n.pitches) for n in got] == [w[step].num_keys for w in walks]
     assert agree >= total - 2, (agree, total)
     for slot in range(3):
         batch_player.close(slot)
+
+
+def test_each_press_plays_in_the_pitch_range_of_its_settings(model_params, batch_player):
+    """Two sessions of one batch in two pitch ranges (their settings'): each
+    keeps to its own, and plays what Player plays with the same settings; a
+    flush rides along with a press of either range."""
+    bp = batch_player
+    settings = [PlaySettings(pitch_lo=60, pitch_hi=72), PlaySettings(pitch_lo=30, pitch_hi=50, strict=True)]
+    walks = [_walk_presses(6, seed) for seed in (4, 5)]
+    steps, agree, total = _side_by_side(model_params, bp, settings, walks, first_key=20)
+    for got in steps:
+        for s, notes in zip(settings, got):
+            assert s.pitch_lo <= notes.pitches.min() and notes.pitches.max() <= s.pitch_hi, (s, notes.pitches)
+    assert agree >= total - 1, (agree, total)
+    fed = len(bp.host[1].ids) + len(bp.pending[1][0])
+    notes, flushed = bp.run([PressJob(0, Press(0.1, 80, 2), settings[0]), FlushJob(1)])
+    assert 60 <= notes.pitches.min() and notes.pitches.max() <= 72 and flushed is None
+    assert len(bp.host[1].ids) == fed and len(bp.pending[1][0]) == 0
+    for slot in range(2):
+        bp.close(slot)
 
 
 def test_releases_wait_for_the_next_press_and_then_come_first(model_params, batch_player):
@@ -67,7 +96,7 @@ def test_releases_wait_for_the_next_press_and_then_come_first(model_params, batc
     (n1,) = bp.run([PressJob(0, Press(0.0, 90, 2))])
     before = len(bp.host[0].ids)
     assert bp.release(0, 0.3, n1.pitches) is False  # few tokens: nothing to feed now
-    assert len(bp.host[0].ids) == before and len(bp.host[0].pending_ids) == 1 + 2
+    assert len(bp.host[0].ids) == before and len(bp.pending[0][0]) == 1 + 2
     assert bp.host[0].sounding == frozenset()
     (n2,) = bp.run([PressJob(0, Press(0.1, 90, 1, interval=1))])
     new = bp.host[0].ids[before:]
@@ -78,9 +107,9 @@ def test_releases_wait_for_the_next_press_and_then_come_first(model_params, batc
     assert new[3] == TIME and times[3] == pytest.approx(0.1)
     assert new[4] == Press(0.1, 90, 1, interval=1).control.id()
     assert new[-1] - VOCAB.note_on == n2.pitches[0]
-    assert len(bp.host[0].pending_ids) == 0
+    assert len(bp.pending[0][0]) == 0
     # a release of notes not sounding is ignored
-    assert bp.release(0, 0.1, [n2.pitches[0] + 1]) is False and len(bp.host[0].pending_ids) == 0
+    assert bp.release(0, 0.1, [n2.pitches[0] + 1]) is False and len(bp.pending[0][0]) == 0
     bp.close(0)
 
 
@@ -96,10 +125,10 @@ def test_many_pending_releases_are_flushed(model_params, batch_player):
     flushes = [bp.release(1, 0.05, [p]) for p in sounding]
     first = flushes.index(True)
     assert 2 * (first + 1) > MAX_PENDING >= 2 * first  # asked as soon as the pending tokens pass the limit
-    fed, pending = len(bp.host[1].ids), len(bp.host[1].pending_ids)
+    fed, pending = len(bp.host[1].ids), len(bp.pending[1][0])
     assert pending == 2 * len(sounding)
     assert bp.run([FlushJob(1)]) == [None]
-    assert len(bp.host[1].ids) == fed + pending and len(bp.host[1].pending_ids) == 0
+    assert len(bp.host[1].ids) == fed + pending and len(bp.pending[1][0]) == 0
     assert bp.host[1].sounding == frozenset()
     bp.close(1)
 
@@ -149,7 +178,7 @@ def test_one_job_per_slot_and_open_slots_only(batch_player):
 def test_refill_ahead_leaves_room_for_any_next_press(batch_player):
     """Refilled between presses, a nearly full cache never makes the next
     press refill (the press's time then holds no prefill)."""
-    from yoshimidi_jax.sample.batch_play import FORCED_BUCKETS, MAX_KEYS
+    from yoshimidi_jax.play.batch import FORCED_BUCKETS, MAX_NOTES
 
     bp = batch_player
     bp.open(0, jax.random.key(0))
@@ -161,7 +190,7 @@ def test_refill_ahead_leaves_room_for_any_next_press(batch_player):
         bp.release(0, 0.1, notes.pitches)
         done = bp.refill_ahead([0])
         refilled += len(done)
-        assert len(bp.host[0].ids) + FORCED_BUCKETS[-1] + MAX_KEYS + 1 <= bp.cache_len
+        assert len(bp.host[0].ids) + FORCED_BUCKETS[-1] + MAX_NOTES + 1 <= bp.cache_len
         assert (len(bp.host[0].ids) == bp.cache_len // 2) == bool(done)
     assert refilled >= 2
     bp.close(0)

@@ -1,5 +1,5 @@
 """The measurements behind the adherence and sample-statistics benchmarks and
-the ablation notebooks (sample/adherence_eval.py, sample/stats.py), on real
+the ablation notebooks (eval/adherence.py, eval/sample_stats.py), on real
 held-out pieces of the music21 corpus and a real (untrained) model."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 
 from tests.model.helpers import model_and_params, small_config
 from yoshimidi_jax.midi import read_midi
-from yoshimidi_jax.sample.adherence_eval import heldout_controls, measure_adherence
-from yoshimidi_jax.sample.stats import FIGURES, gaps, on_grid, sample_statistics, window_stats
+from yoshimidi_jax.eval.adherence import heldout_controls, measure_adherence
+from yoshimidi_jax.eval.sample_stats import FIGURES, gaps, on_grid, sample_statistics, window_stats
 from yoshimidi_jax.tokens import TIME, Vocab, decode, encode
 
 
@@ -32,7 +32,7 @@ def test_gaps_sum_runs_of_time_and_on_grid_is_within_two_percent():
 def test_window_stats_of_a_real_piece(few_midi_files):
     seq = encode(read_midi(few_midi_files[0]).events)
     events = decode(seq.ids, seq.times)  # the notes the tokens hold (unisons merged)
-    figures, gap_values = window_stats([(seq.ids, seq.times)])
+    figures, gap_values = window_stats([(seq.ids, seq.times)], Vocab())
     span = float(events.end_s.max() - events.onset_s.min())
     assert figures["notes_per_s"] == pytest.approx(len(events) / span, rel=1e-3)
     assert figures["pitch_range"] == int(events.pitch.max() - events.pitch.min())

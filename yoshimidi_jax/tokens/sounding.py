@@ -1,0 +1,62 @@
+"""Which pitches sound at each point of a token stream: the same rule the
+sampler's Track keeps step by step (sample/tracker.py) and the model computes
+for a window (model/position_context.py), here for whole sequences in numpy.
+
+A pitch sounds from its NOTE_ON until its NOTE_OFF (or the sequence's end);
+the data path uses these to tell the model what sounds when a training window
+starts in the middle of a piece, and the sampler when it slides its window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from yoshimidi_jax.tokens.vocab import NUM_PITCHES, Vocab
+
+WORDS = NUM_PITCHES // 32  # a set of 128 pitches packed into 4 int32 words
+
+
+def sounding_before(ids: np.ndarray, vocab: Vocab = Vocab()) -> np.ndarray:
+    """ids [n] -> bool [n, 128]: the pitches sounding just before each token."""
+    ids = np.asarray(ids)
+    n = ids.shape[0]
+    on, off = vocab.is_note_on(ids), vocab.is_note_off(ids)
+    pitch = np.where(on, ids - vocab.note_on, np.where(off, ids - vocab.note_off, -1))
+    # the last ON and OFF index of each pitch up to and including each token
+    last_on = np.full((n, NUM_PITCHES), -1, np.int64)
+    last_off = np.full((n, NUM_PITCHES), -1, np.int64)
+    rows = np.arange(n)
+    last_on[rows[on], pitch[on]] = rows[on]
+    last_off[rows[off], pitch[off]] = rows[off]
+    after = np.maximum.accumulate(last_on, axis=0) > np.maximum.accumulate(last_off, axis=0)
+    return np.concatenate([np.zeros((1, NUM_PITCHES), bool), after[:-1]], axis=0)[:n]
+
+
+def sounding_at_cut(kept_ids, sounding_after, vocab: Vocab = Vocab(), xp=np):
+    """The pitches sounding before `kept_ids` [..., n], given those sounding
+    after them [..., 128] (a Track's): a pitch whose first event there is a
+    NOTE_OFF sounded before; one whose first event is a NOTE_ON did not; one
+    with no event sounds before as after. For a sliding window: where its
+    kept tokens start. xp: numpy, or jax.numpy under jit."""
+    ids = xp.asarray(kept_ids)
+    n = ids.shape[-1]
+    pitches = xp.arange(NUM_PITCHES)
+    idx = xp.arange(n)[:, None]
+    on = ids[..., None] == vocab.note_on + pitches  # [..., n, 128]
+    off = ids[..., None] == vocab.note_off + pitches
+    first_on = xp.min(xp.where(on, idx, n), axis=-2)
+    first_off = xp.min(xp.where(off, idx, n), axis=-2)
+    return xp.where(xp.minimum(first_on, first_off) < n, first_off < first_on, xp.asarray(sounding_after, bool))
+
+
+def pack(sounding: np.ndarray) -> np.ndarray:
+    """bool [..., 128] -> int32 [..., 4] (bit i of word w: pitch 32 w + i)."""
+    bits = np.asarray(sounding, bool).reshape(*sounding.shape[:-1], WORDS, 32)
+    return (bits.astype(np.uint64) << np.arange(32, dtype=np.uint64)).sum(-1).astype(np.uint32).view(np.int32)
+
+
+def unpack(words: np.ndarray) -> np.ndarray:
+    """int32 [..., 4] -> bool [..., 128] (pack's inverse)."""
+    w = np.asarray(words).astype(np.int32).view(np.uint32).astype(np.uint64)
+    bits = (w[..., None] >> np.arange(32, dtype=np.uint64)) & 1
+    return bits.reshape(*w.shape[:-1], NUM_PITCHES).astype(bool)
