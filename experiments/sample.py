@@ -6,6 +6,7 @@ r"""Samples music from a model: writes OUT.mid, OUT.png (piano roll), OUT.wav.
 
     python -m experiments.sample --workdir=runs/tiny --out=up.mid --controls=2/0/1,2/0/1,7/2/2 [--strict]
     python -m experiments.sample --workdir=runs/tiny --out=played.mid --player_walk=48 [--strict]
+    python -m experiments.sample --workdir=runs/tiny --out=jig.mid --style=fiddle [--player_walk=48]
 
 With --workdir the run's config.json and latest orbax checkpoint are used
 (random-init params, with a message, where there is no checkpoint yet).
@@ -18,6 +19,10 @@ model starts; --strict masks the choices so every given attribute holds.
 --player_walk=N plays N presses of a seeded player-like script through the
 step-by-step play API (play/player.py): the script owns rhythm and dynamics,
 the model picks the pitches. Both print the piece's adherence.
+--style: the texture asked of the whole piece (tokens/styles.py): chorale,
+classical, renaissance, fiddle, or any (the default: none asked); for a
+sample and for --player_walk alike. A run trained without styles
+(model.num_styles = 0) takes only 'any'.
 """
 
 from __future__ import annotations
@@ -45,20 +50,24 @@ from yoshimidi_jax.sample.prompt import prompt_from_events
 from yoshimidi_jax.sample.sampler import TIME_MODES
 from yoshimidi_jax.tokens import TokenSequence
 from yoshimidi_jax.tokens.controls import Control, ControlError, parse_controls
+from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES, StyleError, check_style, style_id, style_name
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "model config file (used when --workdir has no config.json)")
 flags.DEFINE_string("workdir", None, "a training run's workdir (config.json + checkpoints/)")
 flags.DEFINE_string("out", "out.mid", "output .mid path; .png and .wav are written beside it")
 flags.DEFINE_integer("num_events", 512, "new token positions to sample (max events)")
-flags.DEFINE_float("temperature", 1.0, "softmax temperature (<= 0: greedy)")
-flags.DEFINE_float("top_p", 1.0, "nucleus sampling mass (1: off)")
+# 0.8 / 0.9 (nucleus per token family): measured best of the tried settings against held-out music
+# (benchmarks.music_quality: mean OA 0.72 vs 0.51 at 1.0 / 1.0; docs/benchmarks.md, "How good is the music")
+flags.DEFINE_float("temperature", 0.8, "softmax temperature (<= 0: greedy)")
+flags.DEFINE_float("top_p", 0.9, "nucleus sampling mass, within each token family (1: off)")
 flags.DEFINE_integer("top_k", 0, "keep the k most likely ids (0: off)")
 flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same music")
 flags.DEFINE_string("prompt", None, "a .mid file whose beginning is the prompt")
 flags.DEFINE_integer("prompt_tokens", 256, "how many tokens of --prompt to use")
 flags.DEFINE_list("controls", [], "per-press controls INTERVAL/CHORD/VELOCITY (numbers or names, '*' = any)")
 flags.DEFINE_bool("strict", False, "mask choices so that every given control attribute holds")
+flags.DEFINE_string("style", "any", f"the piece's style: any (none asked) or one of {', '.join(STYLES)}")
 flags.DEFINE_integer("player_walk", 0, "play this many presses of a seeded player-like script (play API)")
 flags.DEFINE_integer("pitch_lo", 0, "lowest NOTE_ON pitch")
 flags.DEFINE_integer("pitch_hi", 127, "highest NOTE_ON pitch")
@@ -77,12 +86,23 @@ def parse_control_flags(specs: list[str]) -> list[Control]:
         raise app.UsageError(f"--controls: {e}") from None
 
 
-def play_walk(restored, num_presses: int, seed: int) -> tuple[TokenSequence, list[Control]]:
-    """A player-like script through the play API -> (the session's tokens, the controls)."""
+def parse_style_flag(name: str, num_styles: int | None = None) -> int:
+    """--style -> a style index (NO_STYLE for 'any'); with num_styles (the
+    restored model's), also checks that the model takes it. A usage error
+    names the flag and the allowed values."""
+    try:
+        style = style_id(name)
+        return style if num_styles is None else check_style(style, num_styles)
+    except StyleError as e:
+        raise app.UsageError(f"--style: {e}") from None
+
+
+def play_walk(restored, num_presses: int, seed: int, style: int) -> tuple[TokenSequence, list[Control]]:
+    """A player-like script through the play API, in `style` -> (the session's tokens, the controls)."""
     player = Player(restored.model, restored.params, cache_len=restored.config.model.max_len)
     settings = PlaySettings(temperature=FLAGS.temperature, top_p=FLAGS.top_p, strict=FLAGS.strict,
                             pitch_lo=FLAGS.pitch_lo, pitch_hi=FLAGS.pitch_hi)
-    state = player.start(jax.random.key(seed))
+    state = player.start(jax.random.key(seed), style=style)
     controls, held = [], None
     for i, p in enumerate(player_walk(num_presses, seed=seed)):
         if held is not None:  # the previous press is released half way to this one
@@ -97,18 +117,16 @@ def play_walk(restored, num_presses: int, seed: int) -> tuple[TokenSequence, lis
 def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it restores; our own lines are printed
+    parse_style_flag(FLAGS.style)  # a bad name fails before the model is restored
     compile_cache.enable()  # a second run loads the sampler instead of compiling it (docs/sampling.md, "Compile once")
     restored = restore(FLAGS.workdir, FLAGS.config, seed=FLAGS.seed)
     print(restored.message)
     print(model_cost(restored.config.model).summary())
+    style = parse_style_flag(FLAGS.style, restored.model.num_styles)
 
     prompt = None
     if FLAGS.prompt:
         prompt = prompt_from_events(read_midi(FLAGS.prompt).events, restored.model.vocab, FLAGS.prompt_tokens)
-    total = (len(prompt) + 1 if prompt is not None else 1) + FLAGS.num_events
-    if total > restored.config.model.max_len and not FLAGS.player_walk:
-        print(f"note: prompt + num_events = {total} positions, beyond the model's context of "
-              f"{restored.config.model.max_len} (RoPE extrapolates; learned positions refuse)")
     constraints = Constraints(FLAGS.pitch_lo, FLAGS.pitch_hi, allow_controls=FLAGS.allow_controls,
                               strict=FLAGS.strict)
     controls = parse_control_flags(FLAGS.controls)
@@ -116,8 +134,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--player_walk plays its own script: leave out --controls and --prompt")
     t0 = time.perf_counter()
     if FLAGS.player_walk:
-        seq, controls = play_walk(restored, FLAGS.player_walk, FLAGS.seed)
-        _write_and_report(restored, seq, controls, complete=True, seconds=time.perf_counter() - t0)
+        seq, controls = play_walk(restored, FLAGS.player_walk, FLAGS.seed, style)
+        _write_and_report(restored, seq, controls, complete=True, seconds=time.perf_counter() - t0, style=style)
         return
     seqs, out = generate(
         restored.model,
@@ -131,25 +149,28 @@ def main(argv: list[str]) -> None:
         controls=np.array([c.id(restored.model.vocab) for c in controls], np.int32) if controls else None,
         constraints=constraints,
         time_mode=FLAGS.time_mode,
+        style=style,
     )
     used = controls[: int(np.asarray(out.forced[0]).sum())]
-    _write_and_report(restored, seqs[0], used, complete=False, seconds=time.perf_counter() - t0)
+    _write_and_report(restored, seqs[0], used, complete=False, seconds=time.perf_counter() - t0, style=style)
 
 
-def _write_and_report(restored, seq: TokenSequence, controls: list[Control], complete: bool, seconds: float) -> None:
+def _write_and_report(restored, seq: TokenSequence, controls: list[Control], complete: bool, seconds: float,
+                      style: int) -> None:
     events = to_events(seq, restored.model.vocab)
 
     stem = os.path.splitext(FLAGS.out)[0]
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     mid, png, wav = stem + ".mid", stem + ".png", stem + ".wav"
     write_midi(events, mid)
-    piano_roll_png(events, png, title=f"{os.path.basename(mid)}: {len(events)} notes, seed {FLAGS.seed}")
+    styled = f", style {style_name(style)}" if style != NO_STYLE else ""
+    piano_roll_png(events, png, title=f"{os.path.basename(mid)}: {len(events)} notes, seed {FLAGS.seed}{styled}")
     renderer = render_wav(events, mid, wav) if FLAGS.wav else None
     report = {
         "mid": mid, "png": png, "wav": wav if FLAGS.wav else None, "renderer": renderer,
         "notes": len(events), "tokens": int(len(seq)),
         "seconds_audio": float(events.end_s.max()) if len(events) else 0.0,
-        "sample_seconds": round(seconds, 3), "step": restored.step,
+        "sample_seconds": round(seconds, 3), "step": restored.step, "style": style_name(style),
     }
     if controls:
         counts = score(events, controls, complete=complete)

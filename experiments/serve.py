@@ -28,6 +28,7 @@ from yoshimidi_jax.play.batch import BatchPlayer
 from yoshimidi_jax.play.press import PlaySettings
 from yoshimidi_jax.restore import restore
 from yoshimidi_jax.tokens.controls import ControlError
+from yoshimidi_jax.tokens.styles import STYLES, StyleError, check_style, style_id
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "model config (used when --workdir has no config.json)")
@@ -41,6 +42,8 @@ flags.DEFINE_integer("burst", 120, "per-session burst of messages allowed above 
 flags.DEFINE_float("temperature", 1.0, "a new session's temperature (the page can change it)")
 flags.DEFINE_float("top_p", 0.95, "a new session's nucleus mass")
 flags.DEFINE_bool("strict", False, "a new session's strictness (every press gets exactly the kind asked)")
+flags.DEFINE_string("style", "any", f"a new session's style: any or one of {', '.join(STYLES)} "
+                    "(the page can reset its session in another)")
 flags.DEFINE_integer("pitch_lo", 21, "lowest pitch the model may play (piano: 21)")
 flags.DEFINE_integer("pitch_hi", 108, "highest pitch the model may play (piano: 108)")
 flags.DEFINE_integer("seed", 0, "sessions' PRNG keys are fold_in(key(seed), session number)")
@@ -78,13 +81,20 @@ def main(argv: list[str]) -> None:
                                 pitch_lo=FLAGS.pitch_lo, pitch_hi=FLAGS.pitch_hi)
         options = ServerOptions(max_sessions=FLAGS.max_sessions, idle_timeout_s=FLAGS.idle_timeout_s,
                                 messages_per_s=FLAGS.messages_per_s, burst=FLAGS.burst, seed=FLAGS.seed,
-                                settings=settings, allowed_origins=tuple(FLAGS.allow_origin))
+                                settings=settings, style=style_id(FLAGS.style),
+                                allowed_origins=tuple(FLAGS.allow_origin))
+    except StyleError as e:
+        raise app.UsageError(f"--style: {e}") from None
     except (ControlError, ValueError) as e:
         raise app.UsageError(str(e)) from None
     if FLAGS.compile_cache != "":
         compile_cache.enable(FLAGS.compile_cache)
     restored = restore(FLAGS.workdir, FLAGS.config, seed=FLAGS.seed)
     print(restored.message, flush=True)
+    try:
+        check_style(options.style, restored.model.num_styles)
+    except StyleError as e:
+        raise app.UsageError(f"--style: {e}") from None
     threads = max(1, min(FLAGS.decode_threads, FLAGS.max_sessions))
     players = [BatchPlayer(restored.model, restored.params, num_slots=-(-FLAGS.max_sessions // threads),
                            cache_len=restored.config.model.max_len)

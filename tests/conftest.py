@@ -16,6 +16,50 @@ CORPUS_CACHE = os.environ.get("YOSHIMIDI_TEST_CACHE", os.path.join(REPO, "cache"
 FEW_WORKS = ("bach/bwv66.6", "bach/bwv1.6", "bach/bwv10.7", "mozart/k80/movement1", "bach/bwv11.6")
 
 
+def pytest_configure(config):
+    """JAX's persistent compilation cache in the test process too, the folder
+    the entry points use (compile_cache.py: $YOSHIMIDI_JAX_CACHE, empty: off):
+    the many tests that build the same small model, train step or sampler
+    afresh (and the subprocesses they start) load it instead of compiling it
+    again. Only compile time changes: the programs are the same."""
+    import jax
+
+    from yoshimidi_jax import compile_cache
+
+    if compile_cache.enable():
+        # the small test models compile in well under compile_cache.MIN_COMPILE_S
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+# `bash scripts/test.sh` runs two pytest-xdist workers (--dist loadgroup): one
+# test file is one work unit (its module fixtures built once), except these
+# groups of files that share a session fixture (one server for tests/app/).
+SHARED_GROUPS = {"tests/app/": "app"}
+# Files that take minutes go first, so that no worker is left with a long file
+# at the end while the other has nothing to do (2 cores; the others follow in
+# the usual order).
+LONG_FIRST = ("tests/train/test_multiprocess.py", "tests/notebooks/test_notebooks.py", "tests/app/",
+              "tests/train/test_train_loop.py", "tests/train/test_resume.py", "tests/train/test_time_shift_model.py",
+              "tests/train/test_devices.py")
+
+
+def _group(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return next((g for prefix, g in SHARED_GROUPS.items() if path.startswith(prefix)), path)
+
+
+def _rank(nodeid: str) -> int:
+    return next((i for i, prefix in enumerate(LONG_FIRST) if nodeid.startswith(prefix)), len(LONG_FIRST))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: _rank(item.nodeid))  # stable: the usual order within each rank
+    for item in items:
+        if not any(True for _ in item.iter_markers("xdist_group")):
+            item.add_marker(pytest.mark.xdist_group(_group(item.nodeid)))
+
+
 @pytest.fixture(scope="session")
 def few_midi_files(tmp_path_factory) -> list[str]:
     """Five real pieces (chorales, a quartet movement...) written as MIDI by music21."""

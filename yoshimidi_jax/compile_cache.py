@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 
 ENV = "YOSHIMIDI_JAX_CACHE"
-MIN_COMPILE_S = 0.5  # programs that compile faster are not worth a file
+MIN_COMPILE_S = 0.0  # every program: a threshold makes which ones are kept depend on the machine's load
 
 
 def default_dir(environ: Mapping[str, str] = os.environ) -> str | None:

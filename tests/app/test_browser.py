@@ -194,6 +194,15 @@ def test_record_downloads_the_notes_received(live, tmp_path):
 
 
 def test_screenshot_after_playing(live, tmp_path):
+    # the style selector: "any" and the model's styles (hello); choosing one resets the session into it
+    styles = live.y("hello")["styles"]
+    assert styles and live.y("styles") == styles
+    assert live.page.eval_on_selector_all("#style option", "os => os.map(o => o.value)") == ["any", *styles]
+    assert live.page.text_content("#style-now") == "any"
+    live.page.select_option("#style", "chorale")
+    live.wait("window.yoshimidi.style === 'chorale'", 30)
+    assert live.page.text_content("#style-now") == "chorale" and live.page.input_value("#style") == "chorale"
+    assert "chorale" in live.page.text_content("#toast")
     for keys in ["a", "dg", "k"]:
         live.play(keys, hold_s=0.15)
     path = tmp_path / "yoshimidi-live.png"

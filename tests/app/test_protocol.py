@@ -11,10 +11,11 @@ import typing
 import pytest
 from starlette.datastructures import Headers
 
-from yoshimidi_jax.app.protocol import (MAX_KEYS, MAX_MESSAGE_BYTES, MESSAGE_TYPES, ClientMsg, PingMsg, PressMsg,
-                                        ProtocolError, RecordMsg, ReleaseMsg, ResetMsg, SettingsMsg, json_fields,
-                                        parse_message)
+from yoshimidi_jax.app.protocol import (MAX_KEYS, MAX_MESSAGE_BYTES, MESSAGE_TYPES, STYLE_NAMES, ClientMsg, PingMsg,
+                                        PressMsg, ProtocolError, RecordMsg, ReleaseMsg, ResetMsg, SettingsMsg,
+                                        json_fields, parse_message)
 from yoshimidi_jax.app.server import origin_allowed
+from yoshimidi_jax.tokens.styles import STYLES
 
 
 def j(**msg) -> str:
@@ -88,6 +89,11 @@ BAD_MESSAGES = [
     ('strict "yes"', j(type="settings", id=6, strict="yes"), "strict", 6),
     ("strict 1", j(type="settings", strict=1), "strict", None),
     ("settings with nothing to set", j(type="settings", id=8), None, 8),
+    ('style "jazz"', j(type="reset", id=10, style="jazz"), "style", 10),
+    ('style "Fiddle" (names are lower case)', j(type="reset", style="Fiddle"), "style", None),
+    ("style 3 (a name, not an index)", j(type="reset", style=3), "style", None),
+    ("style null", j(type="reset", style=None), "style", None),
+    ("style on a settings message", j(type="settings", style="fiddle", temperature=1), "style", None),
     ('record action "pause"', j(type="record", id=2, action="pause"), "action", 2),
     ("record action missing", j(type="record"), "action", None),
     ("id -1", press(id=-1), "id", None),
@@ -114,9 +120,17 @@ def test_bad_messages_table_covers_every_field():
     a new field without one fails here."""
     assert set(MESSAGE_TYPES.values()) == set(typing.get_args(ClientMsg))
     fields = {None, "type"}.union(*(json_fields(cls) for cls in MESSAGE_TYPES.values()))
-    assert {"keys", "velocity", "t", "id", "temperature", "top_p", "strict", "action"} <= fields  # read, not empty
+    assert {"keys", "velocity", "t", "id", "temperature", "top_p", "strict", "action", "style"} <= fields  # read
     named = {row[2] for row in BAD_MESSAGES}
     assert fields <= named, f"fields with no bad-message case: {sorted(fields - named, key=str)}"
+
+
+def test_a_bad_style_names_the_allowed_ones():
+    with pytest.raises(ProtocolError) as info:
+        parse_message(j(type="reset", style="jazz"))
+    assert info.value.field == "style"
+    assert all(name in info.value.why for name in ("any", *STYLES)), info.value.why
+    assert STYLE_NAMES == ("any", *STYLES)
 
 
 def test_error_carries_the_id_of_a_message_with_a_valid_id():
@@ -146,6 +160,8 @@ GOOD_MESSAGES = [
      SettingsMsg(temperature=0.0, top_p=1.0)),
     ("settings: temperature 10", j(type="settings", temperature=10), SettingsMsg(temperature=10.0)),
     ("reset", j(type="reset"), ResetMsg()),
+    ("reset in a style", j(type="reset", id=4, style="fiddle"), ResetMsg(style="fiddle", id=4)),
+    *[(f"reset in {name}", j(type="reset", style=name), ResetMsg(style=name)) for name in STYLE_NAMES],
     ("record start", j(type="record", action="start"), RecordMsg("start")),
     ("record stop", j(type="record", action="stop", id=4), RecordMsg("stop", id=4)),
     ("ping", j(type="ping", t=1234.5), PingMsg(1234.5)),

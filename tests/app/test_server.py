@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.app.conftest import Client
 from tests.app.test_protocol import BAD_MESSAGES
 from yoshimidi_jax.midi import read_midi
+from yoshimidi_jax.tokens.styles import STYLES
 
 PITCH_LO, PITCH_HI = 21, 108  # experiments.serve's defaults (a piano)
 MAX_NOTES = 5
@@ -54,10 +55,12 @@ def test_hello(server, client_factory):
     assert m["name"] == "random-init" and m["workdir"] is None and m["step"] is None
     assert isinstance(m["params"], int) and m["params"] > 0
     assert h["settings"] == {"temperature": 1.0, "top_p": 0.95, "strict": False}
+    assert h["styles"] == list(STYLES) and h["style"] == "any"  # configs/tiny.py: a model with styles
     assert h["limits"] == {"max_message_bytes": 4096, "messages_per_s": 60.0, "burst": 120, "max_keys": 10,
                            "max_notes_per_press": 5, "idle_timeout_s": 600.0}
     info = json.loads(server.get("/api/info")[2])
     assert info["model"] == m and info["max_sessions"] == 64 and info["sessions"] >= 2
+    assert info["styles"] == list(STYLES)
 
 
 def test_single_press_gets_one_note(server, client_factory):
@@ -152,7 +155,7 @@ def test_reset_ack_forgets_the_music_keeps_settings_and_clock(server, client_fac
     c.request({"type": "settings", "temperature": 0.7})
     c.press([60])
     assert c.press([62])["control"]["interval"] == "up-step"
-    assert c.request({"type": "reset"}) == {"type": "reset"}
+    assert c.request({"type": "reset"}) == {"type": "reset", "style": "any"}
     reply = c.press([64])
     check_notes(reply, [64])
     assert reply["control"]["interval"] == "*"  # no previous press any more
@@ -160,6 +163,23 @@ def test_reset_ack_forgets_the_music_keeps_settings_and_clock(server, client_fac
     assert c.request({"type": "settings", "top_p": 0.9})["settings"]["temperature"] == 0.7
     err = c.press([60], t=1.0, msg_id=55)  # the clock is kept: t may not go back
     assert err["type"] == "error" and err["field"] == "t" and err["id"] == 55
+
+
+def test_reset_in_a_style_keeps_it_until_another(server, client_factory):
+    """A reset carrying a style starts the fresh context in it; a reset
+    without one keeps it; "any" asks for none."""
+    c = client_factory(server)
+    check_notes(c.press([60]), [60])
+    assert c.request({"type": "reset", "style": "fiddle"}) == {"type": "reset", "style": "fiddle"}
+    for keys in ([60], [62, 65], [67]):
+        check_notes(c.press(keys), keys)
+    assert c.request({"type": "reset"}) == {"type": "reset", "style": "fiddle"}
+    check_notes(c.press([64]), [64])
+    assert c.request({"type": "reset", "style": "any"}) == {"type": "reset", "style": "any"}
+    check_notes(c.press([65]), [65])
+    err = c.request({"type": "reset", "id": 12, "style": "jazz"})
+    assert err["type"] == "error" and err["field"] == "style" and err["id"] == 12 and "fiddle" in err["error"]
+    assert client_factory(server).hello["style"] == "any"  # per session
 
 
 def test_ping_pong(server, client_factory):

@@ -42,7 +42,7 @@ def _outputs_of(nb) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_at_tiny_scale(name, few_prepared, tmp_path):
+def test_notebook_runs_at_tiny_scale(name, few_prepared, tmp_path, monkeypatch):
     jupytext = pytest.importorskip("jupytext")
     papermill = pytest.importorskip("papermill")
     import nbformat
@@ -52,6 +52,7 @@ def test_notebook_runs_at_tiny_scale(name, few_prepared, tmp_path):
     work = str(tmp_path / "work")
     params = tiny_parameters(name, few_prepared, work)
     nbformat.write(source, str(tmp_path / "in.ipynb"))
+    _share_compiled_programs(monkeypatch)
     papermill.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), parameters=params,
                                kernel_name="python3", cwd=REPO, progress_bar=False)
     done = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
@@ -64,6 +65,19 @@ def test_notebook_runs_at_tiny_scale(name, few_prepared, tmp_path):
     with open(results_path) as f:
         results = json.load(f)
     _check_results(name, results, params)
+
+
+def _share_compiled_programs(monkeypatch) -> None:
+    """The kernel (it inherits this environment) uses the persistent compilation
+    cache of the tests and the entry points (tests/conftest.py): the four
+    notebooks train and sample the same tiny model, and each of their runs
+    compiles the same programs again."""
+    from yoshimidi_jax.compile_cache import default_dir
+
+    folder = default_dir()
+    if folder:
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", os.path.abspath(os.path.expanduser(folder)))
+        monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
 def _check_results(name: str, results, params: dict) -> None:

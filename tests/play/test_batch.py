@@ -15,6 +15,7 @@ from yoshimidi_jax.play.press import PlaySettings, Press
 from yoshimidi_jax.play.walk import player_walk
 from yoshimidi_jax.tokens import TIME, Vocab
 from yoshimidi_jax.tokens.presses import interval_bounds
+from yoshimidi_jax.tokens.styles import NO_STYLE, StyleError, style_id
 
 VOCAB = Vocab()
 CACHE = 96  # small: the walks below refill it
@@ -34,16 +35,18 @@ def _walk_presses(n, seed):
     return [Press(0.2 if i else 0.0, p.velocity, p.num_keys, p.interval) for i, p in enumerate(player_walk(n, seed))]
 
 
-def _side_by_side(model_params, bp, settings, walks, first_key):
+def _side_by_side(model_params, bp, settings, walks, first_key, styles=None):
     """Session i in slot i of the batch player and in a Player, from the same
-    key, pressing walks[i] with settings[i] (each press released 0.1 s later)
-    -> (the batch's notes per step, presses where the two agree, presses)."""
+    key (and style styles[i]), pressing walks[i] with settings[i] (each press
+    released 0.1 s later) -> (the batch's notes per step, presses where the two
+    agree, presses)."""
     model, params = model_params
     player = Player(model, params, cache_len=CACHE)
+    styles = [NO_STYLE] * len(walks) if styles is None else styles
     states = []
     for slot in range(len(walks)):
-        bp.open(slot, jax.random.key(first_key + slot))
-        states.append(player.start(jax.random.key(first_key + slot)))
+        bp.open(slot, jax.random.key(first_key + slot), styles[slot])
+        states.append(player.start(jax.random.key(first_key + slot), styles[slot]))
     steps, agree = [], 0
     for step in range(len(walks[0])):
         got = bp.run([PressJob(slot, walks[slot][step], settings[slot]) for slot in range(len(walks))])
@@ -160,6 +163,38 @@ def test_strict_batch_keeps_every_interval_and_survives_refills(model_params, ba
             assert len(bp.host[slot].ids) <= CACHE
     assert checked >= 40 and refills >= 2, (checked, refills)
     for slot in (2, 3):
+        bp.close(slot)
+
+
+def test_each_slot_keeps_its_style_through_batches_and_refills(model_params, batch_player):
+    """Three sessions from the same key, in three styles (OpenJob's), pressed
+    the same in one batch: each plays as a Player of its style does; each
+    slot's style stays its own through every gather, scatter and refill of the
+    pool (40 presses refill a 96-token cache); their logits differ; a slot
+    opened again takes its new style."""
+    bp = batch_player
+    styles = [style_id("chorale"), style_id("fiddle"), NO_STYLE]
+    settings = [PlaySettings(temperature=0.0)] * 3
+    walk = _walk_presses(40, seed=9)
+    steps, agree, total = _side_by_side(model_params, bp, settings, [walk[:6]] * 3, first_key=30, styles=styles)
+    assert agree >= total - 1, (agree, total)
+    refills = 0
+    for press in walk[6:]:
+        before = len(bp.host[0].ids)
+        got = bp.run([PressJob(slot, press, settings[slot]) for slot in range(3)])
+        refills += int(len(bp.host[0].ids) < before)
+        for slot, notes in enumerate(got):
+            bp.release(slot, 0.1, notes.pitches)
+        assert [bp.style(slot) for slot in range(3)] == styles
+        refills += len(bp.refill_ahead(range(3)))
+    assert refills >= 2, refills
+    logits = np.asarray(bp.pool.logits[:3, 0])
+    assert not np.allclose(logits[0], logits[1], atol=1e-3) and not np.allclose(logits[0], logits[2], atol=1e-3)
+    bp.open(1, jax.random.key(1), style_id("renaissance"))
+    assert [bp.style(slot) for slot in range(3)] == [styles[0], style_id("renaissance"), styles[2]]
+    with pytest.raises(StyleError):
+        bp.open(2, jax.random.key(1), 99)
+    for slot in range(3):
         bp.close(slot)
 
 

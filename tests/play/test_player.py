@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,8 +15,10 @@ from yoshimidi_jax.eval.adherence import score
 from yoshimidi_jax.play.player import Player
 from yoshimidi_jax.play.press import PlaySettings, Press
 from yoshimidi_jax.play.walk import player_walk
+from yoshimidi_jax.sample.sampler import prefill
 from yoshimidi_jax.tokens import TIME, Vocab, decode
 from yoshimidi_jax.tokens.presses import ANY_INTERVAL, attributes_of_notes, interval_bounds
+from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES, StyleError, check_style, style_id
 
 VOCAB = Vocab()
 
@@ -117,3 +120,55 @@ def test_forced_time_control_and_velocity_appear_exactly(player):
         state = player.release(state, 0.1, notes.pitches)
         clock += 0.1
     assert presses[2].dt_s > codec.max_s  # the clipped case was exercised
+
+
+def test_a_session_keeps_its_style_across_refills(model_params):
+    """A session's style (Player.start) is in its DecodeState through every
+    press, release and cache refill; sessions from the same key, pressed the
+    same, differ only by their style: their logits differ (the model reads it);
+    a refill prefills the recent tokens in the session's style."""
+    model, params = model_params
+    assert model.num_styles > 0
+    cache_len = 48  # small: the presses below refill it
+    player = Player(model, params, cache_len=cache_len)
+    chorale, fiddle = style_id("chorale"), style_id("fiddle")
+    states = {s: player.start(jax.random.key(6), style=s) for s in (chorale, fiddle, NO_STYLE)}
+    refills = 0
+    for p in player_walk(24, seed=2):
+        press = Press(0.2, p.velocity, p.num_keys, p.interval)
+        for s, state in states.items():
+            before = len(state.host.ids)
+            notes, state = player.press(state, press, PlaySettings(temperature=0.0))
+            state = player.release(state, 0.1, notes.pitches)
+            refills += int(len(state.host.ids) < before) if s == chorale else 0
+            assert state.style == s and np.asarray(state.decode.style).tolist() == [s]
+            states[s] = state
+    assert refills >= 2, refills
+    logits = {s: np.asarray(state.decode.logits) for s, state in states.items()}
+    assert not np.allclose(logits[chorale], logits[fiddle], atol=1e-3)
+    assert not np.allclose(logits[chorale], logits[NO_STYLE], atol=1e-3)
+    # a refill now: its logits are those of the recent tokens prefilled in the session's style
+    state = states[fiddle]
+    refilled = player._room(state, cache_len)
+    assert len(refilled.host.ids) == cache_len // 2 and refilled.style == fiddle
+
+    def prefilled(style):
+        return np.asarray(prefill(model, params, refilled.host.ids[None], refilled.host.times[None],
+                                  state.decode.track, state.decode.key, cache_len,
+                                  jnp.array([style], jnp.int32)).logits)
+
+    np.testing.assert_allclose(np.asarray(refilled.decode.logits), prefilled(fiddle), atol=1e-4)
+    assert not np.allclose(prefilled(fiddle), prefilled(NO_STYLE), atol=1e-3)
+
+
+def test_a_style_the_model_does_not_take_is_refused(model_params):
+    model, params = model_params
+    player = Player(model, params, cache_len=48)
+    with pytest.raises(StyleError, match="fiddle|takes"):
+        player.start(jax.random.key(0), style=len(STYLES))
+    with pytest.raises(StyleError, match="style index"):
+        player.start(jax.random.key(0), style="fiddle")
+    bare = dataclasses.replace(model, num_styles=0)
+    with pytest.raises(StyleError, match="trained without styles"):
+        check_style(style_id("fiddle"), bare.num_styles)
+    assert check_style(NO_STYLE, 0) == NO_STYLE

@@ -8,6 +8,7 @@ import mido
 
 from tests.conftest import REPO
 from yoshimidi_jax.midi import read_midi
+from yoshimidi_jax.tokens.styles import STYLES
 
 
 def test_sample_cli_writes_mid_png_wav(tmp_path, few_midi_files):
@@ -15,7 +16,7 @@ def test_sample_cli_writes_mid_png_wav(tmp_path, few_midi_files):
     cmd = [
         sys.executable, "-m", "experiments.sample", "--config=configs/tiny.py", f"--out={out}",
         "--num_events=48", "--seed=3", "--temperature=0.9", "--top_p=0.95",
-        f"--prompt={few_midi_files[0]}", "--prompt_tokens=64", "--controls=1/*/2,*/0/*",
+        f"--prompt={few_midi_files[0]}", "--prompt_tokens=64", "--controls=1/*/2,*/0/*", "--style=chorale",
     ]
     cache = tmp_path / "jax_cache"
     env = dict(os.environ, YOSHIMIDI_JAX_CACHE=str(cache))
@@ -42,3 +43,28 @@ def test_sample_cli_writes_mid_png_wav(tmp_path, few_midi_files):
     with wave.open(str(tmp_path / "o" / "out.wav")) as w:
         assert w.getnframes() > 0 and w.getsampwidth() == 2
     assert summary["notes"] > 0
+    assert summary["style"] == "chorale"
+
+
+def _sample(tmp_path, *flags: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "experiments.sample", "--config=configs/tiny.py", f"--out={tmp_path / 'x.mid'}",
+           "--wav=false", *flags]
+    env = dict(os.environ, YOSHIMIDI_JAX_CACHE=str(tmp_path / "jax_cache"))
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180, env=env)
+
+
+def test_sample_cli_style(tmp_path):
+    """--style: a bad name is a usage error naming the allowed ones (before the
+    model is restored); a good one plays a --player_walk session in it; a run
+    trained without styles takes only 'any'."""
+    bad = _sample(tmp_path, "--style=jazz")
+    assert bad.returncode != 0
+    assert "--style" in bad.stderr and all(name in bad.stderr for name in (*STYLES, "any")), bad.stderr[-2000:]
+    assert "params" not in bad.stdout  # refused before restoring a model
+    good = _sample(tmp_path, "--style=fiddle", "--player_walk=6", "--seed=1")
+    assert good.returncode == 0, good.stderr[-3000:]
+    report = json.loads(good.stdout.strip().splitlines()[-1])
+    assert report["style"] == "fiddle" and report["notes"] > 0 and report["controlled_presses"] == 6
+    bare = _sample(tmp_path, "--config.model.num_styles=0", "--style=fiddle", "--num_events=8")
+    assert bare.returncode != 0 and "this run was trained without styles" in bare.stderr, bare.stderr[-2000:]
+    assert "random-init" in bare.stdout  # refused once the model says it takes no style

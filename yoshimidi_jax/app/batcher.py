@@ -73,7 +73,7 @@ class Batcher:
         opens = [it for it in items if isinstance(it[0], OpenJob)]
         plays = [it for it in items if not isinstance(it[0], OpenJob)]
         for job, future, loop in opens:
-            self._settle(future, loop, lambda job=job: self.player.open(job.slot, job.key))
+            self._settle(future, loop, lambda job=job: self.player.open(job.slot, job.key, job.style))
         if plays:
             try:
                 results = self.player.run([job for job, _, _ in plays])

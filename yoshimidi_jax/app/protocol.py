@@ -7,13 +7,20 @@ performance.now(), never decreasing within a session):
     {"type": "press", "id": 17, "keys": [60, 64], "velocity": 90, "t": 1234.5}
     {"type": "release", "keys": [60], "t": 1400.0}
     {"type": "settings", "temperature": 0.9, "top_p": 0.95, "strict": true}   (any subset)
-    {"type": "reset"}
+    {"type": "reset"}                       (a fresh context in the session's style)
+    {"type": "reset", "style": "fiddle"}    (... in this style from now on: "any" or one of STYLES)
     {"type": "record", "action": "start" | "stop"}
     {"type": "ping", "t": 1234.5}
 
 Every field is checked: a bad message raises ProtocolError naming the field
 and the reason (the server answers it with an "error" message and the session
 goes on). The server's own messages are built by the functions at the end.
+
+A session's style (tokens/styles.py) is fixed for a context: the model reads
+it at every position of the session's cache, so it changes only with a fresh
+context, a reset carrying `style`. The hello message lists the model's styles
+("styles", empty for a model trained without them) and the session's
+("style"); the reset's answer says the style the fresh context plays in.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import json
 import math
 from typing import Any, Union
 
+from yoshimidi_jax.tokens.styles import STYLES
+
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 4096
 MAX_KEYS = 10  # keys one press may name (the model plays at most MAX_NOTES of them)
@@ -30,6 +39,8 @@ MAX_ID = 2**53 - 1  # a JavaScript safe integer
 MAX_T_MS = 1e12  # ~31 years of performance.now()
 TEMPERATURE_RANGE = (0.0, 10.0)
 TOP_P_RANGE = (0.0, 1.0)
+ANY_STYLE = "any"
+STYLE_NAMES = (ANY_STYLE, *STYLES)  # what a reset's "style" may be (the server checks the model takes it)
 
 
 class ProtocolError(ValueError):
@@ -70,7 +81,8 @@ class SettingsMsg:
 
 @dataclasses.dataclass(frozen=True)
 class ResetMsg:
-    pass
+    style: str | None = None  # one of STYLE_NAMES; None: the session's style so far
+    id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +200,12 @@ def parse_message(frame: str | bytes) -> ClientMsg:
             raise ProtocolError(None, "a settings message needs temperature, top_p or strict", msg_id)
         return SettingsMsg(**values)
     if kind == "reset":
-        return ResetMsg()
+        style = None
+        if "style" in msg:
+            style = msg["style"]
+            if not isinstance(style, str) or style not in STYLE_NAMES:
+                raise ProtocolError("style", f"{style!r} is not a style: one of {', '.join(STYLE_NAMES)}", msg_id)
+        return ResetMsg(style, msg_id)
     if kind == "record":
         action = msg.get("action")
         if action not in ("start", "stop"):

@@ -47,6 +47,7 @@ from yoshimidi_jax.play.batch import BatchPlayer, FlushJob
 from yoshimidi_jax.play.press import MAX_NOTES
 from yoshimidi_jax.play.press import PlaySettings
 from yoshimidi_jax.tokens.controls import ControlError
+from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES, check_style, model_styles
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 log = logging.getLogger("yoshimidi.serve")
@@ -63,6 +64,7 @@ class ServerOptions:
     burst: int = 120  # per session
     seed: int = 0  # sessions' PRNG keys are fold_in(key(seed), session number)
     settings: PlaySettings = PlaySettings(temperature=1.0, top_p=0.95)  # a new session's
+    style: int = NO_STYLE  # a new session's style (tokens/styles.py); a reset may change it
     allowed_origins: tuple[str, ...] = ()  # more origins (scheme://host:port) besides the page's own
 
     def __post_init__(self) -> None:
@@ -92,6 +94,8 @@ class Hub:
             raise ValueError(f"BatchPlayers of {[p.num_slots for p in players]} slots cannot hold "
                              f"{options.max_sessions} sessions")
         self.players, self.model_info, self.options = players, model_info, options
+        self.styles = model_styles(players[0].model.num_styles)  # the styles the model takes
+        check_style(options.style, players[0].model.num_styles)
         self.sessions: dict[str, Session] = {}
         # (shard, slot), interleaved: sessions spread over the decode threads
         slots = [(i, s) for s in range(max(p.num_slots for p in players)) for i, p in enumerate(players)
@@ -104,7 +108,8 @@ class Hub:
         self._base_key = jax.random.key(options.seed)
 
     def info(self) -> dict:
-        return {"model": self.model_info, "sessions": len(self.sessions), "max_sessions": self.options.max_sessions}
+        return {"model": self.model_info, "styles": list(self.styles), "sessions": len(self.sessions),
+                "max_sessions": self.options.max_sessions}
 
     def stats(self) -> dict:
         bs = self.batchers
@@ -118,17 +123,29 @@ class Hub:
         return {
             "type": "hello", "protocol": protocol.PROTOCOL_VERSION, "session": session.id,
             "model": self.model_info, "settings": session.settings_dict(),
+            "styles": list(self.styles), "style": session.style_name,
             "limits": {"max_message_bytes": protocol.MAX_MESSAGE_BYTES, "messages_per_s": o.messages_per_s,
                        "burst": o.burst, "max_keys": protocol.MAX_KEYS, "max_notes_per_press": MAX_NOTES,
                        "idle_timeout_s": o.idle_timeout_s},
         }
+
+    def style_index(self, name: str, msg_id: int | None = None) -> int:
+        """A reset's style name (protocol.STYLE_NAMES) -> its index, where the
+        model takes it; else a ProtocolError naming the field "style"."""
+        if name == protocol.ANY_STYLE:
+            return NO_STYLE
+        if name not in self.styles:
+            why = (f"{name!r}: this model was trained without styles (it takes \"any\" only)" if not self.styles
+                   else f"{name!r} is not one of this model's styles: {', '.join((protocol.ANY_STYLE, *self.styles))}")
+            raise ProtocolError("style", why, msg_id)
+        return STYLES.index(name)
 
     async def open_session(self) -> Session:
         number = self.opened
         self.opened += 1
         shard, slot = self.free_slots.popleft()
         key = jax.random.fold_in(self._base_key, number)
-        session = Session(f"{self.boot}-{number}", shard, slot, key, self.options.settings)
+        session = Session(f"{self.boot}-{number}", shard, slot, key, self.options.settings, self.options.style)
         self.sessions[session.id] = session
         try:
             await self.batchers[shard].submit(session.new_context())
@@ -161,8 +178,9 @@ class Hub:
         if isinstance(msg, SettingsMsg):
             return session.apply_settings(msg)
         if isinstance(msg, ResetMsg):
-            await self.batchers[session.shard].submit(session.plan_reset())
-            return {"type": "reset"}
+            style = None if msg.style is None else self.style_index(msg.style, msg.id)
+            await self.batchers[session.shard].submit(session.plan_reset(style))
+            return {"type": "reset", "style": session.style_name}
         if isinstance(msg, RecordMsg):
             return session.start_recording() if msg.action == "start" else session.stop_recording(msg.id)
         if isinstance(msg, PingMsg):

@@ -9,6 +9,8 @@ server's BatchPlayer (play/batch.py: KV cache, sounding notes):
   release that reached the model);
 - the i-th lowest key of a press owns the i-th lowest note, so a key going up
   ends exactly its note.
+A session plays in a style (tokens/styles.py; NO_STYLE: none) chosen when its
+context starts: a reset may carry a new one, else the style goes on.
 It keeps a log of the notes while recording, and writes it as a .mid.
 
 Methods are synchronous and run on the event loop; a session handles one
@@ -32,6 +34,7 @@ from yoshimidi_jax.play.batch import OpenJob, PressJob
 from yoshimidi_jax.play.press import MAX_NOTES, PlaySettings, Press, PressNotes
 from yoshimidi_jax.tokens.controls import Control
 from yoshimidi_jax.tokens.presses import attributes_of_press
+from yoshimidi_jax.tokens.styles import NO_STYLE, style_name
 
 MAX_RECORDED_NOTES = 100_000
 SHORT_NOTE_S = 0.25  # a note still held when the recording stops lasts at least this long
@@ -50,8 +53,10 @@ class Session:
     server's BatchPlayer. plan_* turn a message into a decode job (and update
     the key bookkeeping); finish_* turn the job's result into the reply."""
 
-    def __init__(self, session_id: str, shard: int, slot: int, key: jax.Array, settings: PlaySettings):
+    def __init__(self, session_id: str, shard: int, slot: int, key: jax.Array, settings: PlaySettings,
+                 style: int = NO_STYLE):
         self.id, self.settings = session_id, settings
+        self.style = style  # the style of the context (tokens/styles.py), checked by the caller
         self.shard, self.slot = shard, slot  # row `slot` of the server's BatchPlayer number `shard`
         self._key = key
         self.presses = 0
@@ -60,13 +65,20 @@ class Session:
         self.last_seen_ms: float = 0.0  # the latest client time of any message (t never decreases)
         self.new_context()
 
-    def new_context(self) -> OpenJob:
-        """Forgets the music (the job restarts the slot); keeps the settings."""
+    def new_context(self, style: int | None = None) -> OpenJob:
+        """Forgets the music (the job restarts the slot); keeps the settings,
+        and the style unless a new one is given."""
+        if style is not None:
+            self.style = style
         self._key, key = jax.random.split(self._key)
         self.prev_ref_key: int | None = None  # the lowest key of the previous press
         self.last_fed_ms: float | None = None  # the client time of the last event the model saw
         self.owner: dict[int, int] = {}  # held key -> the pitch it sounds
-        return OpenJob(self.slot, key)
+        return OpenJob(self.slot, key, self.style)
+
+    @property
+    def style_name(self) -> str:
+        return style_name(self.style)
 
     # -- clock -----------------------------------------------------------------
     def _check_time(self, t_ms: float, msg_id: int | None) -> None:
@@ -129,11 +141,12 @@ class Session:
         s = self.settings
         return {"temperature": s.temperature, "top_p": s.top_p, "strict": s.strict}
 
-    def plan_reset(self) -> OpenJob:
-        """Ends the recording's sounding notes and starts a fresh context."""
+    def plan_reset(self, style: int | None = None) -> OpenJob:
+        """Ends the recording's sounding notes and starts a fresh context (in
+        `style`, checked by the caller; None: the session's style so far)."""
         for p in list(self.open_notes):
             self._log_off(p, self.last_seen_ms)
-        return self.new_context()
+        return self.new_context(style)
 
     # -- recording -------------------------------------------------------------
     def _log_on(self, pitch: int, velocity: int, t_ms: float) -> None:

@@ -90,13 +90,12 @@ SAMPLES = 60
 EVENTS = 400
 HELDOUT_EXCERPTS = 60
 TRAIN_EXCERPTS = 40
-TEMPERATURE = 1.0
-TOP_P = 1.0
+TEMPERATURE = 0.8  # experiments.sample's defaults
+TOP_P = 0.9
 
 STUCK_QUANTILE = 95.0  # percent
 FEW_HELDOUT = 5  # a style with fewer held-out pieces is also compared with its training excerpts
 OA_FIGURES: tuple[str, ...] = mm.MUSPY_FIGURES + ("longest_note_s", "motif_recurrence", "beat_grid_consistency")
-SETS = ("samples", "heldout", "train")
 
 
 # ------------------------------------------------------------ tokens and excerpts
@@ -253,9 +252,11 @@ def compare_style(samples: SetFigures, heldout: SetFigures, train: SetFigures, h
             "polyphony": _mean(train.figures["polyphony"]),
             "mean_oa": mean_oa(samples, train) if train.n else float("nan"),
         }
-        out["note"] = (f"only {heldout_pieces} held-out piece(s) of this style (< {few}): the held-out figures "
-                       f"rest on few pieces; vs_train compares the samples with {train.n} excerpts of its "
-                       f"{train_pieces} training pieces")
+        held_says = ("no held-out piece of this style: nothing to compare with held out" if heldout_pieces == 0
+                     else f"only {heldout_pieces} held-out piece(s) of this style (< {few}): its held-out "
+                          "figures rest on few pieces")
+        out["note"] = (f"{held_says}; vs_train compares the samples with {train.n} excerpts of its "
+                       f"{train_pieces} training piece(s)")
     return out
 
 
@@ -306,21 +307,24 @@ def walk_rows(model: Transformer, params, key: jax.Array, walks: int, events: in
     held: list = [None] * walks
     counted, made = [0] * walks, [0] * walks  # history chunks counted, music tokens in them
     done: list = [None] * walks  # each finished session's history
+    # every session presses in every batch, the finished ones too (their presses
+    # are not kept), so the batch keeps one shape and compiles once
     for i in range(events):
-        live = [r for r in range(walks) if done[r] is None]
-        if not live:
+        if all(d is not None for d in done):
             break
-        flush = [FlushJob(r) for r in live if held[r] is not None
+        flush = [FlushJob(r) for r in range(walks) if held[r] is not None
                  and bp.release(r, scripts[r][i].dt_s / 2, held[r].pitches)]
         if flush:
             bp.run(flush)
         jobs = []
-        for r in live:
+        for r in range(walks):
             p = scripts[r][i]
             jobs.append(PressJob(r, Press(dt_s=p.dt_s / 2 if i else 0.0, velocity=p.velocity,
                                           num_keys=p.num_keys, interval=p.interval), settings))
-        for r, notes in zip(live, bp.run(jobs)):
+        for r, notes in enumerate(bp.run(jobs)):
             held[r] = notes
+            if done[r] is not None:
+                continue
             history = bp.host[r].history
             made[r] += sum(len(music_tokens(ids, times, vocab)) for ids, times in history[counted[r]:])
             counted[r] = len(history)

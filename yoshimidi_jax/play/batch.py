@@ -7,12 +7,14 @@ H, D], indices [slots]...). A batch gathers the rows of its sessions, runs
 play.make_press_row under jax.vmap (each row feeds its own forced tokens and
 samples its own number of notes, at its own cache index, with its own
 temperature, top-p and strictness), and scatters the rows back, all in one
-jitted call with the pool donated. Row count and forced length are padded to
+jitted call with the pool donated. A slot's style (tokens/styles.py) is a
+leaf of its DecodeState (`style`, [slots, 1]): set when the slot opens, it
+rides along every gather, scatter and refill of the row. Row count and forced length are padded to
 a few bucket sizes (padding rows use a scratch slot), so a server compiles
 a handful of shapes once, at warm-up.
 
     bp = BatchPlayer(model, params, num_slots=64)
-    bp.open(0, jax.random.key(0)); bp.open(1, jax.random.key(1))
+    bp.open(0, jax.random.key(0)); bp.open(1, jax.random.key(1), style=style_id("fiddle"))
     notes = bp.run([PressJob(0, Press(0.0, 90, 1), settings), PressJob(1, Press(0.0, 60, 3), settings)])
     bp.release(0, 0.2, notes[0].pitches)        # host only: fed with slot 0's next press
 
@@ -42,6 +44,7 @@ from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes
 from yoshimidi_jax.sample.sampler import prefill
 from yoshimidi_jax.sample.tracker import init_track
 from yoshimidi_jax.tokens import BOS
+from yoshimidi_jax.tokens.styles import NO_STYLE, check_style
 
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # a press feeds [the pending releases: TIME OFF..] TIME CONTROL [OFF of re-struck keys] [VELOCITY]
@@ -52,10 +55,12 @@ _NOTHING = (np.zeros(0, np.int32), np.zeros(0, np.float32))  # no pending tokens
 
 @dataclasses.dataclass(frozen=True)
 class OpenJob:
-    """(Re)starts a slot with an empty context."""
+    """(Re)starts a slot with an empty context, in a style (tokens/styles.py;
+    NO_STYLE: none) that the session keeps until it opens again."""
 
     slot: int
     key: jax.Array
+    style: int = NO_STYLE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,19 +113,20 @@ class BatchPlayer:
         self.row_buckets = tuple(b for b in ROW_BUCKETS if b < num_slots) + (num_slots,)
         cache_len = self.cache_len
 
-        def start_row(params, key):
+        def start_row(params, key, style):
             ids = jnp.full((1, 1), BOS, jnp.int32)
-            return prefill(model, params, ids, jnp.zeros((1, 1)), init_track(1), key, cache_len)
+            return prefill(model, params, ids, jnp.zeros((1, 1)), init_track(1), key, cache_len,
+                           jnp.full((1,), style, jnp.int32))
 
         def refill_row(params, pool, slot, ids, times):
-            row = jax.tree.map(lambda x: x[slot], pool)
-            row = prefill(model, params, ids, times, row.track, row.key, cache_len)
+            row = jax.tree.map(lambda x: x[slot], pool)  # its Track, PRNG key and style carry over
+            row = prefill(model, params, ids, times, row.track, row.key, cache_len, row.style)
             return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, row)
 
-        def reset_row(params, pool, slot, key):
-            return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, start_row(params, key))
+        def reset_row(params, pool, slot, key, style):
+            return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, start_row(params, key, style))
 
-        one = start_row(params, jax.random.key(0))
+        one = start_row(params, jax.random.key(0), NO_STYLE)
         self.pool = jax.tree.map(lambda x: jnp.repeat(x[None], num_slots + 1, axis=0), one)
         self._reset = jax.jit(reset_row, donate_argnums=(1,))
         self._refill = jax.jit(refill_row, donate_argnums=(1,))
@@ -152,12 +158,19 @@ class BatchPlayer:
         return sum(int(x.nbytes) for x in jax.tree.leaves(cache)) // (self.num_slots + 1)
 
     # -- sessions --------------------------------------------------------------
-    def open(self, slot: int, key: jax.Array) -> None:
-        """(Re)starts a slot: an empty context (BOS) with its own PRNG key."""
+    def open(self, slot: int, key: jax.Array, style: int = NO_STYLE) -> None:
+        """(Re)starts a slot: an empty context (BOS) with its own PRNG key, in
+        `style` (tokens/styles.style_id; NO_STYLE: none) until it opens again."""
         self._check_slot(slot)
-        self.pool = self._reset(self.params, self.pool, jnp.int32(slot), key)
+        style = check_style(style, self.model.num_styles)
+        self.pool = self._reset(self.params, self.pool, jnp.int32(slot), key, jnp.int32(style))
         self.host[slot] = SessionHost.start(keep_history=False)  # a server records notes, not tokens
         self.pending[slot] = _NOTHING
+
+    def style(self, slot: int) -> int:
+        """The style slot `slot` plays in (NO_STYLE: none)."""
+        self._check_slot(slot)
+        return int(self.pool.style[slot, 0])
 
     def close(self, slot: int) -> None:
         self._check_slot(slot)

@@ -11,9 +11,11 @@ so a press costs 1 + num_keys decode steps, in one jitted call. A release
 feeds TIME and the NOTE_OFFs of the notes a press started. When the cache is
 full the session keeps going: the most recent half of its tokens is prefilled
 into a fresh cache (the Track, which summarises the whole session, is kept).
+A session's style (tokens/styles.py) is asked once, at start: it lives in its
+DecodeState, so every press, release and refill of the session keeps it.
 
     player = Player(model, params)
-    state = player.start(jax.random.key(0))
+    state = player.start(jax.random.key(0))            # or start(key, style=style_id("fiddle"))
     notes, state = player.press(state, Press(dt_s=0.0, velocity=90, num_keys=1))
     notes, state = player.press(state, Press(dt_s=0.3, velocity=60, num_keys=3, interval=2))
     state = player.release(state, 0.2, notes.pitches)
@@ -38,12 +40,18 @@ from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes
                                       press_tokens, release_tokens, require_continuous_time)
 from yoshimidi_jax.sample.sampler import DecodeState, feed, prefill
 from yoshimidi_jax.sample.tracker import init_track
+from yoshimidi_jax.tokens.styles import NO_STYLE, check_style
 
 
 @dataclasses.dataclass(frozen=True)
 class PlayState:
-    decode: DecodeState  # device: cache, logits, Track, key
+    decode: DecodeState  # device: cache, logits, Track, key, style
     host: SessionHost  # host: recent tokens, VELOCITY bin, sounding pitches, presses, every token
+
+    @property
+    def style(self) -> int:
+        """The session's style (tokens/styles.py; NO_STYLE: none asked)."""
+        return int(self.decode.style[0])
 
 
 class Player:
@@ -54,15 +62,20 @@ class Player:
         require_continuous_time(model)
         self.model, self.params = model, params
         self.cache_len = int(cache_len or model.max_len)
-        self._prefill = jax.jit(lambda p, ids, times, track, key: prefill(model, p, ids, times, track, key,
-                                                                          self.cache_len))
+        self._prefill = jax.jit(lambda p, ids, times, track, key, style: prefill(
+            model, p, ids, times, track, key, self.cache_len, style))
         self._feed = jax.jit(lambda p, state, ids, times: feed(model, p, state, ids, times), donate_argnums=(1,))
         self._press_fns: dict = {}
 
     # -- session -------------------------------------------------------------
-    def start(self, key: jax.Array) -> PlayState:
+    def start(self, key: jax.Array, style: int = NO_STYLE) -> PlayState:
+        """A fresh session (BOS alone) with its PRNG key and its style
+        (tokens/styles.style_id; NO_STYLE: none), which it keeps to its end."""
+        style = check_style(style, self.model.num_styles)
         host = SessionHost.start(keep_history=True)
-        return PlayState(self._prefill(self.params, host.ids[None], host.times[None], init_track(1), key), host)
+        style_B = jnp.full((1,), style, jnp.int32)
+        decode = self._prefill(self.params, host.ids[None], host.times[None], init_track(1), key, style_B)
+        return PlayState(decode, host)
 
     def _press_fn(self, num_forced: int, settings: PlaySettings):
         """One jitted press per (forced length, pitch range); the number of keys
@@ -94,7 +107,8 @@ class Player:
         host = state.host.refilled(needed, self.cache_len)
         if host is None:
             return state
-        decode = self._prefill(self.params, host.ids[None], host.times[None], state.decode.track, state.decode.key)
+        d = state.decode  # the Track, the PRNG key and the style carry over
+        decode = self._prefill(self.params, host.ids[None], host.times[None], d.track, d.key, d.style)
         return PlayState(decode, host)
 
     def press(self, state: PlayState, press: Press, settings: PlaySettings = PlaySettings()) -> tuple[PressNotes, PlayState]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 STYLES = ("chorale", "classical", "renaissance", "fiddle")
 NO_STYLE = -1  # not known or dropped: the unconditioned mode
 NUM_STYLES = len(STYLES)
@@ -49,3 +51,31 @@ def style_of_path(path: str, root: str) -> int:
     rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root)) if root else path
     top = rel.split(os.sep, 1)[0] if os.sep in rel else ""
     return STYLES.index(FOLDER_STYLES[top]) if top in FOLDER_STYLES else NO_STYLE
+
+
+def model_styles(num_styles: int) -> tuple[str, ...]:
+    """The style names a model of `num_styles` (model.num_styles) takes; () for
+    a model trained without styles."""
+    return STYLES[: max(0, min(int(num_styles), NUM_STYLES))]
+
+
+def check_style(style, num_styles: int) -> int:
+    """A style index asked of a model of `num_styles` -> it, as an int;
+    StyleError where that model cannot take it (NO_STYLE is always taken)."""
+    if isinstance(style, bool) or not isinstance(style, (int, np.integer)):
+        raise StyleError(f"style={style!r}: expected a style index (tokens/styles.py: style_id)")
+    style = int(style)
+    if style == NO_STYLE:
+        return style
+    known = model_styles(num_styles)
+    if not known:
+        raise StyleError(f"style {style_label(style)}: this run was trained without styles "
+                         "(model.num_styles = 0): only 'any'")
+    if not 0 <= style < len(known):
+        raise StyleError(f"style {style_label(style)}: this model takes {', '.join(known)} (or 'any')")
+    return style
+
+
+def style_label(index: int) -> str:
+    """A style index for a message: its name in quotes, or the number where it names none."""
+    return repr(STYLES[index]) if 0 <= index < NUM_STYLES else str(index)

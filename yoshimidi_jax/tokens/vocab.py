@@ -1,4 +1,4 @@
-"""The token vocabulary: one flat space of int ids (see shared/DESIGN.md).
+"""The token vocabulary: one flat space of int ids (docs/data.md, "Tokens").
 
     PAD BOS EOS SEP TIME | NOTE_ON x128 | NOTE_OFF x128 | VELOCITY x bins | CONTROL x 240
     [| TIME_SHIFT x time_shifts]

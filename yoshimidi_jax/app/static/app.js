@@ -26,6 +26,8 @@ const Y = (window.yoshimidi = {
   lastLatencyMs: null,
   audioState: "none",
   settingsAck: null,
+  styles: [],     // the model's styles (hello); none: a model trained without them
+  style: "any",   // the style the session's context plays in (hello, reset acks)
 });
 
 const BRIEF_S = 0.15;        // a note whose key is already up when it arrives
@@ -241,7 +243,7 @@ function handle(data, sock) {
     case "hello": return onHello(msg, sock);
     case "notes": return onNotes(msg);
     case "settings": return onSettingsAck(msg);
-    case "reset": return onResetAck();
+    case "reset": return onResetAck(msg);
     case "recording": return onRecording(msg);
     case "pong": return onPong(msg);
     case "error": return onError(msg);
@@ -282,6 +284,7 @@ function onHello(msg, sock) {
     if (settingsTouched) sendSettings();
     else applySettings(msg.settings);
   }
+  onStyles(msg);
   if (reconnected) {
     toast(`reconnected: new session ${Y.session ?? ""} — the model starts afresh`);
     roll.addMarker("new session");
@@ -360,9 +363,16 @@ function onSettingsAck(msg) {
   showAck(msg.settings);
 }
 
-function onResetAck() {
-  toast("reset: the model's context is fresh");
-  roll.addMarker("reset");
+function onResetAck(msg) {
+  const style = typeof msg.style === "string" ? msg.style : null;
+  if (style !== null) showStyle(style);
+  if (quietReset) {  // our own reset of a new session into the chosen style: the hello's toast stays
+    quietReset = false;
+    return;
+  }
+  const styled = style !== null && style !== "any";
+  toast(styled ? `reset: a fresh context in the ${style} style` : "reset: the model's context is fresh");
+  roll.addMarker(styled ? `reset · ${style}` : "reset");
 }
 
 function onPong(msg) {
@@ -377,6 +387,7 @@ function onError(msg) {
   const id = msg.id == null ? "" : ` (id ${msg.id})`;
   logLine("server", `${field}${String(msg.error ?? "error")}${id}`);
   if (msg.id != null) inflight.delete(msg.id);
+  if (msg.field === "style") showStyle(Y.style);  // the server kept the style: show it again
   if (recordState === "starting" || recordState === "stopping") {
     if (msg.field === "action" || msg.field === "record") setRecordState(recordState === "starting" ? "idle" : "recording");
   }
@@ -578,6 +589,52 @@ for (const id of ["temperature", "top-p", "strict", "dynamics", "chord-window"])
   });
 }
 showValues();
+
+// ---------------------------------------------------------------- style
+
+// The style the player chose here (null: the server's); a new session (a
+// reconnect) is reset into it.
+let styleChosen = null;
+let quietReset = false;
+
+function showStyle(style) {
+  Y.style = style;
+  const now = $("style-now");
+  now.dataset.style = style;
+  setText("style-now", style);
+  const sel = $("style");
+  if ([...sel.options].some((o) => o.value === style)) sel.value = style;
+}
+
+function onStyles(msg) {
+  const styles = Array.isArray(msg.styles) ? msg.styles.filter((x) => typeof x === "string") : [];
+  Y.styles = styles;
+  const sel = $("style");
+  sel.textContent = "";
+  for (const name of ["any", ...styles]) {
+    const o = document.createElement("option");
+    o.value = name;
+    o.textContent = name;
+    sel.appendChild(o);
+  }
+  sel.disabled = styles.length === 0;
+  sel.title = styles.length ? "the texture the model plays in; changing it starts a fresh context"
+    : "this model was trained without styles";
+  showStyle(typeof msg.style === "string" ? msg.style : "any");
+  if (styleChosen !== null && styleChosen !== Y.style && (styleChosen === "any" || styles.includes(styleChosen))) {
+    quietReset = send({ type: "reset", style: styleChosen });
+  }
+}
+
+$("style").addEventListener("change", (e) => {
+  const sel = e.currentTarget;
+  sel.blur();
+  styleChosen = sel.value;
+  if (!send({ type: "reset", style: styleChosen })) {
+    toast("not connected", "warn");
+    showStyle(Y.style);
+  }
+});
 
 $("reset").addEventListener("click", (e) => {
   e.currentTarget.blur();
