@@ -22,13 +22,9 @@ def pytest_configure(config):
     the many tests that build the same small model, train step or sampler
     afresh (and the subprocesses they start) load it instead of compiling it
     again. Only compile time changes: the programs are the same."""
-    import jax
-
     from yoshimidi_jax import compile_cache
 
-    if compile_cache.enable():
-        # the small test models compile in well under compile_cache.MIN_COMPILE_S
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    compile_cache.enable()
 
 
 # `bash scripts/test.sh` runs two pytest-xdist workers (--dist loadgroup): one

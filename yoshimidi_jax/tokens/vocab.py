@@ -56,30 +56,21 @@ class Vocab:
     time_shifts: int = 0  # TIME_SHIFT ids (k steps of time_shift_s, k = 1..time_shifts); 0: none
     time_shift_s: float = 0.01
 
-    @property
-    def note_on(self) -> int:
-        return NUM_SPECIALS
+    def block_sizes(self) -> tuple[int, ...]:
+        """How many ids each block holds, in id order: specials, NOTE_ON,
+        NOTE_OFF, VELOCITY, CONTROL, TIME_SHIFT."""
+        return NUM_SPECIALS, NUM_PITCHES, NUM_PITCHES, self.num_velocity_bins, NUM_CONTROLS, self.time_shifts
 
-    @property
-    def note_off(self) -> int:
-        return self.note_on + NUM_PITCHES
+    def block_start(self, block: int) -> int:
+        """The first id of a block (its index in block_sizes); len(block_sizes()): the size."""
+        return sum(self.block_sizes()[:block])
 
-    @property
-    def velocity(self) -> int:
-        return self.note_off + NUM_PITCHES
-
-    @property
-    def control(self) -> int:
-        return self.velocity + self.num_velocity_bins
-
-    @property
-    def time_shift(self) -> int:
-        """The first TIME_SHIFT id (one step); == size when there are none."""
-        return self.control + NUM_CONTROLS
-
-    @property
-    def size(self) -> int:
-        return self.time_shift + self.time_shifts
+    note_on = property(lambda self: self.block_start(1), doc="the first NOTE_ON id")
+    note_off = property(lambda self: self.block_start(2), doc="the first NOTE_OFF id")
+    velocity = property(lambda self: self.block_start(3), doc="the first VELOCITY id")
+    control = property(lambda self: self.block_start(4), doc="the first CONTROL id")
+    time_shift = property(lambda self: self.block_start(5), doc="the first TIME_SHIFT id (one step); == size when none")
+    size = property(lambda self: self.block_start(6), doc="ids in all")
 
     @property
     def version(self) -> str:
