@@ -74,10 +74,11 @@ def process_file(path: str, min_notes: int, max_notes: int, root: str = "") -> F
             raise MidiRejected("too_many_notes", f"{n} pitched notes > {max_notes}")
         tokens = encode(read.events)
         piece_hash = content_hash(tokens)
-        data = serialize(PieceRecord(piece_hash=piece_hash, tokens=tokens, style=style_of_path(path, root)))
+        style = style_of_path(path, root)
+        data = serialize(PieceRecord(piece_hash=piece_hash, tokens=tokens, style=style))
         return FileResult(
             path=path, record=data, piece_hash=piece_hash, notes=n, tokens=len(tokens),
-            drum_notes=read.drum_notes, style=style_of_path(path, root),
+            drum_notes=read.drum_notes, style=style,
         )
     except MidiRejected as e:
         return FileResult(path=path, reason=e.reason, detail=e.detail)
