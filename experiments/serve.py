@@ -82,7 +82,7 @@ def main(argv: list[str]) -> None:
         options = ServerOptions(max_sessions=FLAGS.max_sessions, idle_timeout_s=FLAGS.idle_timeout_s,
                                 messages_per_s=FLAGS.messages_per_s, burst=FLAGS.burst, seed=FLAGS.seed,
                                 settings=settings, style=style_id(FLAGS.style),
-                                allowed_origins=tuple(FLAGS.allow_origin))
+                                allowed_origins=tuple(FLAGS.allow_origin), hosts=(FLAGS.host,))
     except StyleError as e:
         raise app.UsageError(f"--style: {e}") from None
     except (ControlError, ValueError) as e:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import http.client
 import json
+import os
 import re
+import socket
 import statistics
 import threading
 import time
@@ -460,6 +463,90 @@ def test_origin_is_checked(server, client_factory):
     assert server.stats()["counters"]["origin_refused"] == before + 2
     c = client_factory(server, origin=server.origin)
     check_notes(c.press([60]), [60])
+
+
+def raw_handshake(port: int, host: str, origin: str | None = None) -> tuple[int, bytes]:
+    """A websocket handshake written by hand over a real socket, naming the
+    Host header (client libraries take it from the URL): (HTTP status, body)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = ["GET /ws HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
+             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", *([f"Origin: {origin}"] if origin else [])]
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"the server closed the handshake without an answer: {data!r}"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        while status != 101 and length and len(body) < int(length.group(1)):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+    return status, body
+
+
+def http_get(port: int, path: str, host: str) -> tuple[int, bytes]:
+    """GET path with this Host header: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest("GET", path, skip_host=True)
+        conn.putheader("Host", host)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def test_dns_rebinding_is_refused_by_the_host_header(server):
+    """A page on evil.example whose name now points at 127.0.0.1 sends its own
+    name as Host and a matching Origin: the Origin check alone lets it in."""
+    port = server.port
+    before = server.stats()["counters"].get("host_refused", 0)
+    evil = f"evil.example:{port}"
+    status, body = raw_handshake(port, evil, origin=f"http://{evil}")
+    assert status == 403 and f"Host '{evil}'".encode() in body and b"DNS rebinding" in body, (status, body)
+    assert f"localhost:{port}".encode() in body, body  # it says what it answers to
+    for path in ("/", "/api/info", "/api/stats"):
+        status, body = http_get(port, path, evil)
+        assert status == 403 and b"DNS rebinding" in body, (path, status, body)
+    assert server.stats()["counters"]["host_refused"] == before + 4
+    # the loopback names with the server's port are answered; another port is not
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert raw_handshake(port, host, origin=f"http://{host}")[0] == 101, host
+        assert http_get(port, "/api/info", host)[0] == 200, host
+    assert raw_handshake(port, f"localhost:{port + 1}")[0] == 403
+    assert server.stats()["counters"]["host_refused"] == before + 5
+
+
+# ---------------------------------------------------------------- what clients send never grows the server
+
+def test_a_field_named_by_a_lone_surrogate_leaves_stats_working(server, client_factory):
+    c = client_factory(server)
+    reply = c.request('{"type":"ping","t":1,"\\ud800":1}')  # a legal JSON escape, not encodable as UTF-8
+    assert reply["type"] == "error" and reply["field"] == "\ud800" and "unknown field" in reply["error"], reply
+    status, _, body = server.get("/api/stats")  # raised HTTP 500 from then on
+    assert status == 200 and json.loads(body)["counters"]["error:unknown_field"] >= 1
+    c.ping()
+
+
+def test_unknown_field_names_never_become_counters(server, client_factory):
+    c = client_factory(server)
+    before = server.stats()["counters"]
+    names = [f"made-up-{i}-" + "x" * 1000 for i in range(20)]
+    for name in names:
+        reply = c.request(json.dumps({"type": "ping", "t": c.tick(1.0), name: 1}))
+        assert reply["type"] == "error" and reply["field"] == name, reply["field"][:40]
+    _, _, body = server.get("/api/stats")
+    counters = json.loads(body)["counters"]
+    assert set(counters) - set(before) <= {"errors", "error:unknown_field"}, sorted(counters)
+    assert counters["error:unknown_field"] - before.get("error:unknown_field", 0) == len(names)
+    assert len(body) < 4096, f"/api/stats is {len(body)} bytes"
+    c.ping()
 
 
 def test_page_and_static_files_are_served_locally(server):

@@ -108,6 +108,8 @@ def json_fields(cls: type) -> set[str]:
 
 # every message may carry an id (echoed in the answer and in errors)
 _FIELDS = {kind: {"type", "id"} | json_fields(cls) for kind, cls in MESSAGE_TYPES.items()}
+# every field name of the protocol (an error's field may also be a name the client made up)
+FIELD_NAMES = frozenset().union(*_FIELDS.values())
 
 
 def _is_int(v: Any) -> bool:

@@ -14,7 +14,13 @@ is checked (app/protocol.py) and rate-limited (a token bucket per session:
 one "rate" error per flood, the excess dropped) before it costs any decoding.
 The websocket takes connections whose Origin is the page's own (a page on
 another site cannot drive the instrument); clients that send no Origin
-(not browsers: scripts, benchmarks) are let in.
+(not browsers: scripts, benchmarks) are let in. The page, the API and the
+websocket answer only a Host header naming this server (app/hosts.py:
+loopback, the address the connection came in on, ServerOptions.hosts,
+--allow_origin), so a page that rebinds its own DNS name to 127.0.0.1 gets
+nothing (HTTP 403 saying why).
+The counters in /api/stats are a fixed set of names: nothing a client sends
+becomes a counter's name.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import mimetypes
 import os
 import secrets
 import time
@@ -32,12 +39,12 @@ from urllib.parse import urlsplit
 
 import jax
 from starlette.applications import Starlette
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from yoshimidi_jax.app import protocol
+from yoshimidi_jax.app import hosts, protocol
 from yoshimidi_jax.app.protocol import (PingMsg, PressMsg, ProtocolError, RecordMsg, ReleaseMsg, ResetMsg,
                                         SettingsMsg)
 from yoshimidi_jax.app.batcher import Batcher
@@ -50,6 +57,10 @@ from yoshimidi_jax.tokens.controls import ControlError
 from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES, check_style, model_styles
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+# The page's soundfont (static/vendor/soundfont/): binary, not the text/plain
+# StaticFiles would guess for an unknown suffix.
+mimetypes.add_type("audio/x-soundfont", ".sf2")
+mimetypes.add_type("audio/x-soundfont", ".sf3")
 log = logging.getLogger("yoshimidi.serve")
 
 CLOSE_POLICY = 1008  # a websocket close code: origin not allowed
@@ -66,6 +77,7 @@ class ServerOptions:
     settings: PlaySettings = PlaySettings(temperature=1.0, top_p=0.95)  # a new session's
     style: int = NO_STYLE  # a new session's style (tokens/styles.py); a reset may change it
     allowed_origins: tuple[str, ...] = ()  # more origins (scheme://host:port) besides the page's own
+    hosts: tuple[str, ...] = ()  # names the Host header may carry besides loopback's (--host)
 
     def __post_init__(self) -> None:
         for name in ("max_sessions", "idle_timeout_s", "messages_per_s", "burst"):
@@ -83,6 +95,25 @@ def origin_allowed(headers, extra: tuple[str, ...] = ()) -> bool:
         return True
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and parts.netloc.lower() == headers.get("host", "").lower()
+
+
+def error_counter(field: str | None) -> str:
+    """The counter an error about `field` is counted under: "error:<field>"
+    for the protocol's own field names ("error:None": the whole message); a
+    name the client made up is "error:unknown_field", so the counters stay a
+    small fixed set whatever clients send."""
+    if field is not None and field not in protocol.FIELD_NAMES:
+        return "error:unknown_field"
+    return f"error:{field}"
+
+
+def request_host_refusal(scope: dict, headers, options: ServerOptions) -> str | None:
+    """Why an HTTP or websocket request (an ASGI scope and its headers) is
+    refused for its Host header (app/hosts.py); None if it may go on."""
+    local_address, port = (scope.get("server") or (None, None))[:2]
+    default_port = hosts.DEFAULT_PORTS.get(scope.get("scheme", "http"), 80)
+    allowed = hosts.allowed_hosts(port or default_port, options.hosts, options.allowed_origins, local_address)
+    return hosts.host_refusal(headers.get("host"), allowed, default_port)
 
 
 class Hub:
@@ -192,7 +223,22 @@ async def _send(ws: WebSocket, msg: dict) -> None:
     await ws.send_text(protocol.dumps(msg))
 
 
+async def refuse_socket_host(hub: Hub, ws: WebSocket, why: str) -> None:
+    """Refuses a websocket handshake for its Host header: HTTP 403 with the
+    reason as the body (a plain close where the server cannot send one)."""
+    hub.counters["host_refused"] += 1
+    log.warning("websocket refused: %s (origin %r)", why, ws.headers.get("origin"))
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(PlainTextResponse(why, status_code=403))
+    else:
+        await ws.close(code=CLOSE_POLICY, reason=why[:120])
+
+
 async def serve_socket(hub: Hub, ws: WebSocket) -> None:
+    why = request_host_refusal(ws.scope, ws.headers, hub.options)
+    if why is not None:
+        await refuse_socket_host(hub, ws, why)
+        return
     if not origin_allowed(ws.headers, hub.options.allowed_origins):
         hub.counters["origin_refused"] += 1
         log.warning("websocket from origin %r refused (host %r)", ws.headers.get("origin"), ws.headers.get("host"))
@@ -238,7 +284,7 @@ async def serve_socket(hub: Hub, ws: WebSocket) -> None:
                 reply = await hub.handle(session, msg)
             except ProtocolError as e:
                 hub.counters["errors"] += 1
-                hub.counters[f"error:{e.field}"] += 1
+                hub.counters[error_counter(e.field)] += 1
                 await _send(ws, protocol.error_message(e.field, e.why, e.msg_id))
                 continue
             except ControlError as e:  # a value the play API refuses (its message names it)
@@ -265,12 +311,26 @@ def create_app(players: BatchPlayer | list[BatchPlayer], model_info: dict,
     """players: one BatchPlayer per decode thread (their slots hold the sessions)."""
     hub = Hub(players if isinstance(players, list) else [players], model_info, options)
 
+    def host_checked(endpoint):
+        """An HTTP endpoint that answers only an allowed Host (HTTP 403 saying why)."""
+        async def checked(request):
+            why = request_host_refusal(request.scope, request.headers, hub.options)
+            if why is not None:
+                hub.counters["host_refused"] += 1
+                log.warning("HTTP %s refused: %s", request.url.path, why)
+                return PlainTextResponse(why, status_code=403)
+            return await endpoint(request)
+        return checked
+
+    @host_checked
     async def index(request):
         return FileResponse(os.path.join(STATIC_DIR, "index.html"), headers={"Cache-Control": "no-cache"})
 
+    @host_checked
     async def info(request):
         return JSONResponse(hub.info())
 
+    @host_checked
     async def stats(request):
         return JSONResponse(hub.stats())
 

@@ -2,7 +2,7 @@
 // together or not); the server's model picks the notes; we play and draw them.
 // Protocol: yoshimidi play protocol v1 (JSON over one websocket at /ws).
 
-import { Synth } from "./synth.js";
+import { Sound, bindSoundControls, savedSoundSettings } from "./sound.js";
 import { Roll } from "./roll.js";
 import { ComputerKeyboard, ScreenKeyboard, noteName } from "./keys.js";
 import { initMidi } from "./midi.js";
@@ -36,15 +36,25 @@ let maxKeys = 10;
 
 // ---------------------------------------------------------------- audio + roll
 
-const synth = new Synth({ maxVoices: 48 });
+// The sound: a soundfont's instruments, or the own synth (sound.js).
+const synth = new Sound({ maxVoices: 48, ...savedSoundSettings() });
+let renderSound = () => {};
+let audioStarted = false;  // a key or a click has been seen (the context may run from then)
 synth.onChange = (s) => {
   Y.scheduledVoices = s.scheduled;
   Y.activeVoices = s.active;
   Y.audioState = s.state;
+  Y.sound = s.info();
   renderAudio();
+  renderSound();
 };
+renderSound = bindSoundControls(synth, {
+  select: $("instrument"), volume: $("volume"), volumeValue: $("volume-value"), status: $("sound"),
+});
+window.yoshimidiSound = synth;  // for the browser tests (not plain data: kept out of Y)
+synth.start();
 
-const roll = new Roll($("roll"), { seconds: 8 });
+const roll = new Roll($("roll"), { seconds: 8, legend: document.querySelector(".stage .legend") });
 
 // ---------------------------------------------------------------- UI helpers
 
@@ -101,7 +111,8 @@ function renderAudio() {
   const el = $("audio");
   el.dataset.state = st;
   el.textContent = st === "running" ? `audio on · ${Y.activeVoices} voices`
-    : st === "none" ? "audio: press a key or click to start" : `audio ${st}: click to resume`;
+    : st === "none" || (st === "suspended" && !audioStarted) ? "audio: press a key or click to start"
+    : `audio ${st}: click to resume`;
 }
 
 // ---------------------------------------------------------------- connection
@@ -110,6 +121,8 @@ let ws = null;
 let everOpened = false;
 let backoffMs = 500;
 let retryTimer = null;
+let countdownTimer = null;   // updates "reconnecting · in 1.4 s" until the retry
+const COUNTDOWN_EVERY_MS = 100;
 let lastPressAt = 0;
 let lastT = 0;           // t sent so far (the protocol wants it non-decreasing)
 let droppedNotice = 0;
@@ -137,6 +150,7 @@ function wsUrl() {
 
 function connect() {
   clearTimeout(retryTimer);
+  clearInterval(countdownTimer);
   retryTimer = null;
   if (ws && (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING)) return;
   if (Y.connection !== "refused") setConnection(everOpened ? "reconnecting" : "connecting");
@@ -181,16 +195,29 @@ function connect() {
     } else if (sock.yBye) {
       setConnection("closed", "press a key to reconnect");
     } else {
-      setConnection("reconnecting", `in ${(backoffMs / 1000).toFixed(1)} s`);
-      scheduleRetry(backoffMs);
+      scheduleRetry(backoffMs, (msLeft) => setConnection("reconnecting", retryText(msLeft)));
       backoffMs = Math.min(5000, backoffMs * 2);
     }
   };
 }
 
-function scheduleRetry(ms) {
+// Tries to connect again in `ms`; showLeft(ms left), if given, is called now
+// and every COUNTDOWN_EVERY_MS until then.
+function scheduleRetry(ms, showLeft = null) {
   clearTimeout(retryTimer);
+  clearInterval(countdownTimer);
   retryTimer = setTimeout(connect, ms);
+  if (showLeft) {
+    const at = performance.now() + ms;
+    const show = () => showLeft(at - performance.now());
+    show();
+    countdownTimer = setInterval(show, COUNTDOWN_EVERY_MS);
+  }
+}
+
+// "in 1.4 s": the time left, rounded up to a tenth (so "in 0.0 s" is never shown before the try).
+function retryText(msLeft) {
+  return `in ${(Math.ceil(Math.max(0, msLeft) / 100) / 10).toFixed(1)} s`;
 }
 
 window.addEventListener("online", () => {
@@ -523,7 +550,7 @@ initMidi({
 
 // Audio may only start after a gesture.
 for (const type of ["pointerdown", "keydown"]) {
-  window.addEventListener(type, () => synth.ensure(), { capture: true });
+  window.addEventListener(type, () => { audioStarted = true; synth.ensure(); }, { capture: true });
 }
 
 roll.onFrame = (now) => {

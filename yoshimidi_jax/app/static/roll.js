@@ -9,10 +9,13 @@ const RIGHT_PAD = 12;   // css px: room right of "now"
 const MIN_SPAN = 24;    // semitones
 const PAD = 3;          // semitones around the notes in view
 const MAX_NOTES = 5000;
+const LABEL_GAP = 4;    // css px: around marker labels
 
 export class Roll {
-  constructor(canvas, { seconds = 8 } = {}) {
+  // legend: an element drawn over the roll's top (marker labels go below it)
+  constructor(canvas, { seconds = 8, legend = null } = {}) {
     this.canvas = canvas;
+    this.legend = legend;
     this.g = canvas.getContext("2d");
     this.windowMs = seconds * 1000;
     this.notes = [];     // {pitch, velocity, start, end|null}  (performance.now() ms)
@@ -57,6 +60,13 @@ export class Roll {
       if (n.start <= now && (n.end === null || n.end > now)) s.add(n.pitch);
     }
     return s;
+  }
+
+  // Where marker labels start (css px from the canvas top): below the legend.
+  _labelTop() {
+    if (!this.legend) return LABEL_GAP;
+    const bottom = this.legend.getBoundingClientRect().bottom - this.canvas.getBoundingClientRect().top;
+    return Math.max(LABEL_GAP, Math.ceil(bottom) + LABEL_GAP);
   }
 
   _resize() {
@@ -168,6 +178,7 @@ export class Roll {
     // Markers (reset, new session).
     g.font = "11px system-ui, sans-serif";
     g.textBaseline = "top";
+    const labelTop = this.markers.length ? this._labelTop() : 0;
     let lastX = -Infinity;
     let row = 0;
     for (const m of this.markers) {
@@ -178,7 +189,7 @@ export class Roll {
       g.fillStyle = "rgba(140, 160, 200, 0.35)";
       for (let y = 0; y < rollH; y += 6) g.fillRect(Math.round(x), y, 1, 3);
       g.fillStyle = "rgba(170, 185, 215, 0.75)";
-      g.fillText(m.label, x + 4, 4 + 14 * (row % 4));
+      g.fillText(m.label, x + 4, labelTop + 14 * (row % 4));
     }
 
     // The model's notes.

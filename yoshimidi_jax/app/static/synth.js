@@ -14,8 +14,12 @@ export function midiToHz(pitch) {
 }
 
 export class Synth {
-  constructor({ maxVoices = 48 } = {}) {
+  // `context`/`output`: play in a shared AudioContext into this node (default:
+  // its own context, straight to the speakers).
+  constructor({ maxVoices = 48, context = null, output = null } = {}) {
     this.ctx = null;
+    this.sharedCtx = context;
+    this.output = output;
     this.maxVoices = maxVoices;
     this.voices = [];        // sounding voices, oldest first
     this.scheduled = 0;      // voices ever started
@@ -32,6 +36,11 @@ export class Synth {
 
   // Create the AudioContext (or resume it). Call from a user gesture first.
   ensure() {
+    if (!this.ctx && this.sharedCtx) {
+      this.ctx = this.sharedCtx;
+      this._build();
+      this.ctx.addEventListener("statechange", () => this._changed());
+    }
     if (!this.ctx) {
       const AC = window.AudioContext || window.webkitAudioContext;
       if (!AC) return null;
@@ -42,7 +51,7 @@ export class Synth {
         return null;
       }
       this._build();
-      this.ctx.onstatechange = () => this._changed();
+      this.ctx.addEventListener("statechange", () => this._changed());
     }
     if (this.ctx.state === "suspended") {
       this.ctx.resume().catch(() => {}).then(() => this._changed());
@@ -59,7 +68,7 @@ export class Synth {
     this.comp.ratio.value = 4;
     this.comp.attack.value = 0.003;
     this.comp.release.value = 0.2;
-    this.comp.connect(ctx.destination);
+    this.comp.connect(this.output || ctx.destination);
 
     this.master = ctx.createGain();
     this.master.gain.value = 0.9;

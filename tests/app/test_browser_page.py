@@ -1,0 +1,158 @@
+"""The page's own defects, in a real headless Chromium against the real
+server: the model's notes light the lettered keys, the reconnect text counts
+down, the "new session" label stays clear of the roll's legend.
+
+The page's websocket goes through the test (Playwright's route_web_socket):
+to the real server and back, except that the test may choose the model's
+pitch in a reply (a random-init model's pitches are random), drop the
+connection, and refuse reconnects (the page then sees a failed connection,
+as when the server is down)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from tests.app.test_browser import Page, browser  # noqa: F401  (browser: the module's Chromium)
+
+OPEN = "window.yoshimidi.connection === 'open' && window.yoshimidi.hello !== null"
+LIT_END = "rgb(245, 158, 91)"  # #f59e5b, the lit keys' gradient (style.css)
+
+
+class RoutedPage(Page):
+    """A Page whose websocket passes through `_route`: `rewrite(msg)` may
+    change the server's messages, `drop()` closes the page's socket, and
+    while `refuse` is set a reconnect fails."""
+
+    def __init__(self, browser, url: str, rewrite=None):  # noqa: F811
+        self.rewrite, self.refuse, self.sockets = rewrite, False, []
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.page = self.context.new_page()
+        self.log: list[str] = []
+        self.page.on("console", lambda m: self.log.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.log.append(f"PAGEERROR: {e}"))
+        self.page.route_web_socket(re.compile(r"/ws$"), self._route)
+        self.page.goto(url)
+        self.wait(OPEN, 60)
+
+    def _route(self, ws) -> None:
+        if self.refuse:
+            ws.close(code=1011, reason="the test refuses this connection")
+            return
+        server = ws.connect_to_server()
+        ws.on_message(lambda m: server.send(m))
+        server.on_message(lambda m: ws.send(self._rewritten(m)))
+        self.sockets.append(ws)
+
+    def _rewritten(self, message):
+        if self.rewrite is None or not isinstance(message, str):
+            return message
+        return json.dumps(self.rewrite(json.loads(message)))
+
+    def drop(self) -> None:
+        self.sockets[-1].close(code=1011, reason="the test drops the connection")
+
+
+@pytest.fixture
+def routed(browser, request):  # noqa: F811
+    server = request.getfixturevalue("server")
+    pages: list[RoutedPage] = []
+
+    def make(**kw) -> RoutedPage:
+        p = RoutedPage(browser, server.url + "/", **kw)
+        pages.append(p)
+        return p
+
+    yield make
+    for p in pages:
+        p.close()
+
+
+def two_above_the_key(msg: dict) -> dict:
+    """The model's notes, each moved to two semitones above its key (the
+    key s, D4, gets E4: the lettered white key d)."""
+    if msg.get("type") == "notes":
+        msg["notes"] = [{**n, "pitch": n["key"] + 2} for n in msg["notes"]]
+    return msg
+
+
+def test_the_models_notes_light_the_lettered_white_keys(routed, tmp_path):
+    p = routed(rewrite=two_above_the_key)
+    kb = p.page.keyboard
+    before = p.y("notesReceived")
+    kb.down("s")  # D4 (62): the model's note is E4 (64), the lettered white key "d"
+    try:
+        p.wait("n => window.yoshimidi.notesReceived > n", 30, arg=before)
+        assert [(n["key"], n["pitch"]) for n in p.y("lastNotes")] == [(62, 64)]
+        p.wait("document.querySelector('.key[data-pitch=\"64\"]').classList.contains('lit')", 10)
+        key = p.page.locator('.key[data-pitch="64"]')
+        assert "mapped" in key.get_attribute("class") and key.text_content().strip().lower().startswith("d")
+        background = key.evaluate("k => getComputedStyle(k).backgroundImage")
+        assert LIT_END in background, f"the lit lettered key E4 shows {background}, not the lit color"
+        path = tmp_path / "yoshimidi-lit-key.png"
+        p.page.screenshot(path=str(path))
+        out = os.environ.get("YOSHIMIDI_ARTIFACTS")
+        if out:
+            os.makedirs(out, exist_ok=True)
+            shutil.copy(path, os.path.join(out, path.name))
+    finally:
+        kb.up("s")
+    assert p.page_errors() == []
+
+
+COUNTDOWN = re.compile(r"reconnecting… · in (\d+\.\d) s")
+
+
+def test_the_reconnect_text_counts_down(routed):
+    p = routed()
+    p.refuse = True
+    p.drop()
+    # the retries come after 0.5 s, 1 s, 2 s...: read the text every 50 ms for 1.6 s
+    texts = p.page.evaluate("""async () => {
+        const texts = [], t0 = performance.now();
+        while (performance.now() - t0 < 1600) {
+            texts.push(document.getElementById("connection").textContent);
+            await new Promise((r) => setTimeout(r, 50));
+        }
+        return texts; }""")
+    left = [float(m.group(1)) for m in map(COUNTDOWN.fullmatch, texts) if m]
+    assert len(left) >= len(texts) // 2, texts
+    falls = sum(1 for a, b in zip(left, left[1:]) if b < a)
+    assert falls >= 8, f"the seconds left fell {falls} times in 1.6 s: {texts}"
+    assert all(0 < s <= 2.0 for s in left), left
+    p.refuse = False
+    p.wait(OPEN + " && window.yoshimidi.reconnects === 1", 30)
+    assert p.page.text_content("#connection") == "connected"
+
+
+def test_the_new_session_label_clears_the_legend(routed):
+    p = routed()
+    p.drop()  # the page reconnects at once (0.5 s) and marks "new session" on the roll
+    p.wait(OPEN + " && window.yoshimidi.reconnects === 1", 30)
+    # while the label scrolls left under the legend (~1.5 s), read the roll's pixels under the legend
+    # and in a band as high as the legend right below it: the label's bright text
+    seen = p.page.evaluate("""async () => {
+        const canvas = document.getElementById("roll"), g = canvas.getContext("2d");
+        const legend = document.querySelector(".stage .legend").getBoundingClientRect();
+        const c = canvas.getBoundingClientRect(), k = canvas.width / c.width;
+        const brightIn = (top, height) => {
+            const x = Math.round((legend.left - c.left) * k), y = Math.round(top * k);
+            const d = g.getImageData(x, y, Math.round(legend.width * k), Math.round(height * k)).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (Math.max(d[i], d[i + 1], d[i + 2]) > 110) n++;
+            return n;
+        };
+        const top = legend.top - c.top, seen = { under: 0, below: 0 }, t0 = performance.now();
+        while (performance.now() - t0 < 1500) {
+            await new Promise((r) => requestAnimationFrame(r));
+            seen.under = Math.max(seen.under, brightIn(top, legend.height));
+            seen.below = Math.max(seen.below, brightIn(top + legend.height, legend.height + 8));
+        }
+        return seen; }""")
+    assert seen["under"] == 0, f"{seen['under']} bright pixels of the roll under the legend: the label overlaps it"
+    assert seen["below"] > 20, f"no label below the legend ({seen})"
+    assert p.page_errors() == []

@@ -1,0 +1,182 @@
+"""The page's soundfont piano in a real headless Chromium: the vendored font
+loads into the vendored SF2 synthesizer (spessasynth_lib, an AudioWorklet), a
+real key press makes it play the model's note and real audio comes out of the
+page's graph, the instrument choice changes the synthesizer's program, the
+volume changes the output gain, and with the font missing the page plays its
+own synth and says so. Reuses the browser and page helpers of test_browser.py
+and the shared server of conftest.py."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tests.app.test_browser import Page, browser  # noqa: F401  (browser: a fixture)
+from yoshimidi_jax.app import server as app_server
+
+VENDOR = os.path.join(app_server.STATIC_DIR, "vendor")
+FONT = os.path.join(VENDOR, "soundfont", "FluidR3Mono_GM_yoshimidi.sf3")
+SOUND = "window.yoshimidiSound"
+
+
+@pytest.fixture
+def page(browser, request):  # noqa: F811
+    server = request.getfixturevalue("server")
+    pages: list[Page] = []
+
+    def open_page(missing_font: bool = False) -> Page:
+        p = Page.__new__(Page)
+        # As Page(...), but routes are set before the page loads.
+        p.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        p.page = p.context.new_page()
+        p.log = []
+        p.page.on("console", lambda m: p.log.append(f"{m.type}: {m.text}"))
+        p.page.on("pageerror", lambda e: p.log.append(f"PAGEERROR: {e}"))
+        if missing_font:
+            p.page.route("**/*.sf3", lambda route: route.fulfill(status=404, body="not found"))
+        p.page.goto(server.url + "/")
+        p.wait("window.yoshimidi.connection === 'open' && window.yoshimidi.hello !== null", 60)
+        p.server = server
+        pages.append(p)
+        return p
+
+    yield open_page
+    for p in pages:
+        p.close()
+
+
+def level(p: Page) -> float:
+    return p.page.evaluate(f"{SOUND}.level()")
+
+
+def loudest(p: Page, seconds: float) -> float:
+    """The highest output RMS seen over `seconds` (polled in the page)."""
+    return p.page.evaluate(
+        """async (ms) => { let m = 0; const end = performance.now() + ms;
+           while (performance.now() < end) { m = Math.max(m, window.yoshimidiSound.level());
+             await new Promise((r) => setTimeout(r, 15)); } return m; }""", seconds * 1000)
+
+
+def hold(p: Page, key: str, seconds: float = 0.4) -> tuple[list[dict], float]:
+    """Holds `key` down (a real key event) until the model's notes came and
+    for `seconds` after; returns the notes and the loudest output meanwhile."""
+    before = p.y("notesReceived")
+    p.page.keyboard.down(key)
+    p.wait("n => window.yoshimidi.notesReceived > n", 60, arg=before)
+    notes = p.y("lastNotes")
+    peak = loudest(p, seconds)
+    p.page.keyboard.up(key)
+    return notes, peak
+
+
+def test_the_font_loads_and_a_key_plays_the_models_note_from_it(page):
+    p = page()
+    p.wait("window.yoshimidi.sound && window.yoshimidi.sound.fontState === 'ready'", 30)
+    s = p.y("sound")
+    assert s["engine"] == "font" and s["instrument"] == "piano" and s["program"] == 0, s
+    assert s["fontBytes"] == os.path.getsize(FONT)
+    assert "piano" in p.page.text_content("#sound") and "FluidR3" in p.page.text_content("#sound")
+    # The chosen program's samples were decoded up front: every key at 9 velocities, on the muted channel.
+    assert s["warmed"] == [0]
+    p.wait(f"{SOUND}.warmNotesSeen >= 88 * 9", 10)
+    assert p.page.get_attribute("#sound", "data-engine") == "font"
+    # The font and the library are served from this server, with their licenses beside them.
+    status, headers, body = p.server.get("/static/vendor/soundfont/FluidR3Mono_GM_yoshimidi.sf3")
+    assert status == 200 and headers["content-type"] == "audio/x-soundfont" and body[:4] == b"RIFF"
+    for name in ("spessasynth/LICENSE", "soundfont/FluidR3Mono_License.md"):
+        assert os.path.getsize(os.path.join(VENDOR, name)) > 1000, name
+
+    quiet = loudest(p, 0.2)
+    own_before = p.page.evaluate(f"{SOUND}.own.scheduled")
+    seen_before = s["fontNotesSeen"]
+    notes, peak = hold(p, "a")
+    assert len(notes) == 1 and notes[0]["key"] == 60, notes
+    # The synthesizer itself reports the note-on of the model's pitch and velocity.
+    p.wait("n => window.yoshimidi.sound.fontNotesSeen > n", 5, arg=seen_before)
+    last = p.y("sound")["lastFontNote"]
+    assert last["pitch"] == notes[0]["pitch"] and last["velocity"] == notes[0]["velocity"], (last, notes)
+    assert p.page.evaluate(f"{SOUND}.own.scheduled") == own_before, "the own synth played too"
+    assert quiet < 1e-4 and peak > 3e-3, (quiet, peak)  # real audio out of the graph
+    assert p.y("audioState") == "running"
+
+    # Two notes of one pitch: a short one (its note-off timed in the worklet)
+    # and a held one. They get different MIDI channels, so the short one's
+    # note-off (as the synthesizer reports it) leaves the held one sounding.
+    chans = p.page.evaluate(f"""() => {{ const s = {SOUND}; window.offs = [];
+        s.font.eventHandler.addEvent("noteOff", "test", (e) => window.offs.push([e.channel, e.midiNote]));
+        window.shortV = s.noteOn(72, 90, {{ duration: 0.1 }}); window.heldV = s.noteOn(72, 90, {{}});
+        return [window.shortV.channel, window.heldV.channel]; }}""")
+    assert chans[0] != chans[1], chans
+    time.sleep(0.4)
+    assert p.page.evaluate("window.offs") == [[chans[0], 72]]
+    p.page.evaluate(f"{SOUND}.noteOff(window.heldV)")
+    p.wait("window.offs.length === 2", 5)
+    assert p.page.evaluate("window.offs")[1] == [chans[1], 72]
+    p.wait(f"{SOUND}.active === 0", 5)
+    assert p.page_errors() == [], p.log
+
+
+def test_instrument_choice_sets_the_program_and_volume_sets_the_gain(page):
+    p = page()
+    p.wait("window.yoshimidi.sound && window.yoshimidi.sound.fontState === 'ready'", 30)
+    options = p.page.eval_on_selector_all("#instrument option", "os => os.map(o => [o.value, o.disabled])")
+    assert ["piano", False] in options and ["strings", False] in options and ["synth", False] in options
+    assert len(options) >= 5
+
+    p.page.select_option("#instrument", "strings")
+    assert p.y("sound")["program"] == 48 and 48 in p.y("sound")["warmed"]
+    # Every channel the page uses took GM program 48 (the synthesizer's own channel state).
+    p.wait(f"{SOUND}.font.midiChannels.slice(0, 8).every(c => c.patch.program === 48)", 5)
+    assert "strings" in p.page.text_content("#sound")
+    seen = p.y("sound")["fontNotesSeen"]
+    notes, peak = hold(p, "s", 0.3)
+    p.wait("n => window.yoshimidi.sound.fontNotesSeen > n", 5, arg=seen)
+    assert p.y("sound")["lastFontNote"]["pitch"] == notes[0]["pitch"] and peak > 3e-3
+
+    # Volume: the slider sets the output gain (a squared curve), shown beside it.
+    assert abs(p.y("sound")["gain"] - 0.64) < 1e-3  # the default, 80 %
+    p.set_range("volume", 20)
+    p.wait(f"Math.abs({SOUND}.master.gain.value - 0.04) < 0.002", 5)
+    assert p.page.text_content("#volume-value") == "20%" and p.y("sound")["volume"] == 20
+    p.set_range("volume", 0)
+    p.wait(f"{SOUND}.master.gain.value < 1e-4", 5)
+    _, silent = hold(p, "d", 0.3)
+    assert silent < 1e-5, silent
+    p.set_range("volume", 80)
+
+    # The own synth is a choice too; the font then plays nothing.
+    p.page.select_option("#instrument", "synth")
+    s = p.y("sound")
+    assert s["engine"] == "synth" and p.page.text_content("#sound") == "own synth"
+    font_before, own_before = s["fontScheduled"], p.page.evaluate(f"{SOUND}.own.scheduled")
+    _, peak = hold(p, "f", 0.3)
+    assert p.y("sound")["fontScheduled"] == font_before
+    assert p.page.evaluate(f"{SOUND}.own.scheduled") == own_before + 1 and peak > 3e-3
+    # The choice is kept for the next visit.
+    assert "synth" in p.page.evaluate("localStorage.getItem('yoshimidi.sound')")
+    assert p.page_errors() == [], p.log
+
+
+def test_without_the_font_the_page_plays_its_own_synth_and_says_so(page):
+    p = page(missing_font=True)
+    p.wait("window.yoshimidi.sound && window.yoshimidi.sound.fontState === 'failed'", 30)
+    s = p.y("sound")
+    assert s["engine"] == "synth" and "404" in s["fontError"], s
+    text = p.page.text_content("#sound")
+    assert text.startswith("own synth") and "soundfont not loaded" in text and "404" in text, text
+    assert p.page.get_attribute("#sound", "data-font") == "failed"
+    assert p.page.eval_on_selector("#instrument", "e => e.value") == "synth"
+    assert p.page.eval_on_selector("#instrument option[value=piano]", "o => o.disabled")
+    before = p.y("scheduledVoices")
+    notes, peak = hold(p, "g", 0.3)
+    assert len(notes) == 1 and p.y("scheduledVoices") == before + 1 and peak > 3e-3, (notes, peak)
+    assert p.page_errors() == [], p.log
+
+
+def test_the_vendored_files_stay_small():
+    total = 0
+    for root, _, files in os.walk(VENDOR):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    assert total < 4 * 2**20, total
