@@ -27,6 +27,7 @@ def real_or_random_batches(cfg, n: int, data: str):
         "target_times": np.zeros((b, L), np.float32), "segment_ids": np.ones((b, L), np.int32),
         "positions": np.tile(np.arange(L, dtype=np.int32), (b, 1)), "loss_mask": np.ones((b, L), bool),
         "styles": np.full((b, L), -1, np.int32), "sounding_start": np.zeros((b, 128), bool),
+        "age_start": np.zeros((b, 128), np.float32),
     }
     return [one] * n, "random"
 

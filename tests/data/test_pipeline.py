@@ -161,10 +161,12 @@ def test_the_pitches_sounding_when_a_window_starts_are_the_trackers(dataset):
         if first >= len(ids) - 1 or batch["segment_ids"][0, 0] != 1:
             break
         np.testing.assert_array_equal(batch["inputs"][0], ids[first:first + 64])
-        want = (np.asarray(track_tokens(ids[None, :first], piece["times"][None, :first]).sounding)[0] if first
-                else np.zeros(128, bool))
+        track = track_tokens(ids[None, :first], piece["times"][None, :first]) if first else None
+        want = np.asarray(track.sounding)[0] if first else np.zeros(128, bool)
         np.testing.assert_array_equal(batch["sounding_start"][0], want)
-        checked += want.any()
+        want_age = np.asarray(track.position_start.age)[0] if first else np.zeros(128, np.float32)
+        np.testing.assert_allclose(batch["age_start"][0], want_age, atol=1e-4)  # and how long each has sounded
+        checked += want.any() and want_age.max() > 0
     assert checked >= 3  # windows that started with notes sounding were seen
 
 

@@ -38,6 +38,14 @@ def _track_after_each(ids, times):
     return PositionContext(*(jnp.swapaxes(a, 0, 1) for a in after))
 
 
+def _assert_same(got, want, what):
+    """Equal; the ages (sums of seconds in another order) to float32 rounding."""
+    if np.asarray(want).dtype == np.float32:
+        np.testing.assert_allclose(np.asarray(got), want, atol=1e-4, err_msg=what)
+    else:
+        np.testing.assert_array_equal(np.asarray(got), want, err_msg=what)
+
+
 def _before(after, k):
     """The Track values before position k (after k-1; a fresh track at 0)."""
     return PositionContext(*(a[:, k - 1] for a in after)) if k > 0 else piece_start(after.control.shape[0])
@@ -52,27 +60,30 @@ def test_position_context_equals_the_track(streams):
     ids = jnp.asarray(np.stack([s[0] for s in streams]))
     times = jnp.asarray(np.stack([s[1] for s in streams]))
     want = [np.asarray(a) for a in _track_after_each(ids, times)]
-    got = position_context(ids)
+    got = position_context(ids, times)
     for name, g, w in zip(PositionContext._fields, got, want):
-        np.testing.assert_array_equal(np.asarray(g), w, err_msg=name)
+        _assert_same(g, w, name)
     assert want[4].sum(-1).max() >= 3  # several pitches sounded at once, and ended
     assert (want[4].sum(-1)[:, 1:] < want[4].sum(-1)[:, :-1]).any()
     ref_at_ctrl = want[2][VOCAB.is_control(np.asarray(ids))]
     assert ref_at_ctrl.size > 50 and (ref_at_ctrl >= 0).mean() > 0.9  # the reference is known at CONTROLs
     assert want[1].max() >= 2  # chords were exercised
+    ages = want[5][want[4]]
+    assert ages.max() > 1.0 and (ages == 0).mean() < 0.5  # notes sounded for seconds, and aged
     # continuing from a Track's values mid-piece (inside a press too) gives the same
     after = _track_after_each(ids, times)
     for k in (1, 7, 33, 50, 51, 52, 99):
-        chunk = position_context(ids[:, k:], None, _before(after, k))
+        chunk = position_context(ids[:, k:], times[:, k:], None, _before(after, k))
         for name, g, w in zip(PositionContext._fields, chunk, want):
-            np.testing.assert_array_equal(np.asarray(g), w[:, k:], err_msg=f"{name} from {k}")
+            _assert_same(g, w[:, k:], f"{name} from {k}")
     # packed pieces: the second starts afresh
     both = jnp.concatenate([ids[0:1, :80], ids[1:2, :80]], axis=1)
     seg = jnp.asarray(np.concatenate([np.ones(80, np.int32), np.full(80, 2, np.int32)])[None])
-    packed = position_context(both, seg)
-    alone = position_context(ids[1:2, :80])
-    for g, w in zip(packed, alone):
-        np.testing.assert_array_equal(np.asarray(g)[0, 80:], np.asarray(w)[0])
+    both_times = jnp.concatenate([times[0:1, :80], times[1:2, :80]], axis=1)
+    packed = position_context(both, both_times, seg)
+    alone = position_context(ids[1:2, :80], times[1:2, :80])
+    for name, g, w in zip(PositionContext._fields, packed, alone):
+        _assert_same(np.asarray(g)[0, 80:], np.asarray(w)[0], f"packed {name}")
 
 
 def test_cached_decoding_from_the_track_matches_full_forward(streams):
@@ -83,7 +94,7 @@ def test_cached_decoding_from_the_track_matches_full_forward(streams):
     # the control biases start at zero: give them values so that they count
     rng = np.random.default_rng(0)
     params = dict(params)
-    for name in ("interval_bias", "velocity_bias", "chord_bias"):
+    for name in ("interval_bias", "velocity_bias", "chord_bias", "note_off_age_bias"):
         if name in params:
             params[name] = jnp.asarray(rng.normal(0, 1, params[name].shape), jnp.float32)
     ids, times = streams[0][0][:n], streams[0][1][:n]

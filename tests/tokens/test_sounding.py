@@ -9,7 +9,7 @@ import pytest
 from yoshimidi_jax.midi import read_midi
 from yoshimidi_jax.sample.tracker import track_tokens
 from yoshimidi_jax.tokens import Vocab, encode
-from yoshimidi_jax.tokens.sounding import pack, sounding_at_cut, sounding_before, unpack
+from yoshimidi_jax.tokens.sounding import ages_at_cut, ages_before, pack, sounding_at_cut, sounding_before, unpack
 from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES, StyleError, style_id, style_of_path
 
 VOCAB = Vocab()
@@ -37,6 +37,38 @@ def test_a_slid_windows_start_is_recovered(piece):
     for cut in (1, 50, 200, 333):
         np.testing.assert_array_equal(sounding_at_cut(ids[cut:], after), before[cut], err_msg=f"cut {cut}")
     assert sum(before[c].any() for c in (50, 200, 333)) >= 2
+
+
+def test_note_ages_before_each_token_are_the_trackers(piece):
+    """Seconds since each sounding pitch's NOTE_ON: the numpy rule (the data
+    path's) equals the Track's, and is what the clock says on a hand-made line."""
+    ids, times = piece
+    ages = ages_before(ids, times)
+    for k in (0, 1, 37, 120, 255, 399):
+        want = np.asarray(track_tokens(ids[None, :k], times[None, :k]).position_start.age)[0] if k else 0.0
+        np.testing.assert_allclose(ages[k], want, atol=1e-4, err_msg=f"before token {k}")
+    assert ages.max() > 1.0 and (ages[sounding_before(ids)] > 0).mean() > 0.5
+    v, T = VOCAB, 4  # TIME
+    line = np.array([1, v.note_on + 60, T, v.note_on + 64, T, v.note_off + 60, T, v.note_off + 64])
+    secs = np.array([0, 0, 0.5, 0, 0.25, 0, 1.0, 0], np.float32)
+    np.testing.assert_allclose(ages_before(line, secs)[:, [60, 64]],
+                               [[0, 0], [0, 0], [0, 0], [0.5, 0], [0.5, 0], [0.75, 0.25], [0, 0.25], [0, 1.25]])
+
+
+def test_a_slid_windows_note_ages_are_recovered(piece):
+    """From the Track after the kept tokens: the ages where they begin, except
+    a pitch struck again inside them (it counts as new there)."""
+    ids, times = piece
+    ages, checked = ages_before(ids, times), 0
+    for cut, end in ((1, 9), (50, 80), (120, 130), (200, 240), (333, 350), (333, 400)):
+        track = track_tokens(ids[None, :end], times[None, :end])
+        at_cut = sounding_at_cut(ids[cut:end], np.asarray(track.sounding)[0])
+        got = ages_at_cut(ids[cut:end], times[cut:end], at_cut, np.asarray(track.age)[0])
+        restruck = (ids[cut:end, None] == VOCAB.note_on + np.arange(128)).any(0)
+        np.testing.assert_allclose(got[~restruck], ages[cut][~restruck], atol=1e-3, err_msg=f"cut {cut}")
+        assert (got[restruck] == 0).all()
+        checked += (ages[cut][~restruck] > 0).sum()
+    assert checked >= 2  # carried notes with an age were recovered
 
 
 def test_pack_round_trip():

@@ -39,6 +39,7 @@ from yoshimidi_jax.data.manifest import shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.tokens import controls as ctl
 from yoshimidi_jax.tokens.encode import decode, encode
+from yoshimidi_jax.tokens.sounding import ages_before
 from yoshimidi_jax.tokens.sounding import pack as pack_sounding
 from yoshimidi_jax.tokens.sounding import sounding_before
 from yoshimidi_jax.tokens.sounding import unpack as unpack_sounding
@@ -98,7 +99,8 @@ class _PieceToArrays(grain.transforms.RandomMap):
         style = NO_STYLE if rng.random() < self.spec.p_drop_style else record.style
         return {"ids": ids.astype(np.int32), "times": times.astype(np.float32),
                 "style": np.full(ids.shape, style, np.int32),
-                "sounding": pack_sounding(sounding_before(ids, self.spec.vocab))}
+                "sounding": pack_sounding(sounding_before(ids, self.spec.vocab)),
+                "age": ages_before(ids, times, self.spec.vocab)}
 
 
 def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -110,6 +112,7 @@ def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "input_times": times[:-1],
         "styles": window["style"][:-1],
         "sounding_start": unpack_sounding(window["sounding"][0]),
+        "age_start": window["age"][0],
         "targets": ids[1:],
         "target_times": times[1:],
         "segment_ids": seg[:-1],
@@ -119,7 +122,7 @@ def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-PIECE_FEATURES = ("ids", "times", "style", "sounding")  # per token, as _PieceToArrays writes them
+PIECE_FEATURES = ("ids", "times", "style", "sounding", "age")  # per token, as _PieceToArrays writes them
 STREAM_SEED_STRIDE = 1_000_003  # stream s draws its shuffle and dropout from seed + s * this
 
 

@@ -85,7 +85,7 @@ def score_heldout(model: Transformer, params: Any, data_dir: str, spec: BatchSpe
     def sums(batch):
         logits, time_logits = model.apply({"params": params}, batch["inputs"], batch["input_times"],
                                           batch["positions"], batch["segment_ids"], batch["styles"],
-                                          batch["sounding_start"])
+                                          batch["sounding_start"], batch["age_start"])
         targets = batch["targets"]
         mask = batch["loss_mask"] & (count_controls | ~vocab.is_control(targets))
         token = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
@@ -106,15 +106,17 @@ def overlapping_windows(data_dir: str, spec: BatchSpec):
     """Batches [spec.batch_size, spec.seq_len] of the eval split's pieces laid
     end to end, window w's first token being window w - 1's last target
     (rows past the end are padding: no target counts there)."""
-    pieces = [(p["ids"], p["times"], p["style"], p["sounding"]) for p in split_arrays(data_dir, spec, "eval")]
+    pieces = [(p["ids"], p["times"], p["style"], p["sounding"], p["age"])
+              for p in split_arrays(data_dir, spec, "eval")]
     ids = np.concatenate([p[0] for p in pieces]).astype(np.int32)
     times = np.concatenate([p[1] for p in pieces]).astype(np.float32)
     styles = np.concatenate([p[2] for p in pieces]).astype(np.int32)
     sounding = np.concatenate([p[3] for p in pieces]).astype(np.int32)
+    age = np.concatenate([p[4] for p in pieces]).astype(np.float32)
     segments = np.repeat(np.arange(1, len(pieces) + 1, dtype=np.int32), [len(p[0]) for p in pieces])
     positions = np.concatenate([np.arange(len(p[0]), dtype=np.int32) for p in pieces])
     streams = {"ids": ids, "times": times, "segments": segments, "positions": positions, "styles": styles,
-               "sounding": sounding}
+               "sounding": sounding, "age": age}
     L = spec.seq_len
     starts = np.arange(0, max(len(ids) - 1, 1), L)
     for first in range(0, len(starts), spec.batch_size):
@@ -132,6 +134,6 @@ def overlapping_windows(data_dir: str, spec: BatchSpec):
             "inputs": batch["ids"][:, :-1], "input_times": batch["times"][:, :-1],
             "targets": batch["ids"][:, 1:], "target_times": batch["times"][:, 1:],
             "segment_ids": seg[:, :-1], "positions": positions_in[:, :-1], "styles": batch["styles"][:, :-1],
-            "sounding_start": unpack_sounding(batch["sounding"][:, 0]),
+            "sounding_start": unpack_sounding(batch["sounding"][:, 0]), "age_start": batch["age"][:, 0],
             "loss_mask": (seg[:, 1:] != 0) & (seg[:, 1:] == seg[:, :-1]),
         }

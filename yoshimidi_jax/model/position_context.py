@@ -3,8 +3,10 @@
 After each token: the CONTROL in force for the open or pending press (-1:
 none since the last TIME), how many NOTE_ONs the open press has struck, the
 reference (lowest, first) pitch of the latest press, the VELOCITY bin in
-force, and the pitches sounding (so the model knows what it has to end, even
-when the notes were struck before its window began). These are the values
+force, the pitches sounding (so the model knows what it has to end, even
+when the notes were struck before its window began) and how long each has
+sounded (seconds since its NOTE_ON: a window holds no clock, and a note
+struck before the window began has no onset in it). These are the values
 sample/tracker.Track keeps step by step; here they are computed for a whole
 window at once (training, prefill), or for a chunk of new tokens continuing
 from a Track's values (decoding). tests/model check the two agree.
@@ -27,7 +29,20 @@ import jax
 import jax.numpy as jnp
 
 from yoshimidi_jax.tokens import Vocab
+from yoshimidi_jax.tokens.sounding import step_seconds
 from yoshimidi_jax.tokens.vocab import NUM_PITCHES
+
+
+# a sounding note's age (seconds since its NOTE_ON), as the model reads it: one
+# of these buckets (log-spaced: a tenth of a second matters at the start of a
+# note, a second at its long end)
+AGE_EDGES_S = (0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
+NUM_AGE_BUCKETS = len(AGE_EDGES_S) + 1
+
+
+def age_bucket(age_s: jax.Array) -> jax.Array:
+    """Seconds -> int32 bucket in [0, NUM_AGE_BUCKETS) (the edges count from the bucket above)."""
+    return sum((age_s >= e).astype(jnp.int32) for e in AGE_EDGES_S)
 
 
 class PositionContext(NamedTuple):
@@ -36,6 +51,7 @@ class PositionContext(NamedTuple):
     ref: jax.Array  # [B, L] int32 reference pitch of the latest press after the token, -1
     vel_bin: jax.Array  # [B, L] int32 VELOCITY bin in force after the token, -1
     sounding: jax.Array  # [B, L, 128] bool: pitches sounding after the token (struck, not yet ended)
+    age: jax.Array  # [B, L, 128] float32: seconds since each sounding pitch's NOTE_ON (0: not sounding)
 
 
 def _last_index(flag: jax.Array) -> jax.Array:
@@ -46,15 +62,16 @@ def _last_index(flag: jax.Array) -> jax.Array:
 def piece_start(batch: int) -> PositionContext:
     """The values before a piece's first token, [B] each."""
     minus = jnp.full((batch,), -1, jnp.int32)
-    return PositionContext(minus, jnp.zeros((batch,), jnp.int32), minus, minus, jnp.zeros((batch, NUM_PITCHES), bool))
+    return PositionContext(minus, jnp.zeros((batch,), jnp.int32), minus, minus, jnp.zeros((batch, NUM_PITCHES), bool),
+                           jnp.zeros((batch, NUM_PITCHES), jnp.float32))
 
 
 @jax.named_scope("press_context")
 def position_context(
-    inputs: jax.Array, segment_ids: jax.Array | None = None, start: PositionContext | None = None,
+    inputs: jax.Array, times: jax.Array, segment_ids: jax.Array | None = None, start: PositionContext | None = None,
     vocab: Vocab = Vocab()
 ) -> PositionContext:
-    """inputs [B, L] -> PositionContext [B, L] each. start: the values before the
+    """inputs, times [B, L] -> PositionContext [B, L] each. start: the values before the
     first token, [B] each (a Track's: Track.position_start; None: the start of a
     piece). segment_ids: packed pieces; a new piece starts afresh."""
     start = piece_start(inputs.shape[0]) if start is None else start
@@ -83,15 +100,19 @@ def position_context(
     vel_bin = jnp.where(last_vel >= 0, jnp.take_along_axis(inputs, jnp.maximum(last_vel, 0), axis=1) - vocab.velocity,
                         jnp.where(last_fresh < 0, s_vel, -1))
     vel_bin = jnp.where(last_fresh > last_vel, -1, vel_bin)
-    sounding = _sounding(inputs, last_fresh, jnp.asarray(start.sounding, bool), vocab)
+    sounding, age = _sounding(inputs, times, last_fresh, jnp.asarray(start.sounding, bool),
+                              jnp.asarray(start.age, jnp.float32), vocab)
     return PositionContext(control.astype(jnp.int32), press_len.astype(jnp.int32), ref.astype(jnp.int32),
-                           vel_bin.astype(jnp.int32), sounding)
+                           vel_bin.astype(jnp.int32), sounding, age)
 
 
-def _sounding(inputs: jax.Array, last_fresh: jax.Array, start: jax.Array, vocab: Vocab) -> jax.Array:
-    """[B, L, 128]: a pitch sounds after a token when its latest NOTE_ON or
-    NOTE_OFF in the piece so far is a NOTE_ON; with none yet, as it did at the
-    chunk's start (`start` [B, 128], until a new piece begins)."""
+def _sounding(inputs: jax.Array, times: jax.Array, last_fresh: jax.Array, start: jax.Array, start_age: jax.Array,
+              vocab: Vocab) -> tuple[jax.Array, jax.Array]:
+    """([B, L, 128] bool, [B, L, 128] float32): a pitch sounds after a token
+    when its latest NOTE_ON or NOTE_OFF in the piece so far is a NOTE_ON; with
+    none yet, as it did at the chunk's start (`start` [B, 128], until a new
+    piece begins). Its age: the clock since that NOTE_ON, or since the chunk's
+    start plus `start_age` for a carried one."""
     pitches = jnp.arange(NUM_PITCHES)
     idx = jnp.arange(inputs.shape[1])[None, :, None]
     on = inputs[..., None] == vocab.note_on + pitches
@@ -101,4 +122,9 @@ def _sounding(inputs: jax.Array, last_fresh: jax.Array, start: jax.Array, vocab:
     latest = jnp.maximum(last_on, last_off)
     in_piece = (latest >= 0) & (latest >= last_fresh[..., None])  # an event of this pitch in the current piece
     carried = (last_fresh < 0)[..., None] & start[:, None, :]
-    return jnp.where(in_piece, last_on > last_off, carried)
+    sounding = jnp.where(in_piece, last_on > last_off, carried)
+    clock = jnp.cumsum(step_seconds(inputs, times, vocab, jnp), axis=1)  # [B, L] after each token, from the chunk's start
+    onset_clock = jnp.take_along_axis(clock, jnp.maximum(last_on, 0).reshape(clock.shape[0], -1), axis=1)
+    age = jnp.where(last_on >= 0, clock[..., None] - onset_clock.reshape(last_on.shape),
+                    clock[..., None] + start_age[:, None, :])
+    return sounding, jnp.where(sounding, age, 0.0)

@@ -31,7 +31,9 @@ import numpy as np
 from yoshimidi_jax.model import attention as attn
 from yoshimidi_jax.model import dots
 from yoshimidi_jax.model import kv_cache
-from yoshimidi_jax.model.position_context import PositionContext, piece_start, position_context
+from yoshimidi_jax.model.position_context import (
+    NUM_AGE_BUCKETS, PositionContext, age_bucket, piece_start, position_context,
+)
 from yoshimidi_jax.tokens import TIME, TimeCodec, Vocab
 from yoshimidi_jax.tokens.controls import control_attributes
 from yoshimidi_jax.tokens.presses import velocity_bucket
@@ -140,6 +142,10 @@ class Transformer(nn.Module):
     # every position's input += an embedding of the pitches sounding after it (position_context.py),
     # so the model knows what it has to end, whatever its window saw struck
     sounding_input: bool = True
+    # ... and of how long each has sounded (its age bucket, position_context.py), and NOTE_OFF(p)'s
+    # logit += a learned bias by p's age bucket: the clock a note's end depends on, which a window
+    # cannot sum from its TIME values, nor see at all for a note struck before it began
+    note_age_input: bool = True
     # every position's input += an embedding of the piece's style (tokens/styles.py; 0: none)
     num_styles: int = NUM_STYLES
     dtype: Any = jnp.float32
@@ -181,6 +187,11 @@ class Transformer(nn.Module):
             self.chord_bias = self.param("chord_bias", zeros, (NUM_CHORD_SIZES + 1, NUM_CHORD_SIZES + 1, 2), jnp.float32)
         if self.sounding_input:
             self.sounding_embed = self.param("sounding_embed", init, (NUM_PITCHES, self.d_model), jnp.float32)
+        if self.note_age_input:
+            self.age_embed = self.param("age_embed", init, (NUM_AGE_BUCKETS, self.d_model), jnp.float32)
+            # zero-initialised, used times control_bias_scale (as the control biases)
+            self.note_off_age_bias = self.param("note_off_age_bias", nn.initializers.zeros, (NUM_AGE_BUCKETS,),
+                                                jnp.float32)
         if self.num_styles:
             # one row per style, and a last one for none given
             self.style_embed = self.param("style_embed", init, (self.num_styles + 1, self.d_model), jnp.float32)
@@ -228,6 +239,10 @@ class Transformer(nn.Module):
             x_BxLxD = x_BxLxD + jnp.where(self.vocab.is_control(inputs_BxL)[..., None], ref_BxLxD, 0.0)
         if self.sounding_input:
             x_BxLxD = x_BxLxD + ctx.sounding.astype(jnp.float32) @ self.sounding_embed
+        if self.note_age_input:
+            # how many sounding notes are of each age
+            ages_BxLx128xK = jax.nn.one_hot(age_bucket(ctx.age), NUM_AGE_BUCKETS) * ctx.sounding[..., None]
+            x_BxLxD = x_BxLxD + ages_BxLx128xK.sum(2) @ self.age_embed
         if self.num_styles:
             styles_BxL = jnp.full(inputs_BxL.shape, NO_STYLE, jnp.int32) if styles_BxL is None else styles_BxL
             style_row_BxL = jnp.where((styles_BxL >= 0) & (styles_BxL < self.num_styles), styles_BxL, self.num_styles)
@@ -242,6 +257,12 @@ class Transformer(nn.Module):
         logits_BxLxV = self.token_head(x_BxLxD)
         if self.control_bias:
             logits_BxLxV = logits_BxLxV + self.control_logit_bias(ctx)
+        if self.note_age_input:
+            off_BxLx128 = self.control_bias_scale * self.note_off_age_bias[age_bucket(ctx.age)]
+            off_BxLx128 = jnp.where(ctx.sounding, off_BxLx128, 0.0)
+            vocab = self.vocab
+            logits_BxLxV = logits_BxLxV + jnp.pad(
+                off_BxLx128, ((0, 0), (0, 0), (vocab.note_off, self.vocab_size - vocab.note_off - NUM_PITCHES)))
         return logits_BxLxV, self.time_head(x_BxLxD)
 
     def control_logit_bias(self, ctx: PositionContext) -> jax.Array:
@@ -273,22 +294,26 @@ class Transformer(nn.Module):
 
     @property
     def needs_context(self) -> bool:
-        return self.control_reference or self.control_bias or self.sounding_input
+        return self.control_reference or self.control_bias or self.sounding_input or self.note_age_input
 
     def __call__(
         self, inputs_BxL: jax.Array, times_BxL: jax.Array, positions_BxL: jax.Array, segment_ids_BxL: jax.Array,
         styles_BxL: jax.Array | None = None, sounding_start_Bx128: jax.Array | None = None,
+        age_start_Bx128: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         """-> (logits [B, L, V], time logits [B, L, S]). styles: each position's
         piece's style (NO_STYLE: none; None: none anywhere); sounding_start: the
         pitches sounding before the first token (a window that starts inside a
-        piece; None: none)."""
+        piece; None: none), age_start: their ages then (seconds since each
+        one's NOTE_ON; None: 0)."""
         ctx = None
         if self.needs_context:
-            start = None
+            start = piece_start(inputs_BxL.shape[0])
             if sounding_start_Bx128 is not None:
-                start = piece_start(inputs_BxL.shape[0])._replace(sounding=sounding_start_Bx128)
-            ctx = position_context(inputs_BxL, segment_ids_BxL, start, vocab=self.vocab)
+                start = start._replace(sounding=sounding_start_Bx128)
+            if age_start_Bx128 is not None:
+                start = start._replace(age=age_start_Bx128)
+            ctx = position_context(inputs_BxL, times_BxL, segment_ids_BxL, start, vocab=self.vocab)
         x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx, styles_BxL)
         for block in self.blocks:  # attention: causal and within segments (attention.causal_attention)
             x_BxLxD, _ = block(x_BxLxD, positions_BxL, None, None, None, segment_ids_BxL)
@@ -307,7 +332,7 @@ class Transformer(nn.Module):
         positions_BxL = jnp.broadcast_to(cache_index + jnp.arange(L, dtype=jnp.int32), (B, L))
         ctx = None
         if self.needs_context:
-            ctx = position_context(inputs_BxL, None, start, self.vocab)
+            ctx = position_context(inputs_BxL, times_BxL, None, start, self.vocab)
         styles_BxL = None if styles_B is None else jnp.broadcast_to(jnp.asarray(styles_B, jnp.int32)[:, None], (B, L))
         x_BxLxD = self.embed(inputs_BxL, times_BxL, positions_BxL, ctx, styles_BxL)
         mask_1x1xLxT = attn.decode_mask(cache_index, L, cache[0]["k"].shape[2])

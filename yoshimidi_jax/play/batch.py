@@ -41,7 +41,7 @@ from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.play.host import SessionHost
 from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes, check_number, make_press_row,
                                       press_tokens, release_tokens, require_continuous_time)
-from yoshimidi_jax.sample.sampler import prefill
+from yoshimidi_jax.sample.sampler import prefill, window_start
 from yoshimidi_jax.sample.tracker import init_track
 from yoshimidi_jax.tokens import BOS
 from yoshimidi_jax.tokens.styles import NO_STYLE, check_style
@@ -120,7 +120,8 @@ class BatchPlayer:
 
         def refill_row(params, pool, slot, ids, times):
             row = jax.tree.map(lambda x: x[slot], pool)  # its Track, PRNG key and style carry over
-            row = prefill(model, params, ids, times, row.track, row.key, cache_len, row.style)
+            start = window_start(ids, times, row.track, model.vocab)  # what sounds where the kept tokens begin
+            row = prefill(model, params, ids, times, row.track, row.key, cache_len, row.style, start)
             return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, row)
 
         def reset_row(params, pool, slot, key, style):

@@ -38,7 +38,7 @@ from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.play.host import SessionHost
 from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes, check_number, make_press_row,
                                       press_tokens, release_tokens, require_continuous_time)
-from yoshimidi_jax.sample.sampler import DecodeState, feed, prefill
+from yoshimidi_jax.sample.sampler import DecodeState, feed, prefill, window_start
 from yoshimidi_jax.sample.tracker import init_track
 from yoshimidi_jax.tokens.styles import NO_STYLE, check_style
 
@@ -62,8 +62,8 @@ class Player:
         require_continuous_time(model)
         self.model, self.params = model, params
         self.cache_len = int(cache_len or model.max_len)
-        self._prefill = jax.jit(lambda p, ids, times, track, key, style: prefill(
-            model, p, ids, times, track, key, self.cache_len, style))
+        self._prefill = jax.jit(lambda p, ids, times, track, key, style, start: prefill(
+            model, p, ids, times, track, key, self.cache_len, style, start))
         self._feed = jax.jit(lambda p, state, ids, times: feed(model, p, state, ids, times), donate_argnums=(1,))
         self._press_fns: dict = {}
 
@@ -74,7 +74,7 @@ class Player:
         style = check_style(style, self.model.num_styles)
         host = SessionHost.start(keep_history=True)
         style_B = jnp.full((1,), style, jnp.int32)
-        decode = self._prefill(self.params, host.ids[None], host.times[None], init_track(1), key, style_B)
+        decode = self._prefill(self.params, host.ids[None], host.times[None], init_track(1), key, style_B, None)
         return PlayState(decode, host)
 
     def _press_fn(self, num_forced: int, settings: PlaySettings):
@@ -108,7 +108,8 @@ class Player:
         if host is None:
             return state
         d = state.decode  # the Track, the PRNG key and the style carry over
-        decode = self._prefill(self.params, host.ids[None], host.times[None], d.track, d.key, d.style)
+        start = window_start(jnp.asarray(host.ids[None]), jnp.asarray(host.times[None]), d.track, self.model.vocab)
+        decode = self._prefill(self.params, host.ids[None], host.times[None], d.track, d.key, d.style, start)
         return PlayState(decode, host)
 
     def press(self, state: PlayState, press: Press, settings: PlaySettings = PlaySettings()) -> tuple[PressNotes, PlayState]:

@@ -37,7 +37,7 @@ from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
 from yoshimidi_jax.sample.tracker import Track, advance, track_tokens
 from yoshimidi_jax.tokens import BOS, EOS, PAD, TIME, TokenSequence, Vocab, decode
 from yoshimidi_jax.tokens.vocab import Family
-from yoshimidi_jax.tokens.sounding import sounding_at_cut
+from yoshimidi_jax.tokens.sounding import ages_at_cut, sounding_at_cut
 from yoshimidi_jax.tokens.styles import NO_STYLE
 
 MASKED = -1e30
@@ -181,12 +181,13 @@ def prefill(
                        jnp.zeros(B, jnp.int32), key, style_B)
 
 
-def window_start(kept_ids_BxK: jax.Array, track: Track, vocab: Vocab) -> PositionContext:
+def window_start(kept_ids_BxK: jax.Array, kept_times_BxK: jax.Array, track: Track, vocab: Vocab) -> PositionContext:
     """Where a slid window's first kept token stands: the pitches sounding
-    before the kept tokens (tokens/sounding.py: from those sounding after them,
-    the Track's), the rest as at a piece's start."""
+    before the kept tokens and their ages (tokens/sounding.py: from the
+    Track's after them), the rest as at a piece's start."""
     sounding = sounding_at_cut(kept_ids_BxK, track.sounding, vocab, jnp)
-    return piece_start(kept_ids_BxK.shape[0])._replace(sounding=sounding)
+    age = ages_at_cut(kept_ids_BxK, kept_times_BxK, sounding, track.age, vocab, jnp)
+    return piece_start(kept_ids_BxK.shape[0])._replace(sounding=sounding, age=age)
 
 
 def feed(
@@ -385,7 +386,7 @@ def generate(
         # slide: the recent half of the window, where its first token stands, and go on
         prompt_ids, prompt_times = all_ids[:, -keep:], all_times[:, -keep:]
         track, key, ctrl_B = end.track, end.key, end.ctrl
-        start = window_start(jnp.asarray(prompt_ids), track, vocab)
+        start = window_start(jnp.asarray(prompt_ids), jnp.asarray(prompt_times), track, vocab)
     out = SampleOutput(*(np.concatenate([o[i] for o in outs], axis=1) for i in range(len(SampleOutput._fields))))
     seqs = []
     for r in range(batch):

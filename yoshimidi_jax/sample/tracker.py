@@ -32,19 +32,22 @@ class Track(NamedTuple):
     control: jax.Array  # [B] int32: the CONTROL id of the pending/open press, -1
     pending: jax.Array  # [B] bool: a CONTROL came; its press's first NOTE_ON has not
     since_press: jax.Array  # [B] float32: seconds since the latest press began (large before any)
+    age: jax.Array  # [B, 128] float32: seconds since each pitch's latest NOTE_ON (on past its NOTE_OFF)
 
     @property
     def position_start(self) -> PositionContext:
         """Where the next token's position stands, as the model reads it
         (model/position_context.py computes the same for a whole window)."""
-        return PositionContext(self.control, self.press_len, self.ref, self.vel_bin, self.sounding)
+        return PositionContext(self.control, self.press_len, self.ref, self.vel_bin, self.sounding,
+                               jnp.where(self.sounding, self.age, 0.0))
 
 
 def init_track(batch: int) -> Track:
     minus = jnp.full((batch,), -1, jnp.int32)
     false = jnp.zeros((batch,), bool)
     return Track(jnp.zeros((batch, NUM_PITCHES), bool), false, minus, false, jnp.zeros((batch,), jnp.int32),
-                 minus, minus, minus, minus, false, jnp.full((batch,), 1e6, jnp.float32))
+                 minus, minus, minus, minus, false, jnp.full((batch,), 1e6, jnp.float32),
+                 jnp.zeros((batch, NUM_PITCHES), jnp.float32))
 
 
 def advance(track: Track, tok: jax.Array, tval: jax.Array, vocab: Vocab = Vocab()) -> Track:
@@ -71,6 +74,7 @@ def advance(track: Track, tok: jax.Array, tval: jax.Array, vocab: Vocab = Vocab(
         control=jnp.where(is_ctrl, tok, jnp.where(is_time, -1, track.control)),
         pending=jnp.where(is_ctrl, True, track.pending & ~is_on),
         since_press=jnp.where(new_press, 0.0, track.since_press + jnp.where(is_time, tval, 0.0)),
+        age=jnp.where(pitches == pitch_on[:, None], 0.0, track.age + jnp.where(is_time, tval, 0.0)[:, None]),
     )
 
 

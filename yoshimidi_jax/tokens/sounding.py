@@ -60,3 +60,40 @@ def unpack(words: np.ndarray) -> np.ndarray:
     w = np.asarray(words).astype(np.int32).view(np.uint32).astype(np.uint64)
     bits = (w[..., None] >> np.arange(32, dtype=np.uint64)) & 1
     return bits.reshape(*w.shape[:-1], NUM_PITCHES).astype(bool)
+
+
+def step_seconds(ids, times, vocab: Vocab = Vocab(), xp=np):
+    """Seconds each token moves the clock: a TIME's (or TIME_SHIFT's) time
+    value, 0 for every other token (whatever `times` holds there)."""
+    return xp.where(vocab.is_time(xp.asarray(ids)), xp.asarray(times, xp.float32), 0.0).astype(xp.float32)
+
+
+def ages_before(ids: np.ndarray, times: np.ndarray, vocab: Vocab = Vocab()) -> np.ndarray:
+    """ids, times [n] -> float32 [n, 128]: seconds since each sounding pitch's
+    latest NOTE_ON, just before each token (0 where a pitch does not sound).
+    The model's note-age input (model/position_context.py computes it for a
+    window, sample/tracker.py step by step)."""
+    ids = np.asarray(ids)
+    n = ids.shape[0]
+    # the clock just before each token, and at the latest NOTE_ON of each pitch before it
+    clock = np.concatenate([[0.0], np.cumsum(step_seconds(ids, times, vocab).astype(np.float64))])[:n]
+    on = vocab.is_note_on(ids)
+    last_on = np.full((n, NUM_PITCHES), -1, np.int64)
+    rows = np.arange(n)
+    last_on[rows[on], ids[on] - vocab.note_on] = rows[on]
+    last_on = np.concatenate([np.full((1, NUM_PITCHES), -1), np.maximum.accumulate(last_on, axis=0)[:-1]])[:n]
+    age = clock[:, None] - clock[np.maximum(last_on, 0)]
+    return np.where(sounding_before(ids, vocab), age, 0.0).astype(np.float32)
+
+
+def ages_at_cut(kept_ids, kept_times, sounding_at_cut_, age_after, vocab: Vocab = Vocab(), xp=np):
+    """The ages of the pitches sounding before `kept_ids` [..., n] (those of
+    sounding_at_cut), given the seconds since each pitch's latest NOTE_ON after
+    them [..., 128] (a Track's age): that age less the kept tokens' seconds.
+    A pitch struck again inside the kept tokens lost its earlier onset: it
+    counts as struck at the cut (age 0)."""
+    ids = xp.asarray(kept_ids)
+    kept_s = step_seconds(ids, kept_times, vocab, xp).sum(-1)
+    struck = (ids[..., None] == vocab.note_on + xp.arange(NUM_PITCHES)).any(-2)
+    age = xp.maximum(xp.asarray(age_after, xp.float32) - kept_s[..., None], 0.0)
+    return xp.where(xp.asarray(sounding_at_cut_, bool) & ~struck, age, 0.0).astype(xp.float32)

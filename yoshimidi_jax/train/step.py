@@ -12,7 +12,7 @@ import optax
 from yoshimidi_jax.model import Transformer, loss_fn
 from yoshimidi_jax.train.state import TrainState
 
-MODEL_INPUTS = ("inputs", "input_times", "positions", "segment_ids", "styles", "sounding_start")
+MODEL_INPUTS = ("inputs", "input_times", "positions", "segment_ids", "styles", "sounding_start", "age_start")
 
 
 def _forward_loss(params: Any, model: Transformer, batch: dict[str, jax.Array]):
