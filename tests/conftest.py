@@ -36,7 +36,8 @@ SHARED_GROUPS = {"tests/app/": "app"}
 # the usual order).
 LONG_FIRST = ("tests/train/test_multiprocess.py", "tests/notebooks/test_notebooks.py", "tests/app/",
               "tests/train/test_train_loop.py", "tests/train/test_resume.py", "tests/train/test_time_shift_model.py",
-              "tests/train/test_devices.py", "tests/train/test_trained_music.py")
+              "tests/train/test_devices.py", "tests/train/test_trained_music.py",
+              "tests/benchmarks/test_page_latency.py")
 
 
 def _group(nodeid: str) -> str:

@@ -6,6 +6,8 @@ import { Sound, bindSoundControls, savedSoundSettings } from "./sound.js";
 import { Roll } from "./roll.js";
 import { ComputerKeyboard, ScreenKeyboard, noteName } from "./keys.js";
 import { initMidi } from "./midi.js";
+import { Pedal } from "./pedal.js";
+import { MidiOut, Voices, bindMidiOutControls, savedMidiOutSettings } from "./midiout.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -53,6 +55,19 @@ renderSound = bindSoundControls(synth, {
 });
 window.yoshimidiSound = synth;  // for the browser tests (not plain data: kept out of Y)
 synth.start();
+
+// MIDI out (midiout.js): the model's notes go through `voices`, to the local
+// sound (unless muted) and to the chosen Web MIDI output.
+const midiOut = new MidiOut(savedMidiOutSettings());
+const voices = new Voices(synth, midiOut);
+const renderMidiOut = bindMidiOutControls(midiOut, synth, {
+  select: $("midi-out"), channel: $("midi-channel"), local: $("local-sound"), status: $("midi-out-status"),
+});
+midiOut.onChange = (m) => {
+  Y.midiOut = m.info();
+  renderMidiOut();
+};
+midiOut.start();
 
 const roll = new Roll($("roll"), { seconds: 8, legend: document.querySelector(".stage .legend") });
 
@@ -364,7 +379,7 @@ function onNotes(msg) {
     let dur = null;
     if (endS !== null) dur = Math.max(0.03, endS - startS);
     else if (!owned) dur = BRIEF_S;
-    const voice = synth.noteOn(pitch, vel, { delay: startS, duration: dur });
+    const voice = voices.noteOn(pitch, vel, { delay: startS, duration: dur, down: info?.down.get(n.key) });
     const t0 = arrived + startS * 1000;
     const rn = roll.addNote({ pitch, velocity: vel, start: t0, end: dur === null ? null : t0 + dur * 1000 });
     if (dur === null) {
@@ -452,11 +467,16 @@ function keyDown(pitch, velocity) {
   lastPressAt = performance.now();
   if (pending && pending.keys.length >= maxKeys) flush();
   if (!pending) {
-    pending = { id: nextId++, keys: [], velocity: 0, t: performance.now(), timer: null, releases: [] };
+    pending = { id: nextId++, keys: [], velocity: 0, t: performance.now(), timer: null, releases: [],
+                down: new Map() };
     const w = chordWindowMs();
     if (w > 0) pending.timer = setTimeout(flush, w);
   }
   pending.keys.push(pitch);
+  // the key event's own time stamp (window.event: the keyboard, pointer or MIDI
+  // event being handled), for the key -> sound timing (sound.js, NoteTimes)
+  const ev = window.event;
+  pending.down.set(pitch, ev && ev.timeStamp > 0 ? ev.timeStamp : performance.now());
   pending.velocity = Math.max(pending.velocity, Math.max(1, Math.min(127, Math.round(velocity))));
   held.set(pitch, { pressId: pending.id, voices: [], rollNotes: [] });
   screen.setHeld(pitch, true);
@@ -473,7 +493,7 @@ function flush() {
   const ok = send(msg);
   if (ok) {
     Y.pressesSent += 1;
-    inflight.set(p.id, { t: p.t, keys });
+    inflight.set(p.id, { t: p.t, keys, down: p.down });
     if (inflight.size > 500) inflight.delete(inflight.keys().next().value);
     setText("presses", String(Y.pressesSent));
   }
@@ -487,7 +507,7 @@ function keyUp(pitch) {
   held.delete(pitch);
   screen.setHeld(pitch, false);
   const t = performance.now();
-  for (const v of h.voices) synth.noteOff(v);
+  for (const v of h.voices) voices.noteOff(v);
   for (const n of h.rollNotes) if (n.end === null) n.end = t;
   if (pending && pending.id === h.pressId) {
     flush();
@@ -517,17 +537,39 @@ function sessionEnded() {
 
 // ---------------------------------------------------------------- inputs
 
-const computer = new ComputerKeyboard({
+// The sustain pedal (pedal.js) sits between every input and keyDown/keyUp:
+// under it a key's key-up (and so the server's release) waits for pedal up.
+const pedal = new Pedal({
   onDown: keyDown,
   onUp: keyUp,
+  onChange: (pd) => {
+    Y.pedal = pd.down;
+    Y.sustained = [...pd.sustained].sort((a, b) => a - b);
+    screen.setPedal(pd.down, pd.sustained);
+    roll.setPedal(pd.down);
+    const el = $("pedal");
+    el.dataset.down = pd.down ? "1" : "0";
+    el.title = pd.down ? `pedal down${pd.sustained.size ? `: ${pd.sustained.size} key(s) ringing` : ""}`
+      : "sustain pedal: Space, or CC64 from a MIDI input";
+  },
+});
+Y.pedal = false;
+Y.sustained = [];
+pedal.attachSpace(window);
+const pedalDown = (p, v) => pedal.keyDown(p, v);
+const pedalUp = (p) => pedal.keyUp(p);
+
+const computer = new ComputerKeyboard({
+  onDown: pedalDown,
+  onUp: pedalUp,
   getVelocity: dynamics,
   onOctave: (base) => showOctave(base),
 });
 computer.attach(window);
 
 const screen = new ScreenKeyboard($("keyboard"), {
-  onDown: keyDown,
-  onUp: keyUp,
+  onDown: pedalDown,
+  onUp: pedalUp,
   getVelocity: dynamics,
 });
 
@@ -540,8 +582,9 @@ $("oct-down").addEventListener("click", (e) => { computer.shiftOctave(-1); e.cur
 $("oct-up").addEventListener("click", (e) => { computer.shiftOctave(1); e.currentTarget.blur(); });
 
 initMidi({
-  onDown: keyDown,
-  onUp: keyUp,
+  onDown: pedalDown,
+  onUp: pedalUp,
+  onPedal: (on) => pedal.set("midi", on),
   onStatus: ({ text, names }) => {
     setText("midi", text);
     $("midi").dataset.on = names.length ? "1" : "0";

@@ -27,7 +27,7 @@ export function isBlack(pitch) {
   return [1, 3, 6, 8, 10].includes(((pitch % 12) + 12) % 12);
 }
 
-function isTyping(target) {
+export function isTyping(target) {
   if (!target || !(target instanceof Element)) return false;
   if (target.isContentEditable) return true;
   const tag = target.tagName;
@@ -117,6 +117,7 @@ export class ScreenKeyboard {
     this.pointers = new Map();  // pointerId -> pitch
     this.held = new Set();
     this.lit = new Set();
+    this.sustained = new Set();  // keys up, ringing under the sustain pedal
     this._build();
     this.el.addEventListener("pointerdown", (e) => this._pointerDown(e));
     const up = (e) => this._pointerUp(e);
@@ -169,6 +170,7 @@ export class ScreenKeyboard {
       }
       if (this.held.has(p)) k.classList.add("held");
       if (this.lit.has(p)) k.classList.add("lit");
+      if (this.sustained.has(p)) k.classList.add("sustained");
       this.keys.set(p, k);
       this.el.appendChild(k);
     }
@@ -178,6 +180,17 @@ export class ScreenKeyboard {
     if (on) this.held.add(pitch); else this.held.delete(pitch);
     const k = this.keys.get(pitch);
     if (k) k.classList.toggle("held", on);
+  }
+
+  // The keys that are up but ring under the pedal; pedal: whether it is down.
+  setPedal(down, sustained) {
+    this.el.classList.toggle("pedal", down);
+    for (const p of new Set([...this.sustained, ...sustained])) {
+      const k = this.keys.get(p);
+      if (k) k.classList.toggle("sustained", sustained.has(p));
+    }
+    this.sustained = new Set(sustained);
+    for (const p of this.sustained) this.setHeld(p, false);  // their keys are up
   }
 
   // The pitches the model is sounding now.

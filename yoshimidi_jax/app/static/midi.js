@@ -1,7 +1,8 @@
 // Web MIDI input: every input, including ones plugged in later. Note-on with
-// velocity > 0 is a key down; note-off, or note-on with velocity 0, a key up.
+// velocity > 0 is a key down; note-off, or note-on with velocity 0, a key up;
+// control change 64 (the sustain pedal) is down at values >= 64.
 
-export function initMidi({ onDown, onUp, onStatus }) {
+export function initMidi({ onDown, onUp, onStatus, onPedal = () => {} }) {
   const status = (text, names = []) => {
     try { onStatus({ text, names }); } catch (err) { console.warn(err); }
   };
@@ -17,6 +18,7 @@ export function initMidi({ onDown, onUp, onStatus }) {
     const vel = d[2] & 0x7f;
     if (kind === 0x90 && vel > 0) onDown(key, vel);
     else if (kind === 0x80 || kind === 0x90) onUp(key);
+    else if (kind === 0xb0 && key === 64) onPedal(vel >= 64);
   };
   status("asking…");
   let access;

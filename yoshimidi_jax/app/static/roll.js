@@ -1,6 +1,7 @@
 // A scrolling piano roll on a canvas: now at the right edge, time flowing
 // right to left, pitch upward. The model's notes are bars; the player's
-// presses are dots at the keys' pitches and ticks in a lane at the bottom.
+// presses are dots at the keys' pitches and ticks in a lane at the bottom,
+// where a band shows when the sustain pedal was down.
 
 import { isBlack, noteName } from "./keys.js";
 
@@ -21,6 +22,7 @@ export class Roll {
     this.notes = [];     // {pitch, velocity, start, end|null}  (performance.now() ms)
     this.presses = [];   // {t, keys, velocity, ok}
     this.markers = [];   // {t, label}
+    this.pedals = [];    // {start, end|null}: the sustain pedal down
     this.added = 0;      // model notes ever added
     this.lo = 48;
     this.hi = 84;
@@ -46,6 +48,15 @@ export class Roll {
   addPress({ t, keys, velocity, ok = true }) {
     this.presses.push({ t, keys, velocity, ok });
     if (this.presses.length > 2000) this.presses.splice(0, 1000);
+  }
+
+  // The sustain pedal went down (true) or up (false) at t.
+  setPedal(down, t = performance.now()) {
+    const last = this.pedals[this.pedals.length - 1];
+    const open = last !== undefined && last.end === null;
+    if (down && !open) this.pedals.push({ start: t, end: null });
+    else if (!down && open) last.end = t;
+    if (this.pedals.length > 500) this.pedals.splice(0, 250);
   }
 
   addMarker(label, t = performance.now()) {
@@ -91,6 +102,7 @@ export class Roll {
     while (j < this.presses.length && this.presses[j].t < old) j++;
     if (j > 0) this.presses.splice(0, j);
     while (this.markers.length && this.markers[0].t < old) this.markers.shift();
+    while (this.pedals.length && this.pedals[0].end !== null && this.pedals[0].end < old) this.pedals.shift();
   }
 
   _range(now) {
@@ -225,6 +237,17 @@ export class Roll {
     g.fillRect(0, rollH, w, LANE);
     g.fillStyle = "#1f2633";
     g.fillRect(0, rollH, w, 1);
+    // The sustain pedal: an amber band along the lane's top while it is down.
+    for (const pd of this.pedals) {
+      const end = pd.end === null ? now : pd.end;
+      if (end < now - this.windowMs) continue;
+      const x0 = Math.max(0, xOf(pd.start));
+      const x1 = Math.max(x0 + 2, xOf(end));
+      g.fillStyle = "rgba(251, 191, 36, 0.16)";
+      g.fillRect(x0, rollH + 1, x1 - x0, LANE - 1);
+      g.fillStyle = "rgba(251, 191, 36, 0.85)";
+      g.fillRect(x0, rollH + 2, x1 - x0, 3);
+    }
     for (const p of this.presses) {
       const x = xOf(p.t);
       if (x < -4) continue;

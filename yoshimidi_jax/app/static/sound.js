@@ -5,6 +5,8 @@
 // one volume for both. A note is handed to the audio graph the moment it
 // arrives: a noteOn without a time is applied as soon as the worklet gets the
 // message and sounds from its next render quantum (128 frames, ~3 ms).
+// Every note started is timed (Sound.times, a NoteTimes ring buffer, always
+// on): benchmarks/page_latency.py reads it.
 
 import { Synth } from "./synth.js";
 
@@ -49,6 +51,34 @@ const CHANNELS = [0, 1, 2, 3, 4, 5, 6, 7];
 const WARM_CHANNEL = 15;
 const WARM_VELOCITIES = [1, 16, 32, 48, 64, 80, 96, 112, 127];
 
+// Key-to-sound timing, always on: the last `size` notes started, each
+// {n, pitch, engine, down, started, sounds}, all in page time (ms on
+// performance.now()'s clock): `down` is the time stamp of the key event that
+// asked for the note (null if none was given), `started` when the note had
+// been handed to the audio graph (the own synth's oscillators started, or the
+// note-on posted to the font's worklet), `sounds` when its first sample is
+// due at the output (its AudioContext start time through getOutputTimestamp()).
+export class NoteTimes {
+  constructor(size = 1024) {
+    this.size = size;
+    this.count = 0;             // notes ever timed; entry n is ring[n % size]
+    this.ring = new Array(size);
+  }
+
+  add(entry) {
+    entry.n = this.count;
+    this.ring[this.count % this.size] = entry;
+    this.count += 1;
+  }
+
+  // The entries from the n-th on (those still kept), oldest first.
+  since(n = 0) {
+    const out = [];
+    for (let i = Math.max(n, this.count - this.size); i < this.count; i++) out.push(this.ring[i % this.size]);
+    return out;
+  }
+}
+
 export class Sound {
   constructor({ maxVoices = 48, fontUrl = FONT_URL, instrument = "piano", volume = 80 } = {}) {
     this.ctx = null;
@@ -73,6 +103,7 @@ export class Sound {
     this.onChange = null;
     this.analyser = null;
     this.started = false;
+    this.times = new NoteTimes();
   }
 
   // -------------------------------------------------------------- state
@@ -274,15 +305,38 @@ export class Sound {
   // -------------------------------------------------------------- notes
 
   // Same contract as Synth.noteOn: starts `delay` s from now; with `duration`
-  // it stops by itself, without it sounds until noteOff(voice).
-  noteOn(pitch, velocity, { delay = 0, duration = null } = {}) {
+  // it stops by itself, without it sounds until noteOff(voice). `down`: the
+  // page time of the key event that asked for it, for this.times.
+  noteOn(pitch, velocity, { delay = 0, duration = null, down = null } = {}) {
     const ctx = this.ensure();
     if (!ctx) return null;
+    let voice = null;
     if (this.engine !== "font") {
       const v = this.own.noteOn(pitch, velocity, { delay, duration });
-      return v ? { engine: "synth", v } : null;
+      if (v) voice = { engine: "synth", v, t0: v.t0 };
+    } else {
+      voice = this._fontNoteOn(pitch, velocity, delay, duration);
     }
-    return this._fontNoteOn(pitch, velocity, delay, duration);
+    if (voice) {
+      // (the font's worklet applies an untimed note-on in the first render quantum after it gets it)
+      const started = performance.now();
+      this.times.add({ pitch, engine: voice.engine, down: Number.isFinite(down) ? down : null, started,
+                       sounds: this.pageTime(Math.max(voice.t0, ctx.currentTime)) });
+    }
+    return voice;
+  }
+
+  // The page time (ms, performance.now()'s clock) at which the sample at
+  // context time `t` (s) leaves the output: through the context's latest
+  // output time stamp; before it has one, now plus the time until t plus the
+  // output latency the context reports.
+  pageTime(t) {
+    const ctx = this.ctx;
+    if (!ctx) return null;
+    const ts = typeof ctx.getOutputTimestamp === "function" ? ctx.getOutputTimestamp() : null;
+    if (ts && ts.performanceTime > 0) return ts.performanceTime + (t - ts.contextTime) * 1000;
+    const latency = (ctx.baseLatency || 0) + (ctx.outputLatency || 0);
+    return performance.now() + (t - ctx.currentTime + latency) * 1000;
   }
 
   _fontNoteOn(pitch, velocity, delay, duration) {

@@ -1,0 +1,228 @@
+"""Key -> sound latency where the player is: the instrument's page in headless
+Chromium, played with real keyboard events against the real server. Prints
+one JSON line.
+
+    python -m benchmarks.page_latency [--workdir=runs/tiny] [--presses=200] [--others=50] [--rate=5]
+                                      [--chord_window_ms=MS] [--instrument=piano|synth|...]
+
+Starts `experiments.serve` as its own process from the run's checkpoint (as
+benchmarks.serve_latency does: a random-init tiny model if --workdir does not
+exist), opens its page in headless Chromium (Playwright) and presses single
+letter keys (keyboard.down, held 0.6 of the period, then keyboard.up) at --rate
+presses per second, open loop; first with the page as the only session, then
+while --others other sessions (plain websocket clients, serve_latency.play)
+each press 5 keys per second.
+
+Every figure is taken in the page, on its own clock (performance.now()): the
+page times each note it starts (sound.js, `Sound.times`, always on):
+- `p50_ms_1`, `p99_ms_1`: from the keydown event's timeStamp to the moment the
+  note has been handed to the audio graph (the own synth's oscillators
+  started, or the note-on posted to the soundfont's AudioWorklet);
+- `sched_p50_ms_1`, ...: to the moment its first sample is due at the output
+  (its AudioContext start time, converted to page time through
+  AudioContext.getOutputTimestamp(): this adds the audio output's buffering);
+- `_50`: the same while the other sessions play (--others of them).
+The chord window (the page's slider, 25 ms by default) holds each key back in
+case more keys follow; --chord_window_ms sets it (0: off).
+The baseline in the same run is the server's own time for each of the page's
+presses (`server_ms` of its "notes" replies, read off the page's websocket):
+`page_over_server_p50_1` is the page's p50 over the server's, i.e. what the
+chord window, the round trip and the page add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import time
+
+from websockets.exceptions import ConnectionClosed
+
+from benchmarks.serve_latency import REPO, pct, play, start_server
+
+# the letters of the page's middle row and the black keys above it (keys.js KEY_OFFSETS)
+LETTERS = "awsedftgyhujk"
+TIMES = "window.yoshimidiSound.times"
+
+
+def find_chromium() -> str | None:
+    """Debian's chromium (or $YOSHIMIDI_CHROMIUM); None: Playwright's own."""
+    for path in (os.environ.get("YOSHIMIDI_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                 "/usr/bin/chromium"):
+        if path and os.path.exists(path):
+            return path
+    return None
+
+
+async def wait(page, expression: str, timeout_s: float, arg=None) -> None:
+    try:
+        await page.wait_for_function(expression, arg=arg, timeout=timeout_s * 1000, polling=20)
+    except Exception as e:  # noqa: BLE001  say what the page looked like
+        state = await page.evaluate("JSON.stringify(window.yoshimidi)")
+        raise RuntimeError(f"waited {timeout_s} s for {expression} ({arg}): {e}\npage: {state[:3000]}") from None
+
+
+async def open_page(browser, url: str, instrument: str | None, chord_window_ms: int | None):
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    server_ms: dict[int, float] = {}
+
+    def on_frame(payload) -> None:
+        if isinstance(payload, str) and '"notes"' in payload:
+            msg = json.loads(payload)
+            if msg.get("type") == "notes" and isinstance(msg.get("id"), int):
+                server_ms[msg["id"]] = float(msg["server_ms"])
+
+    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
+    await page.goto(url + "/")
+    await wait(page, "window.yoshimidi.connection === 'open' && window.yoshimidi.hello !== null", 60)
+    await page.mouse.click(5, 5)  # a gesture: the audio context runs
+    if instrument is not None:
+        await page.select_option("#instrument", instrument)
+    # the soundfont loaded (or failed: the own synth plays), and the chosen program's samples decoded
+    await wait(page, "window.yoshimidi.sound && window.yoshimidi.sound.fontState !== 'loading'"
+                     " && window.yoshimidi.sound.fontState !== 'idle'", 60)
+    await wait(page, "window.yoshimidiSound.engine !== 'font' || window.yoshimidiSound.warmNotesSeen >= 88 * 9", 60)
+    await wait(page, "window.yoshimidi.audioState === 'running'", 30)
+    if chord_window_ms is not None:
+        await page.evaluate("v => { const e = document.getElementById('chord-window'); e.value = String(v);"
+                            " e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }",
+                            chord_window_ms)
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
+    return context, page, server_ms, errors
+
+
+async def press_keys(page, n: int, rate_hz: float, rng: random.Random, timeout_s: float = 120) -> list[dict]:
+    """n single-key presses at rate_hz (open loop: a slow answer does not delay
+    the next key), each held 0.6 of the period; returns the n notes' timings."""
+    count0 = await page.evaluate(f"{TIMES}.count")
+    period = 1.0 / rate_hz
+    start = time.perf_counter()
+    last = None
+    for i in range(n):
+        letter = rng.choice([c for c in LETTERS if c != last])  # a key is up before it goes down again
+        last = letter
+        at = start + i * period
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        await page.keyboard.down(letter)
+        await asyncio.sleep(max(0.0, at + 0.6 * period - time.perf_counter()))
+        await page.keyboard.up(letter)
+    await wait(page, f"n => {TIMES}.count >= n", timeout_s, arg=count0 + n)
+    return await page.evaluate(f"n => {TIMES}.since(n)", count0)
+
+
+def figures(entries: list[dict], server: list[float], suffix: str) -> dict:
+    started = [e["started"] - e["down"] for e in entries if e["down"] is not None]
+    sounds = [e["sounds"] - e["down"] for e in entries if e["down"] is not None and e["sounds"] is not None]
+    out = {f"p50_ms_{suffix}": pct(started, 50), f"p99_ms_{suffix}": pct(started, 99),
+           f"max_ms_{suffix}": round(max(started), 3)}
+    if sounds:
+        out.update({f"sched_p50_ms_{suffix}": pct(sounds, 50), f"sched_p99_ms_{suffix}": pct(sounds, 99)})
+    if server:
+        out.update({f"server_p50_ms_{suffix}": pct(server, 50), f"server_p99_ms_{suffix}": pct(server, 99),
+                    f"page_over_server_p50_{suffix}": round(pct(started, 50) / max(pct(server, 50), 1e-6), 2)})
+    out[f"notes_{suffix}"] = len(started)
+    return out
+
+
+async def measure(page, server_ms: dict, n: int, rate_hz: float, rng: random.Random, suffix: str) -> dict:
+    sent0 = await page.evaluate("window.yoshimidi.pressesSent")
+    entries = await press_keys(page, n, rate_hz, rng)
+    sent1 = await page.evaluate("window.yoshimidi.pressesSent")
+    await asyncio.sleep(0.2)  # the last frames' events reach this process
+    # the page numbers its presses 1, 2, ... (one per press here): this phase's are sent0+1..sent1
+    server = [server_ms[i] for i in range(sent0 + 1, sent1 + 1) if i in server_ms]
+    return figures(entries, server, suffix)
+
+
+async def run(args) -> dict:
+    from playwright.async_api import async_playwright
+
+    proc, url = start_server(args.workdir, max_sessions=args.others + 2, extra=args.server_flag)
+    rng = random.Random(0)
+    others: list[asyncio.Task] = []
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=find_chromium(), args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
+            try:
+                context, page, server_ms, errors = await open_page(browser, url, args.instrument,
+                                                                   args.chord_window_ms)
+                await press_keys(page, args.warmup, args.rate, rng)  # the first presses warm the connection
+                out = await measure(page, server_ms, args.presses, args.rate, rng, "1")
+
+                lat_o: list[float] = []
+                srv_o: list[float] = []
+                if args.others:
+                    opened = [asyncio.Event() for _ in range(args.others)]
+                    hold = asyncio.Event()
+                    seconds = 10 * (args.presses / args.rate + 30)  # longer than the page needs: cancelled after
+                    others = [asyncio.create_task(play(url, seconds, 5.0, random.Random(1 + i), lat_o, srv_o,
+                                                       opened[i], hold)) for i in range(args.others)]
+                    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), timeout=120)
+                    hold.set()
+                    await asyncio.sleep(2.0)  # every other session pressing
+                    out.update(await measure(page, server_ms, args.presses, args.rate, rng, "50"))
+                    failed = [t for t in others if t.done() and t.exception() is not None]
+                    if failed:
+                        raise RuntimeError(f"another session failed: {failed[0].exception()!r}")
+                info = await page.evaluate("({sound: window.yoshimidi.sound, hello: window.yoshimidi.hello,"
+                                           " window: Number(document.getElementById('chord-window').value),"
+                                           " baseLatency: window.yoshimidiSound.ctx.baseLatency,"
+                                           " outputLatency: window.yoshimidiSound.ctx.outputLatency,"
+                                           " sampleRate: window.yoshimidiSound.ctx.sampleRate})")
+                if errors:
+                    raise RuntimeError(f"the page raised: {errors[:3]}")
+                await context.close()
+            finally:
+                await browser.close()
+    finally:
+        # the other sessions are stopped mid-play: their sockets' readers end with the connection, unheard
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda lp, ctx: None if isinstance(ctx.get("exception"), ConnectionClosed)
+                                   else lp.default_exception_handler(ctx))
+        for t in others:
+            t.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        proc.terminate()
+        proc.wait(timeout=30)
+    model = info["hello"]["model"]
+    return {
+        "benchmark": "page_latency", "presses": args.presses, "others": args.others,
+        "presses_per_s": args.rate, "chord_window_ms": info["window"],
+        "engine": info["sound"]["engine"], "instrument": info["sound"]["instrument"],
+        "model": {"name": model.get("name"), "step": model.get("step")},
+        **out,
+        "others_p50_ms": pct(lat_o, 50) if lat_o else None, "others_p99_ms": pct(lat_o, 99) if lat_o else None,
+        "audio": {"sample_rate": info["sampleRate"], "base_latency_ms": round(1e3 * (info["baseLatency"] or 0), 2),
+                  "output_latency_ms": round(1e3 * (info["outputLatency"] or 0), 2)},
+        "server_flags": args.server_flag, "goal": {"p99_ms_1": 10, "p99_ms_50": 20},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "tiny"))
+    parser.add_argument("--presses", type=int, default=200, help="timed presses per phase")
+    parser.add_argument("--others", type=int, default=50, help="other sessions in the second phase (0: none)")
+    parser.add_argument("--rate", type=float, default=5.0, help="the page's presses per second")
+    parser.add_argument("--chord_window_ms", type=int, default=None,
+                        help="the page's chord window (its slider, 0..40; default: the page's own, 25)")
+    parser.add_argument("--instrument", default=None,
+                        help="the page's instrument (sound.js INSTRUMENTS id: piano, synth = the own synth, ...; "
+                             "default: the page's own, piano)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed presses first")
+    parser.add_argument("--server_flag", action="append", default=[],
+                        help="a flag for experiments.serve, e.g. --server_flag=--decode_threads=1")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""benchmarks.page_latency at a tiny scale (20 presses, 3 other sessions):
+headless Chromium playing the real server's page, once with the page's chord
+window (25 ms) and once without. Skipped without Playwright or a Chromium,
+like tests/app/test_browser.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+PRESSES = 20
+KEYS = ("p50_ms_1", "p99_ms_1", "p50_ms_50", "p99_ms_50", "sched_p50_ms_1", "sched_p99_ms_1", "sched_p50_ms_50",
+        "sched_p99_ms_50", "server_p50_ms_1", "server_p99_ms_1", "server_p50_ms_50", "server_p99_ms_50")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> str:
+    """A run's workdir as the train loop leaves it: configs/tiny.py's config.json and
+    an orbax checkpoint of its train state (the params of a seeded init: the
+    latency depends on the network's shape, not on what it learned)."""
+    pytest.importorskip("playwright", reason="playwright is not installed; scripts/setup_env.sh installs it")
+    from benchmarks.page_latency import find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no chromium found; scripts/setup_env.sh installs it")
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    from configs.tiny import get_config
+    from tests.model.helpers import model_and_params
+
+    cfg = get_config()
+    path = str(tmp_path_factory.mktemp("page_latency") / "run")
+    os.makedirs(path)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        f.write(cfg.to_json())
+    _, params = model_and_params(cfg, seed=0)
+    state = {"params": params, "opt_state": {"mu": jax.tree.map(np.zeros_like, params)}, "step": np.int32(3)}
+    with ocp.CheckpointManager(os.path.join(path, "checkpoints")) as mgr:
+        mgr.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+        mgr.wait_until_finished()
+    return path
+
+
+def _run(workdir: str, *flags: str) -> dict:
+    res = subprocess.run([sys.executable, "-m", "benchmarks.page_latency", f"--workdir={workdir}",
+                          f"--presses={PRESSES}", "--others=3", *flags],
+                         cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": REPO})
+    assert res.returncode == 0, res.stderr[-4000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _check(out: dict) -> None:
+    for key in KEYS:
+        assert isinstance(out[key], float) and out[key] > 0, (key, out)
+    assert out["model"]["step"] == 3  # served from the checkpoint
+    assert out["notes_1"] == out["notes_50"] == PRESSES
+    for suffix in ("1", "50"):
+        p50, p99 = out[f"p50_ms_{suffix}"], out[f"p99_ms_{suffix}"]
+        assert p50 <= p99 < 2000, out
+        # the note is started when the server's answer arrives, and sounds after it is started
+        assert p50 >= out[f"server_p50_ms_{suffix}"], out
+        assert out[f"sched_p50_ms_{suffix}"] >= p50, out
+
+
+@pytest.mark.slow
+def test_page_latency_with_and_without_the_chord_window(workdir):
+    window = _run(workdir)
+    _check(window)
+    assert window["chord_window_ms"] == 25
+    assert window["p50_ms_1"] >= 25 and window["p50_ms_50"] >= 25, window  # every key waits for the window
+    assert window["page_over_server_p50_1"] > 1
+
+    off = _run(workdir, "--chord_window_ms=0", "--instrument=synth")
+    _check(off)
+    assert off["chord_window_ms"] == 0 and off["engine"] == "synth"
+    assert off["p50_ms_1"] < window["p50_ms_1"], (off, window)
