@@ -2,6 +2,8 @@
 websockets on loopback. Prints one JSON line.
 
     python -m benchmarks.serve_latency [--workdir=runs/tiny] [--seconds=20] [--sessions=50]
+    python -m benchmarks.serve_latency --flood=3 [--seconds=20]      # a player beside 3 flooding clients
+    python -m benchmarks.serve_latency --startup                     # first start and restart -> first press
 
 Starts `experiments.serve` as its own process (the tiny run if --workdir
 exists, else a random-init tiny model: the same network, the same cost), then
@@ -17,6 +19,17 @@ The baseline in the same run is the decode time the server reports for each
 press (server_ms, the play API alone): `overhead_1` is the end-to-end p50 over
 it (websocket, JSON, the event loop and thread hop), `load_ratio_p99` the p99
 with N sessions over the p99 with one.
+
+--flood=N: one well-behaved session pressing 5 times a second (as above),
+alone, then while N other clients (each its own process) send presses and
+releases as fast as they can, and connect again each time the server closes
+them; `flood_ratio_p99` is its p99 with the flood over its p99 alone. The
+server's counters say how often it closed a flooder (flood_closed) and
+whether a refill ever ran inside a press (refills_in_press).
+
+--startup: the seconds from starting `experiments.serve` to the answer of
+its first press, with an empty compilation cache (a first start) and again
+with the cache it left (a restart), and when every batch shape was compiled.
 """
 
 from __future__ import annotations
@@ -29,6 +42,8 @@ import random
 import re
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 
@@ -38,16 +53,27 @@ import websockets
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def start_server(workdir: str | None, max_sessions: int, extra: list[str]) -> tuple[subprocess.Popen, str]:
+def start_server(workdir: str | None, max_sessions: int, extra: list[str],
+                 lines: list | None = None) -> tuple[subprocess.Popen, str]:
+    """Starts experiments.serve; `lines` (if given) collects its stdout as it
+    comes: (seconds since the start, line)."""
     model = [f"--workdir={workdir}"] if workdir and os.path.isdir(workdir) else ["--config=configs/tiny.py"]
     cmd = [sys.executable, "-m", "experiments.serve", *model, "--port=0", f"--max_sessions={max_sessions}",
            "--messages_per_s=100", *extra]
+    t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "PYTHONPATH": REPO})
     deadline = time.time() + 300
     for line in proc.stdout:
+        if lines is not None:
+            lines.append((time.perf_counter() - t0, line.rstrip()))
         m = re.search(r"on (http://\S+)", line)
         if m:
+            if lines is not None:  # the rest of its output, as it comes
+                def follow():
+                    for later in proc.stdout:
+                        lines.append((time.perf_counter() - t0, later.rstrip()))
+                threading.Thread(target=follow, daemon=True).start()
             return proc, m.group(1)
         if time.time() > deadline:
             break
@@ -110,12 +136,153 @@ async def play(url: str, seconds: float, rate_hz: float, rng: random.Random, lat
         task.cancel()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values, q) -> float:
     return round(float(np.percentile(np.array(values), q)), 3)
 
 
+# -- --flood ---------------------------------------------------------------------------
+
+async def flood(url: str, seconds: float, seed: int) -> dict:
+    """One flooding client: presses and releases as fast as the socket takes
+    them, reading (and dropping) the replies; connects again when the server
+    closes it, until `seconds` are up -> what it saw."""
+    rng = random.Random(seed)
+    seen = {"connections": 0, "sent": 0, "notes": 0, "closes": {}, "reason": None}
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        try:
+            async with websockets.connect(url.replace("http", "ws") + "/ws", max_size=1 << 22) as ws:
+                seen["connections"] += 1
+
+                async def reader():
+                    try:
+                        async for frame in ws:
+                            seen["notes"] += '"notes"' in frame
+                    except websockets.ConnectionClosed:
+                        pass
+
+                task = asyncio.create_task(reader())
+                t = 1.0
+                while time.perf_counter() < end:
+                    key = rng.randint(40, 90)
+                    t += 1.0
+                    await ws.send(json.dumps({"type": "press", "id": seen["sent"], "keys": [key], "velocity": 80,
+                                              "t": t}))
+                    await ws.send(json.dumps({"type": "release", "keys": [key], "t": t + 0.5}))
+                    seen["sent"] += 2
+                    if seen["sent"] % 64 == 0:
+                        await asyncio.sleep(0)  # hears the server's close (then connects again)
+                task.cancel()
+        except websockets.ConnectionClosed as e:
+            rcvd = e.rcvd
+            if rcvd is not None:
+                seen["closes"][str(rcvd.code)] = seen["closes"].get(str(rcvd.code), 0) + 1
+                seen["reason"] = rcvd.reason
+        except OSError:
+            await asyncio.sleep(0.05)
+    return seen
+
+
+def flooder_main(url: str, seconds: float, seed: int) -> None:
+    print(json.dumps(asyncio.run(flood(url, seconds, seed))), flush=True)
+
+
+async def run_flood(args) -> dict:
+    # every shape compiled before the player's first press (not in the background)
+    proc, url = start_server(args.workdir, max_sessions=args.flood + 2,
+                             extra=["--warmup_background=false", *args.server_flag])
+    try:
+        alone, alone_srv = [], []
+        await play(url, args.seconds, 5.0, random.Random(0), alone, alone_srv)
+        alone = alone[5:]  # the first presses warm the connection
+        stats0 = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        flooders = [subprocess.Popen([sys.executable, "-m", "benchmarks.serve_latency", f"--flooder={url}",
+                                      f"--seconds={args.seconds + 4}", f"--seed={i}"], cwd=REPO,
+                                     stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+                    for i in range(args.flood)]
+        await asyncio.sleep(2.0)  # the flood under way
+        during, during_srv = [], []
+        cpu0, t_flood0 = cpu_s(proc.pid), time.perf_counter()
+        await play(url, args.seconds, 5.0, random.Random(1), during, during_srv)
+        server_cores = (cpu_s(proc.pid) - cpu0) / (time.perf_counter() - t_flood0)
+        seen = [json.loads(f.communicate(timeout=120)[0].strip().splitlines()[-1]) for f in flooders]
+        stats1 = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    c0, c1 = stats0["counters"], stats1["counters"]
+    return {
+        "benchmark": "serve_latency_flood", "flooders": args.flood, "presses_per_s": 5.0, "seconds": args.seconds,
+        "presses_alone": len(alone), "presses_flood": len(during),
+        "p50_ms_alone": pct(alone, 50), "p99_ms_alone": pct(alone, 99),
+        "p50_ms_flood": pct(during, 50), "p99_ms_flood": pct(during, 99), "max_ms_flood": pct(during, 100),
+        "server_p99_ms_flood": pct(during_srv, 99), "server_cores_flood": round(server_cores, 2),
+        "flood_ratio_p50": round(pct(during, 50) / max(pct(alone, 50), 1e-6), 2),
+        "flood_ratio_p99": round(pct(during, 99) / max(pct(alone, 99), 1e-6), 2),
+        "flood_messages_sent": sum(s["sent"] for s in seen),
+        "flood_notes_answered": sum(s["notes"] for s in seen),
+        "flood_connections": sum(s["connections"] for s in seen),
+        "flood_closed": c1.get("flood_closed", 0) - c0.get("flood_closed", 0),
+        "flood_close_codes": {code: sum(s["closes"].get(code, 0) for s in seen)
+                              for code in sorted({c for s in seen for c in s["closes"]})},
+        "flood_close_reason": next((s["reason"] for s in seen if s["reason"]), None),
+        "rate_limited": c1.get("rate_limited", 0) - c0.get("rate_limited", 0),
+        "refills": stats1.get("refills_ahead", 0) - stats0.get("refills_ahead", 0),
+        "refills_in_press": stats1.get("refills_in_press", 0) - stats0.get("refills_in_press", 0),
+        "server_flags": args.server_flag, "goal": {"p99_ms_flood": 30},
+    }
+
+
+# -- --startup ---------------------------------------------------------------------------
+
+async def first_press(url: str) -> float:
+    async with websockets.connect(url.replace("http", "ws") + "/ws") as ws:
+        hello = json.loads(await ws.recv())
+        assert hello["type"] == "hello", hello
+        await ws.send(json.dumps({"type": "press", "id": 1, "keys": [60], "velocity": 80, "t": 1.0}))
+        reply = json.loads(await ws.recv())
+        assert reply["type"] == "notes", reply
+        return time.perf_counter()
+
+
+async def run_startup(args) -> dict:
+    """Seconds from the start of experiments.serve to its first press's notes:
+    an empty compilation cache, then the same again (a restart)."""
+    out = {"benchmark": "serve_startup", "cpus": os.cpu_count(), "server_flags": args.server_flag}
+    with tempfile.TemporaryDirectory(prefix="serve_startup_cache_") as cache:
+        for name in ("first_start", "restart"):
+            lines: list = []
+            t0 = time.perf_counter()
+            proc, url = start_server(args.workdir, max_sessions=64, lines=lines,
+                                     extra=[f"--compile_cache={cache}", *args.server_flag])
+            try:
+                out[f"{name}_first_press_s"] = round(await first_press(url) - t0, 2)
+                out[f"{name}_listening_s"] = round(next(t for t, line in lines if " on http" in line), 2)
+                deadline = time.time() + 600
+                while not any("compiled the other" in line or "compiled every" in line for _, line in lines):
+                    if time.time() > deadline or proc.poll() is not None:
+                        break
+                    await asyncio.sleep(0.2)
+                out[f"{name}_all_shapes_s"] = next((round(t, 2) for t, line in lines
+                                                    if "compiled the other" in line or "compiled every" in line),
+                                                   None)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    out["goal"] = {"restart_first_press_s": 10}
+    return out
+
+
 async def run(args) -> dict:
-    proc, url = start_server(args.workdir, max_sessions=args.sessions + 1, extra=args.server_flag)
+    proc, url = start_server(args.workdir, max_sessions=args.sessions + 1,
+                             extra=["--warmup_background=false", *args.server_flag])
     try:
         lat1, srv1 = [], []
         await play(url, args.seconds, 5.0, random.Random(0), lat1, srv1)
@@ -164,8 +331,19 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--server_flag", action="append", default=[],
                         help="a flag for experiments.serve, e.g. --server_flag=--single_threaded_xla=false")
+    parser.add_argument("--flood", type=int, default=0, help="N: one player beside N flooding clients")
+    parser.add_argument("--startup", action="store_true", help="first start and restart -> first press")
+    parser.add_argument("--flooder", help=argparse.SUPPRESS)  # (internal) be one flooding client of this URL
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args))))
+    if args.flooder:
+        flooder_main(args.flooder, args.seconds, args.seed)
+    elif args.startup:
+        print(json.dumps(asyncio.run(run_startup(args))))
+    elif args.flood:
+        print(json.dumps(asyncio.run(run_flood(args))))
+    else:
+        print(json.dumps(asyncio.run(run(args))))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from yoshimidi_jax.eval.adherence import score
 from yoshimidi_jax.play.player import Player
 from yoshimidi_jax.play.press import PlaySettings, Press
 from yoshimidi_jax.play.walk import player_walk
-from yoshimidi_jax.sample.sampler import prefill
+from yoshimidi_jax.sample.sampler import prefill, window_start
 from yoshimidi_jax.tokens import TIME, Vocab, decode
 from yoshimidi_jax.tokens.presses import ANY_INTERVAL, attributes_of_notes, interval_bounds
 from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES, StyleError, check_style, style_id
@@ -152,10 +152,14 @@ def test_a_session_keeps_its_style_across_refills(model_params):
     refilled = player._room(state, cache_len)
     assert len(refilled.host.ids) == cache_len // 2 and refilled.style == fiddle
 
+    # where the kept tokens start: the notes sounding there and their ages
+    start = window_start(jnp.asarray(refilled.host.ids[None]), jnp.asarray(refilled.host.times[None]),
+                         state.decode.track, model.vocab)
+
     def prefilled(style):
         return np.asarray(prefill(model, params, refilled.host.ids[None], refilled.host.times[None],
                                   state.decode.track, state.decode.key, cache_len,
-                                  jnp.array([style], jnp.int32)).logits)
+                                  jnp.array([style], jnp.int32), start).logits)
 
     np.testing.assert_allclose(np.asarray(refilled.decode.logits), prefilled(fiddle), atol=1e-4)
     assert not np.allclose(prefilled(fiddle), prefilled(NO_STYLE), atol=1e-3)

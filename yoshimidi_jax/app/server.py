@@ -11,7 +11,11 @@ session is a row of one BatchPlayer (play/batch.py); one decode thread
 at that moment as one batch, so the event loop stays free and a busy server
 makes bigger, cheaper batches. A session has at most one message in flight. A message
 is checked (app/protocol.py) and rate-limited (a token bucket per session:
-one "rate" error per flood, the excess dropped) before it costs any decoding.
+one "rate" error per flood, the excess dropped) before it costs any decoding;
+a client that keeps flooding after its rate error (ServerOptions.flood_close_after
+more messages dropped in the same flood) is disconnected: a "bye" saying why,
+then websocket close code 1008 with the reason, counted as flood_closed, so the
+event loop spends no more time on it.
 The websocket takes connections whose Origin is the page's own (a page on
 another site cannot drive the instrument); clients that send no Origin
 (not browsers: scripts, benchmarks) are let in. The page, the API and the
@@ -63,7 +67,7 @@ mimetypes.add_type("audio/x-soundfont", ".sf2")
 mimetypes.add_type("audio/x-soundfont", ".sf3")
 log = logging.getLogger("yoshimidi.serve")
 
-CLOSE_POLICY = 1008  # a websocket close code: origin not allowed
+CLOSE_POLICY = 1008  # a websocket close code: origin not allowed, or a client that kept flooding
 CLOSE_TRY_LATER = 1013  # server full
 
 
@@ -73,6 +77,7 @@ class ServerOptions:
     idle_timeout_s: float = 600.0
     messages_per_s: float = 60.0  # per session, sustained
     burst: int = 120  # per session
+    flood_close_after: int = 2000  # messages dropped in one flood after its rate error: then the socket closes
     seed: int = 0  # sessions' PRNG keys are fold_in(key(seed), session number)
     settings: PlaySettings = PlaySettings(temperature=1.0, top_p=0.95)  # a new session's
     style: int = NO_STYLE  # a new session's style (tokens/styles.py); a reset may change it
@@ -80,7 +85,7 @@ class ServerOptions:
     hosts: tuple[str, ...] = ()  # names the Host header may carry besides loopback's (--host)
 
     def __post_init__(self) -> None:
-        for name in ("max_sessions", "idle_timeout_s", "messages_per_s", "burst"):
+        for name in ("max_sessions", "idle_timeout_s", "messages_per_s", "burst", "flood_close_after"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
 
@@ -147,6 +152,10 @@ class Hub:
         return {**self.info(), "opened": self.opened, "counters": dict(self.counters), "decode_threads": len(bs),
                 "batches": sum(b.batches for b in bs), "jobs": sum(b.jobs for b in bs),
                 "decode_busy_s": round(sum(b.busy_s for b in bs), 3), "refills_ahead": sum(b.refills for b in bs),
+                # cache refills run in each decode thread's refill thread, outside every batch: a press waits
+                # for no other session's refill (refills_in_press: refills inside a batch, 0 when all is well)
+                "refill_s": round(sum(b.refill_s for b in bs), 3), "refill_waits": sum(b.refill_waits for b in bs),
+                "refills_in_press": sum(p.refills_in_batch for p in self.players),
                 "kv_bytes_per_session": self.players[0].kv_bytes_per_slot}
 
     def hello(self, session: Session) -> dict:
@@ -234,6 +243,17 @@ async def refuse_socket_host(hub: Hub, ws: WebSocket, why: str) -> None:
         await ws.close(code=CLOSE_POLICY, reason=why[:120])
 
 
+async def close_flooder(hub: Hub, ws: WebSocket, session: Session, dropped: int) -> None:
+    """Disconnects a client that kept flooding after its rate error: a "bye"
+    saying why, then close code 1008 with the reason (at most 123 bytes)."""
+    hub.counters["flood_closed"] += 1
+    reason = (f"flooding: {dropped} messages dropped after the rate error "
+              f"(more than {hub.options.messages_per_s:g} messages/s)")
+    log.warning("session %s closed: %s", session.id, reason)
+    await _send(ws, {"type": "bye", "reason": reason})
+    await ws.close(code=CLOSE_POLICY, reason=reason[:120])
+
+
 async def serve_socket(hub: Hub, ws: WebSocket) -> None:
     why = request_host_refusal(ws.scope, ws.headers, hub.options)
     if why is not None:
@@ -257,6 +277,7 @@ async def serve_socket(hub: Hub, ws: WebSocket) -> None:
         await _send(ws, hub.hello(session))
         bucket = TokenBucket(hub.options.messages_per_s, hub.options.burst)
         warned = False  # one "rate" error per flood
+        dropped = 0  # messages dropped in this flood
         while True:
             try:
                 event = await asyncio.wait_for(ws.receive(), timeout=hub.options.idle_timeout_s)
@@ -270,14 +291,18 @@ async def serve_socket(hub: Hub, ws: WebSocket) -> None:
             frame = event.get("text") if event.get("text") is not None else event.get("bytes", b"")
             if not bucket.take(time.monotonic()):
                 hub.counters["rate_limited"] += 1
+                dropped += 1
                 if not warned:
                     warned = True
                     await _send(ws, protocol.error_message(
                         "rate", f"more than {hub.options.messages_per_s:g} messages/s (bursts of "
                                 f"{hub.options.burst}): messages are dropped until the rate falls"))
+                elif dropped > hub.options.flood_close_after:  # it keeps flooding: not worth a core
+                    await close_flooder(hub, ws, session, dropped)
+                    return
                 continue
             if bucket.tokens >= hub.options.burst / 2:  # calm for a while: a new flood gets a new error
-                warned = False
+                warned, dropped = False, 0
             msg = None
             try:
                 msg = protocol.parse_message(frame)

@@ -31,6 +31,7 @@ key agree (tested).
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any, Union
 
 import jax
@@ -111,47 +112,30 @@ class BatchPlayer:
         self.scratch = num_slots  # the padding rows' slot
         self.cache_len = int(cache_len or model.max_len)
         self.row_buckets = tuple(b for b in ROW_BUCKETS if b < num_slots) + (num_slots,)
-        cache_len = self.cache_len
-
-        def start_row(params, key, style):
-            ids = jnp.full((1, 1), BOS, jnp.int32)
-            return prefill(model, params, ids, jnp.zeros((1, 1)), init_track(1), key, cache_len,
-                           jnp.full((1,), style, jnp.int32))
-
-        def refill_row(params, pool, slot, ids, times):
-            row = jax.tree.map(lambda x: x[slot], pool)  # its Track, PRNG key and style carry over
-            start = window_start(ids, times, row.track, model.vocab)  # what sounds where the kept tokens begin
-            row = prefill(model, params, ids, times, row.track, row.key, cache_len, row.style, start)
-            return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, row)
-
-        def reset_row(params, pool, slot, key, style):
-            return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, start_row(params, key, style))
-
-        one = start_row(params, jax.random.key(0), NO_STYLE)
-        self.pool = jax.tree.map(lambda x: jnp.repeat(x[None], num_slots + 1, axis=0), one)
-        self._reset = jax.jit(reset_row, donate_argnums=(1,))
-        self._refill = jax.jit(refill_row, donate_argnums=(1,))
-        self._batch_fns: dict[tuple[int, int], Any] = {}
+        self.programs = _programs(model, self.cache_len)  # jitted once per (model, cache_len): players share
+        # the pool: every leaf of one row's DecodeState, for num_slots + 1 rows (the last: scratch), zeros
+        # until a slot opens; no decode runs here (the reset below is the first program a session needs)
+        self._row_shape = jax.eval_shape(self.programs.start_row, params, jax.random.key(0), NO_STYLE)
+        self.pool = self.programs.reset(self.params, self._empty_pool(), jnp.int32(self.scratch),
+                                        jax.random.key(0), jnp.int32(NO_STYLE))
         self.host: list[SessionHost | None] = [None] * num_slots
         # per slot: release tokens (TIME OFF..) not fed yet; its next press feeds them first
         self.pending: list[tuple[np.ndarray, np.ndarray]] = [_NOTHING] * num_slots
+        self.generation = [0] * num_slots  # bumped by each open: a refill begun before it is stale
+        self.refills_in_batch = 0  # refills that ran inside run() (the Batcher refills outside it)
 
     def _batch_fn(self, pitch_range: tuple[int, int]):
-        """One jitted batch per pitch range (a PlaySettings' pitch_lo, pitch_hi);
-        temperature, top-p and strictness are traced, per row."""
-        if pitch_range not in self._batch_fns:
-            lo, hi = pitch_range
-            row = make_press_row(self.model, PlaySettings(pitch_lo=lo, pitch_hi=hi).constraints)
-            vrow = jax.vmap(row, in_axes=(None, 0, 0, 0, 0, 0, None, 0, 0, 0))
+        return self.programs.batch_fn(pitch_range)
 
-            def batch(params, pool, slots, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict):
-                rows = jax.tree.map(lambda x: x[slots], pool)
-                pitches, rows = vrow(params, rows, ids, times, n_forced, num_keys, max_keys, temperature, top_p,
-                                     strict)
-                return pitches, jax.tree.map(lambda x, y: x.at[slots].set(y), pool, rows)
-
-            self._batch_fns[pitch_range] = jax.jit(batch, donate_argnums=(1,))
-        return self._batch_fns[pitch_range]
+    def _empty_pool(self):
+        """A pool of num_slots + 1 rows shaped as one row's DecodeState: zeros
+        (PRNG keys: key(0)) until a reset writes a row."""
+        def leaf(x):
+            shape = (self.num_slots + 1, *x.shape)
+            if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+                return jnp.broadcast_to(jax.random.key(0), shape)
+            return jnp.zeros(shape, x.dtype)
+        return jax.tree.map(leaf, self._row_shape)
 
     @property
     def kv_bytes_per_slot(self) -> int:
@@ -164,9 +148,10 @@ class BatchPlayer:
         `style` (tokens/styles.style_id; NO_STYLE: none) until it opens again."""
         self._check_slot(slot)
         style = check_style(style, self.model.num_styles)
-        self.pool = self._reset(self.params, self.pool, jnp.int32(slot), key, jnp.int32(style))
+        self.pool = self.programs.reset(self.params, self.pool, jnp.int32(slot), key, jnp.int32(style))
         self.host[slot] = SessionHost.start(keep_history=False)  # a server records notes, not tokens
         self.pending[slot] = _NOTHING
+        self.generation[slot] += 1
 
     def style(self, slot: int) -> int:
         """The style slot `slot` plays in (NO_STYLE: none)."""
@@ -177,6 +162,7 @@ class BatchPlayer:
         self._check_slot(slot)
         self.host[slot] = None
         self.pending[slot] = _NOTHING
+        self.generation[slot] += 1
 
     def _check_slot(self, slot: int) -> None:
         if not 0 <= slot < self.num_slots:
@@ -188,12 +174,16 @@ class BatchPlayer:
             raise ValueError(f"slot {slot} is not open")
         return host
 
-    def _room(self, slot: int, needed: int) -> None:
+    def _room(self, slot: int, needed: int) -> bool:
+        """Refills slot's cache now if `needed` more tokens would not fit -> whether it did."""
         host = self.host[slot].refilled(needed, self.cache_len)
         if host is None:
-            return
-        self.pool = self._refill(self.params, self.pool, jnp.int32(slot), host.ids[None], host.times[None])
+            return False
+        p = self.programs
+        row = p.refill_row(self.params, p.get_row(self.pool, jnp.int32(slot)), host.ids[None], host.times[None])
+        self.pool = p.set_row(self.pool, jnp.int32(slot), row)
         self.host[slot] = host
+        return True
 
     def release(self, slot: int, dt_s: float, pitches) -> bool:
         """Ends the given notes (those sounding) dt_s after the previous event;
@@ -212,15 +202,45 @@ class BatchPlayer:
 
     def refill_ahead(self, slots) -> list[int]:
         """Refills, now, the caches of `slots` that the largest next job might
-        not fit (the decode thread calls it when idle, after answering a
-        batch, so that no press waits for a refill) -> the slots refilled."""
+        not fit -> the slots refilled. (The server's Batcher refills in its
+        own thread instead: refill_begin / refill_compute / refill_end.)"""
         done = []
         for slot in slots:
-            host = self.host[slot]
-            if host is not None and len(host.ids) + FORCED_BUCKETS[-1] + MAX_NOTES + 1 > self.cache_len:
+            if self.needs_room(slot):
                 self._room(slot, self.cache_len)
                 done.append(slot)
         return done
+
+    # -- refills outside the batch: begin (decode thread), compute (any thread), end (decode thread)
+    def needs_room(self, slot: int, ahead: int = 0) -> bool:
+        """Whether the largest next job of `slot` (and `ahead` more tokens)
+        might not fit its cache: run() would refill it first."""
+        host = self.host[slot]
+        return host is not None and len(host.ids) + JOB_TOKENS + ahead > self.cache_len
+
+    def refill_begin(self, slot: int) -> Refill:
+        """A refill of slot's cache to do: its row and the recent half of its
+        tokens. Nothing of the slot may run until refill_end."""
+        host = self._open_host(slot)
+        window = host.refilled(self.cache_len, self.cache_len)  # always a window: the recent half
+        row = self.programs.get_row(self.pool, jnp.int32(slot))
+        return Refill(slot, self.generation[slot], host.ids, row, window.ids, window.times)
+
+    def refill_compute(self, refill: Refill) -> Refill:
+        """The refill's prefill (pure: touches neither the pool nor the hosts,
+        so any thread may run it while batches of other slots go on)."""
+        row = self.programs.refill_row(self.params, refill.row, refill.ids[None], refill.times[None])
+        return dataclasses.replace(refill, row=jax.block_until_ready(row))
+
+    def refill_end(self, refill: Refill) -> bool:
+        """Puts a computed refill in place -> False (nothing done) if its slot
+        was opened, closed or fed since refill_begin."""
+        host = self.host[refill.slot]
+        if self.generation[refill.slot] != refill.generation or host is None or host.ids is not refill.source_ids:
+            return False
+        self.pool = self.programs.set_row(self.pool, jnp.int32(refill.slot), refill.row)
+        self.host[refill.slot] = dataclasses.replace(host, ids=refill.ids, times=refill.times)
+        return True
 
     # -- one batch ---------------------------------------------------------------
     def run(self, jobs: list[Job]) -> list[PressNotes | None]:
@@ -277,7 +297,7 @@ class BatchPlayer:
         flushes = [i for i, row in enumerate(rows) if row.ids is not None and row.settings is None]
         if flushes:
             default = PlaySettings()
-            first = next(iter(groups), next(iter(self._batch_fns), (default.pitch_lo, default.pitch_hi)))
+            first = next(iter(groups), next(iter(self.programs.batch_fns), (default.pitch_lo, default.pitch_hi)))
             groups[first] = sorted(groups.get(first, []) + flushes)
         return groups
 
@@ -286,7 +306,7 @@ class BatchPlayer:
         n_rows = bucket(len(rows), self.row_buckets)
         width = bucket(max(len(row.ids) for row in rows), FORCED_BUCKETS)
         for slot in slots:  # the padded forced tokens and every note step must fit the cache
-            self._room(slot, width + MAX_NOTES + 1)
+            self.refills_in_batch += self._room(slot, width + MAX_NOTES + 1)
         b_slots = np.full(n_rows, self.scratch, np.int32)
         b_ids = np.zeros((n_rows, 1, width), np.int32)
         b_times = np.zeros((n_rows, 1, width), np.float32)
@@ -304,24 +324,114 @@ class BatchPlayer:
                                                      jnp.int32(b_keys.max()), b_temp, b_top_p, b_strict)
         return np.asarray(out)[: len(rows)]
 
-    def warmup(self, settings: PlaySettings = PlaySettings()) -> None:
-        """Compiles every (rows, forced length) bucket in the pitch range of
-        `settings` (the sessions' settings), the reset and the refill."""
-        slot = 0
-        batch = self._batch_fn((settings.pitch_lo, settings.pitch_hi))
-        self.open(slot, jax.random.key(0))
-        for n_rows in self.row_buckets:
-            for width in FORCED_BUCKETS:
-                b_slots = np.full(n_rows, self.scratch, np.int32)
-                b_slots[0] = slot
-                n = np.zeros(n_rows, np.int32)
-                zeros = np.zeros((n_rows, 1, width))
-                _, self.pool = batch(self.params, self.pool, b_slots, zeros.astype(np.int32),
-                                     zeros.astype(np.float32), n, n, jnp.int32(1), np.ones(n_rows, np.float32),
-                                     np.ones(n_rows, np.float32), np.zeros(n_rows, bool))
-        full = np.zeros(self.cache_len, np.int32)
-        full[0] = BOS
-        self.host[slot] = dataclasses.replace(self.host[slot], ids=full, times=np.zeros(self.cache_len, np.float32))
-        self._room(slot, self.cache_len)  # the refill
-        self.open(slot, jax.random.key(0))
-        self.close(slot)
+    def warmup_shapes(self) -> list[tuple[int, int]]:
+        """Every (rows, forced length) a batch may take, smallest first."""
+        return [(n_rows, width) for n_rows in self.row_buckets for width in FORCED_BUCKETS]
+
+    def warmup(self, settings: PlaySettings = PlaySettings(), shapes=None, refill: bool = True) -> None:
+        """Compiles (by running them once) the batch shapes `shapes` (None:
+        every one) in the pitch range of `settings` (the sessions'), the reset
+        and, with `refill`, the refill. Runs on a pool of its own, so another
+        thread may warm up while this player serves: the programs it compiles
+        are the players' shared ones (_programs)."""
+        slot, p = 0, self.programs
+        batch = p.batch_fn((settings.pitch_lo, settings.pitch_hi))
+        pool = self._empty_pool()
+        pool = p.reset(self.params, pool, jnp.int32(slot), jax.random.key(0), jnp.int32(NO_STYLE))
+        for n_rows, width in self.warmup_shapes() if shapes is None else shapes:
+            b_slots = np.full(n_rows, self.scratch, np.int32)
+            b_slots[0] = slot
+            n = np.zeros(n_rows, np.int32)
+            zeros = np.zeros((n_rows, 1, width))
+            _, pool = batch(self.params, pool, b_slots, zeros.astype(np.int32), zeros.astype(np.float32), n, n,
+                            jnp.int32(1), np.ones(n_rows, np.float32), np.ones(n_rows, np.float32),
+                            np.zeros(n_rows, bool))
+        if refill:
+            half = self.cache_len // 2
+            ids, times = np.zeros((1, half), np.int32), np.zeros((1, half), np.float32)
+            ids[0, 0] = BOS
+            pool = p.set_row(pool, jnp.int32(slot), p.refill_row(self.params, p.get_row(pool, jnp.int32(slot)),
+                                                                  ids, times))
+        jax.block_until_ready(pool)
+
+
+JOB_TOKENS = FORCED_BUCKETS[-1] + MAX_NOTES + 1  # the most tokens one job may add to a cache
+
+
+@dataclasses.dataclass(frozen=True)
+class Refill:
+    """A cache refill under way (BatchPlayer.refill_begin -> refill_compute -> refill_end)."""
+
+    slot: int
+    generation: int  # the slot's generation at refill_begin
+    source_ids: np.ndarray  # the host's tokens it was begun from (the slot must not be fed meanwhile)
+    row: Any  # the slot's DecodeState row: as it was, then refilled
+    ids: np.ndarray  # the recent half of the tokens, prefilled into the fresh cache
+    times: np.ndarray
+
+
+@dataclasses.dataclass
+class _Programs:
+    """The jitted programs of one (model, cache_len), shared by every
+    BatchPlayer of them, so a second decode thread's player traces nothing."""
+
+    model: Transformer
+    start_row: Any
+    reset: Any
+    get_row: Any
+    refill_row: Any
+    set_row: Any
+    batch_fns: dict
+
+    def batch_fn(self, pitch_range: tuple[int, int]):
+        """One jitted batch per pitch range (a PlaySettings' pitch_lo, pitch_hi);
+        temperature, top-p and strictness are traced, per row."""
+        if pitch_range not in self.batch_fns:
+            lo, hi = pitch_range
+            row = make_press_row(self.model, PlaySettings(pitch_lo=lo, pitch_hi=hi).constraints)
+            vrow = jax.vmap(row, in_axes=(None, 0, 0, 0, 0, 0, None, 0, 0, 0))
+
+            def batch(params, pool, slots, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict):
+                rows = jax.tree.map(lambda x: x[slots], pool)
+                pitches, rows = vrow(params, rows, ids, times, n_forced, num_keys, max_keys, temperature, top_p,
+                                     strict)
+                return pitches, jax.tree.map(lambda x, y: x.at[slots].set(y), pool, rows)
+
+            self.batch_fns[pitch_range] = jax.jit(batch, donate_argnums=(1,))
+        return self.batch_fns[pitch_range]
+
+
+_PROGRAMS: dict[tuple[int, int], _Programs] = {}  # (id(model), cache_len) -> programs (which hold the model)
+_PROGRAMS_LOCK = threading.Lock()
+
+
+def _programs(model: Transformer, cache_len: int) -> _Programs:
+    with _PROGRAMS_LOCK:
+        key = (id(model), cache_len)
+        if key not in _PROGRAMS:
+            _PROGRAMS[key] = _make_programs(model, cache_len)
+        return _PROGRAMS[key]
+
+
+def _make_programs(model: Transformer, cache_len: int) -> _Programs:
+    def start_row(params, key, style):
+        ids = jnp.full((1, 1), BOS, jnp.int32)
+        return prefill(model, params, ids, jnp.zeros((1, 1)), init_track(1), key, cache_len,
+                       jnp.full((1,), style, jnp.int32))
+
+    def reset_row(params, pool, slot, key, style):
+        return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, start_row(params, key, style))
+
+    def get_row(pool, slot):
+        return jax.tree.map(lambda x: x[slot], pool)
+
+    def refill_row(params, row, ids, times):
+        # its Track, PRNG key and style carry over; what sounds where the kept tokens begin
+        start = window_start(ids, times, row.track, model.vocab)
+        return prefill(model, params, ids, times, row.track, row.key, cache_len, row.style, start)
+
+    def set_row(pool, slot, row):
+        return jax.tree.map(lambda x, y: x.at[slot].set(y), pool, row)
+
+    return _Programs(model, start_row, jax.jit(reset_row, donate_argnums=(1,)), jax.jit(get_row),
+                     jax.jit(refill_row), jax.jit(set_row, donate_argnums=(0,)), {})
