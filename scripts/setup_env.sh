@@ -30,3 +30,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -r requirements.txt
   echo "$want" > "$stamp"
 fi
+# the exporter (experiments/export.py): jax2onnx, onnx, onnxruntime, without jax2onnx's declared
+# pins (requirements-export.txt says why), again only when requirements-export.txt changed
+stamp=.venv/.requirements-export.sha256
+want=$(sha256sum requirements-export.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --no-deps -r requirements-export.txt
+  echo "$want" > "$stamp"
+fi

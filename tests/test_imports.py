@@ -4,7 +4,8 @@ Every `import` of a yoshimidi_jax module, at the top of a file or inside a
 function, is an edge; `from package import name` goes to the submodule when
 `name` is one, else to the package's __init__. Floors, bottom up, follow
 the data flow: midi -> tokens -> data, model -> restore, sample (decoding)
--> play (interactive play) -> eval (measurements) -> train, app.
+-> play (interactive play), export (the page's model) -> eval (measurements)
+-> train, app.
 
     python -m pytest tests/test_imports.py -q
 """
@@ -17,7 +18,7 @@ import os
 PACKAGE = "yoshimidi_jax"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
 FLOORS = {"files": 0, "storage": 1, "config": 1, "midi": 0, "tokens": 1, "data": 2, "model": 2, "restore": 3,
-          "sample": 3, "play": 4, "eval": 5, "train": 6, "app": 6}
+          "sample": 3, "play": 4, "export": 4, "eval": 5, "train": 6, "app": 6}
 
 
 def _modules() -> dict[str, str]:

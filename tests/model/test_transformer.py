@@ -38,8 +38,9 @@ def test_cached_decoding_matches_full_forward(few_midi_files, positional):
     n = 96
     cfg = small_config(positional)
     # decoded here from a piece's start each call; decoding from a Track's values (what
-    # sounds included) is tested in test_position_context
+    # sounds and for how long included) is tested in test_position_context
     cfg.model.sounding_input = False
+    cfg.model.note_age_input = False
     model, params = model_and_params(cfg)
     ids, times = tokens_of(few_midi_files[0], n)
     assert (ids == TIME).any()

@@ -54,9 +54,17 @@ class PositionContext(NamedTuple):
     age: jax.Array  # [B, L, 128] float32: seconds since each sounding pitch's NOTE_ON (0: not sounding)
 
 
+def _cummax_index(idx: jax.Array) -> jax.Array:
+    """lax.cummax over axis 1 of int32 indices (-1 .. < 2**24), taken in
+    float32, where each is exact: the same int32 result, and a graph that
+    exports to ONNX (an int32 cummax lowers to an int32 MaxPool, which
+    onnxruntime has no kernel for; experiments/export.py)."""
+    return jax.lax.cummax(idx.astype(jnp.float32), axis=1).astype(jnp.int32)
+
+
 def _last_index(flag: jax.Array) -> jax.Array:
     idx = jnp.broadcast_to(jnp.arange(flag.shape[1]), flag.shape)
-    return jax.lax.cummax(jnp.where(flag, idx, -1), axis=1)
+    return _cummax_index(jnp.where(flag, idx, -1))
 
 
 def piece_start(batch: int) -> PositionContext:
@@ -101,13 +109,27 @@ def position_context(
                         jnp.where(last_fresh < 0, s_vel, -1))
     vel_bin = jnp.where(last_fresh > last_vel, -1, vel_bin)
     sounding, age = _sounding(inputs, times, last_fresh, jnp.asarray(start.sounding, bool),
-                              jnp.asarray(start.age, jnp.float32), vocab)
+                              jnp.asarray(start.age, jnp.float32), vocab, None if segment_ids is None else fresh)
     return PositionContext(control.astype(jnp.int32), press_len.astype(jnp.int32), ref.astype(jnp.int32),
                            vel_bin.astype(jnp.int32), sounding, age)
 
 
+def _clock(seconds: jax.Array, fresh: jax.Array | None) -> jax.Array:
+    """[B, L] seconds each token moves the clock -> the clock after each token:
+    from the chunk's start, or (fresh: where packed pieces start) from its
+    piece's start, summed within the piece alone (another piece's times do
+    not even round it)."""
+    if fresh is None:
+        return jnp.cumsum(seconds, axis=1)
+
+    def combine(a, b):
+        return a[0] | b[0], jnp.where(b[0], b[1], a[1] + b[1])
+
+    return jax.lax.associative_scan(combine, (fresh, seconds), axis=1)[1]
+
+
 def _sounding(inputs: jax.Array, times: jax.Array, last_fresh: jax.Array, start: jax.Array, start_age: jax.Array,
-              vocab: Vocab) -> tuple[jax.Array, jax.Array]:
+              vocab: Vocab, fresh: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """([B, L, 128] bool, [B, L, 128] float32): a pitch sounds after a token
     when its latest NOTE_ON or NOTE_OFF in the piece so far is a NOTE_ON; with
     none yet, as it did at the chunk's start (`start` [B, 128], until a new
@@ -117,13 +139,14 @@ def _sounding(inputs: jax.Array, times: jax.Array, last_fresh: jax.Array, start:
     idx = jnp.arange(inputs.shape[1])[None, :, None]
     on = inputs[..., None] == vocab.note_on + pitches
     off = inputs[..., None] == vocab.note_off + pitches
-    last_on = jax.lax.cummax(jnp.where(on, idx, -1), axis=1)
-    last_off = jax.lax.cummax(jnp.where(off, idx, -1), axis=1)
+    last_on = _cummax_index(jnp.where(on, idx, -1))
+    last_off = _cummax_index(jnp.where(off, idx, -1))
     latest = jnp.maximum(last_on, last_off)
     in_piece = (latest >= 0) & (latest >= last_fresh[..., None])  # an event of this pitch in the current piece
     carried = (last_fresh < 0)[..., None] & start[:, None, :]
-    sounding = jnp.where(in_piece, last_on > last_off, carried)
-    clock = jnp.cumsum(step_seconds(inputs, times, vocab, jnp), axis=1)  # [B, L] after each token, from the chunk's start
+    # (a select of bools written as logic: onnxruntime has no Where kernel for bool)
+    sounding = (in_piece & (last_on > last_off)) | (~in_piece & carried)
+    clock = _clock(step_seconds(inputs, times, vocab, jnp), fresh)  # [B, L] after each token, from the chunk's start
     onset_clock = jnp.take_along_axis(clock, jnp.maximum(last_on, 0).reshape(clock.shape[0], -1), axis=1)
     age = jnp.where(last_on >= 0, clock[..., None] - onset_clock.reshape(last_on.shape),
                     clock[..., None] + start_age[:, None, :])
