@@ -41,12 +41,14 @@ import numpy as np
 
 from yoshimidi_jax.model import Transformer, init_cache, init_params
 from yoshimidi_jax.model.position_context import AGE_EDGES_S, PositionContext
+from yoshimidi_jax.sample.constraints import bucket_bins
+from yoshimidi_jax.sample.sampler import MASKED
 from yoshimidi_jax.sample.tracker import Track, advance, init_track
 from yoshimidi_jax.tokens import BOS, EOS, PAD, SEP, TIME, Vocab
 from yoshimidi_jax.tokens import controls as ctl
 from yoshimidi_jax.tokens import presses
 from yoshimidi_jax.tokens.styles import NO_STYLE, model_styles
-from yoshimidi_jax.tokens.vocab import NUM_CONTROLS, NUM_PITCHES
+from yoshimidi_jax.tokens.vocab import NUM_CONTROLS, NUM_PITCHES, Family
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
@@ -264,7 +266,8 @@ def manifest_for(model: Transformer, model_cfg: dict, model_bytes: bytes, cache_
                  check: dict | None = None) -> dict[str, Any]:
     """What the page needs beside the graph: the graph's inputs and outputs
     and cache shape, the vocabulary's layout, the time codec's supports, the
-    control tables, the run's model config and step."""
+    control tables, the tables of the page's own rules (rules_for), the run's model
+    config and step."""
     import jax2onnx
     import onnx
 
@@ -319,7 +322,27 @@ def manifest_for(model: Transformer, model_cfg: dict, model_bytes: bytes, cache_
         },
         "styles": {"names": list(model_styles(model.num_styles)), "none": NO_STYLE},
         "age_edges_s": list(AGE_EDGES_S),
+        "rules": rules_for(model),
         "check": check,
+    }
+
+
+def rules_for(model: Transformer) -> dict[str, Any]:
+    """The tables the page's own rules read (static/engine/: the Track, the
+    masks, sampling, time decoding), taken from the library's: each id's
+    token family, the VELOCITY bins inside each velocity bucket (the strict
+    mask's; ANY last), the time supports' logs as the sampler uses them
+    (float32), and the sampler's constants."""
+    vocab, codec = model.vocab, model.codec
+    return {
+        "family_names": [f.name for f in Family],
+        "family_of_id": vocab.family(np.arange(vocab.size)).tolist(),
+        "velocity_bucket_bins": bucket_bins(vocab).astype(int).tolist(),
+        "log_supports": np.asarray(codec.log_supports(jnp), np.float32).tolist(),
+        "masked_logit": MASKED,
+        "min_temperature": 1e-6,
+        "num_pitches": NUM_PITCHES,
+        "since_press_start_s": float(np.asarray(init_track(1).since_press)[0]),
     }
 
 

@@ -59,7 +59,7 @@ class Constraints:
             raise ValueError(f"bad pitch range [{self.pitch_lo}, {self.pitch_hi}]: need 0 <= lo <= hi <= 127")
 
 
-def _bucket_bins(vocab: Vocab) -> np.ndarray:
+def bucket_bins(vocab: Vocab) -> np.ndarray:
     """[4, num_velocity_bins] bool: bins whose middle velocity lies in each bucket (ANY: all)."""
     mids = vocab.velocity_of_bin(np.arange(vocab.num_velocity_bins))
     rows = [(mids >= lo) & (mids <= hi) for lo, hi in VELOCITY_BUCKET_RANGE]
@@ -101,7 +101,7 @@ def allowed_tokens(track: Track, constraints: Constraints = Constraints(), vocab
         interval = jnp.where(has, interval, ANY_INTERVAL)
         chord = jnp.where(has, chord, ANY_CHORD)
         velocity = jnp.where(has, velocity, ANY_VELOCITY)
-        bins = jnp.asarray(_bucket_bins(vocab))[velocity]  # [B, bins]
+        bins = jnp.asarray(bucket_bins(vocab))[velocity]  # [B, bins]
         vel_ok = jnp.take_along_axis(bins, jnp.maximum(track.vel_bin, 0)[:, None], axis=1)[:, 0] & (track.vel_bin >= 0)
         strict_vel = can_vel & bins
         # a pitch still sounding may be struck again (decoding ends the old note
