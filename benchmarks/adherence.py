@@ -1,6 +1,7 @@
 r"""Control adherence: do presses of a given kind get notes of that kind?
 
     python -m benchmarks.adherence --workdir=runs/tiny [--presses=600 --temperature=1.0 --top_p=0.95]
+    python -m benchmarks.adherence --workdir=runs/tiny --conditions=player_press,player_zero_wait
 
 Free sampling (the grammar mask only; the model's own rhythm) with per-press
 controls inserted where the model starts a press, scored on the decoded notes
@@ -11,6 +12,14 @@ controls inserted where the model starts a press, scored on the decoded notes
   adherence_chance   the held-out targets scored on unconditioned samples
   adherence_chance_player  the player targets scored on unconditioned samples
   adherence_strict   player targets with --strict masks (1.0 by construction)
+  adherence_player_press   the same scripts played through the instrument's API
+                     (play.Player: the player's rhythm, releases), each chord
+                     one press whose control asks its size
+  adherence_player_zero_wait  ... played key by key (zero-wait keys): the
+                     first key a press that grows (chord ANY), each further
+                     key joins it; `chord` = presses that end with as many
+                     notes as keys
+  adherence_player_zero_wait_strict  ... with strict masks
   agreement          mean probability the model gave the strict mask's choices
                      where the mask narrowed them (before masking)
 Each is a dict interval/chord/velocity/all; `presses` counts the scored ones.
@@ -25,7 +34,7 @@ import json
 
 from absl import app, flags
 
-from yoshimidi_jax.eval.adherence import measure_adherence
+from yoshimidi_jax.eval.adherence import ALL_CONDITIONS, measure_adherence
 from yoshimidi_jax.restore import restore
 
 FLAGS = flags.FLAGS
@@ -37,6 +46,7 @@ flags.DEFINE_integer("num_events", 0, "tokens per row (0: the model's context - 
 flags.DEFINE_float("temperature", 1.0, "sampling temperature")
 flags.DEFINE_float("top_p", 0.95, "nucleus mass")
 flags.DEFINE_integer("seed", 0, "PRNG seed")
+flags.DEFINE_list("conditions", list(ALL_CONDITIONS), f"conditions to measure, of {', '.join(ALL_CONDITIONS)}")
 
 
 def main(argv):
@@ -47,7 +57,7 @@ def main(argv):
     result = measure_adherence(
         restored.model, restored.params, FLAGS.data or restored.config.data.path, presses=FLAGS.presses,
         batch=FLAGS.batch, num_events=FLAGS.num_events, temperature=FLAGS.temperature, top_p=FLAGS.top_p,
-        seed=FLAGS.seed)
+        seed=FLAGS.seed, conditions=tuple(FLAGS.conditions))
     print(json.dumps({"step": restored.step, **result}))
 
 

@@ -4,6 +4,14 @@ one JSON line.
 
     python -m benchmarks.page_latency [--workdir=runs/tiny] [--presses=200] [--others=50] [--rate=5]
                                       [--chord_window_ms=MS] [--instrument=piano|synth|...]
+    python -m benchmarks.page_latency --engine=local --site=DIR [--presses=200]
+
+--engine=local: no server; the page of an exported site (python -m
+experiments.export --page --out=DIR) served by a static file server
+(http.server, a thread of this process) plays the model in itself (its
+local engine, onnxruntime-web WASM, one thread); no other sessions; the
+figures are the same, with `model_bytes` (model.onnx) and `site_bytes` (every
+file the page may load) beside them.
 
 Starts `experiments.serve` as its own process from the run's checkpoint (as
 benchmarks.serve_latency does: a random-init tiny model if --workdir does not
@@ -141,10 +149,36 @@ async def measure(page, server_ms: dict, n: int, rate_hz: float, rng: random.Ran
     return figures(entries, server, suffix)
 
 
+def start_static(site: str):
+    """http.server on the exported site, in a thread -> (the server, its url)."""
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".mjs": "text/javascript",
+                          ".js": "text/javascript", ".wasm": "application/wasm", ".json": "application/json"}
+
+        def log_message(self, *a) -> None:
+            pass
+
+    if not os.path.exists(os.path.join(site, "engine.json")):
+        raise SystemExit(f"{site} is not an exported site (no engine.json): python -m experiments.export --page "
+                         f"--workdir=RUN --out={site}")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=site))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
 async def run(args) -> dict:
     from playwright.async_api import async_playwright
 
-    proc, url = start_server(args.workdir, max_sessions=args.others + 2, extra=args.server_flag)
+    local = args.engine == "local"
+    if local:
+        args.others, proc = 0, None
+        httpd, url = start_static(args.site)
+    else:
+        proc, url = start_server(args.workdir, max_sessions=args.others + 2, extra=args.server_flag)
     rng = random.Random(0)
     others: list[asyncio.Task] = []
     try:
@@ -190,11 +224,19 @@ async def run(args) -> dict:
         for t in others:
             t.cancel()
         await asyncio.gather(*others, return_exceptions=True)
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+        else:
+            httpd.shutdown()
+            httpd.server_close()
     model = info["hello"]["model"]
+    if local:
+        with open(os.path.join(args.site, "manifest.json")) as f:
+            out["model_bytes"] = json.load(f)["model_bytes"]
+        out["site_bytes"] = sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(args.site) for n in ns)
     return {
-        "benchmark": "page_latency", "presses": args.presses, "others": args.others,
+        "benchmark": "page_latency", "page_engine": args.engine, "presses": args.presses, "others": args.others,
         "presses_per_s": args.rate, "chord_window_ms": info["window"],
         "engine": info["sound"]["engine"], "instrument": info["sound"]["instrument"],
         "model": {"name": model.get("name"), "step": model.get("step")},
@@ -209,6 +251,10 @@ async def run(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default=os.path.join(REPO, "runs", "tiny"))
+    parser.add_argument("--engine", choices=("server", "local"), default="server",
+                        help="who plays: the server (experiments.serve of --workdir) or the model in the page "
+                             "(the exported site --site, a static file server)")
+    parser.add_argument("--site", default=None, help="an exported site (experiments.export --page) for --engine=local")
     parser.add_argument("--presses", type=int, default=200, help="timed presses per phase")
     parser.add_argument("--others", type=int, default=50, help="other sessions in the second phase (0: none)")
     parser.add_argument("--rate", type=float, default=5.0, help="the page's presses per second")
@@ -221,6 +267,8 @@ def main() -> None:
     parser.add_argument("--server_flag", action="append", default=[],
                         help="a flag for experiments.serve, e.g. --server_flag=--decode_threads=1")
     args = parser.parse_args()
+    if args.engine == "local" and not args.site:
+        parser.error("--engine=local needs --site=DIR (python -m experiments.export --page --out=DIR)")
     print(json.dumps(asyncio.run(run(args))))
 
 

@@ -78,16 +78,17 @@ class Page:
                            [element_id, value])
 
     def play(self, keys: str, hold_s: float = 0.08, shift: bool = False) -> list[dict]:
-        """Presses `keys` together (real key events), waits for the reply,
-        lets them go; returns the press's notes."""
+        """Presses `keys` together (real key events), waits for a note per key
+        (each key is sent at once: the first as a press, the others as adds
+        joining it), lets them go; returns the notes, by key."""
         kb = self.page.keyboard
         before = self.y("notesReceived")
         if shift:
             kb.down("Shift")
         for k in keys:
             kb.down(k.upper() if shift else k)
-        self.wait("n => window.yoshimidi.notesReceived > n", 60, arg=before)
-        notes = self.y("lastNotes")
+        self.wait("n => window.yoshimidi.notesReceived >= n", 60, arg=before + len(keys))
+        notes = sorted(self.y("recentNotes")[-len(keys):], key=lambda n: n["key"])
         time.sleep(hold_s)
         for k in keys:
             kb.up(k.upper() if shift else k)
@@ -147,7 +148,8 @@ def test_keys_pressed_together_are_one_chord(live):
         # the reply may come before the last key's own press if the window closed early: wait a moment
         time.sleep(0.2)
         after = live.y()
-        assert after["pressesSent"] - before["pressesSent"] == 1, "three keys within the chord window: one press"
+        assert after["pressesSent"] - before["pressesSent"] == 1, "three keys within the join window: one press"
+        assert after["addsSent"] - before["addsSent"] == 2, "... and two keys joining it"
         assert [n["key"] for n in notes] == [60, 64, 67], notes
         pitches = [n["pitch"] for n in notes]
         assert pitches == sorted(pitches) and len(set(pitches)) == 3

@@ -1,6 +1,8 @@
-"""The page's own defects, in a real headless Chromium against the real
-server: the model's notes light the lettered keys, the reconnect text counts
-down, the "new session" label stays clear of the roll's legend.
+"""The page in a real headless Chromium against the real server: zero-wait
+keys (a chord typed key by key sounds its first note before its last key is
+down, and is one press), and the page's own defects: the model's notes light
+the lettered keys, the reconnect text counts down, the "new session" label
+stays clear of the roll's legend.
 
 The page's websocket goes through the test (Playwright's route_web_socket):
 to the real server and back, except that the test may choose the model's
@@ -14,12 +16,14 @@ import json
 import os
 import re
 import shutil
+import time
 
 import pytest
 
 from tests.app.test_browser import Page, browser  # noqa: F401  (browser: the module's Chromium)
 
 OPEN = "window.yoshimidi.connection === 'open' && window.yoshimidi.hello !== null"
+TIMES = "window.yoshimidiSound.times"  # sound.js: every note started, with its key's keydown time
 LIT_END = "rgb(245, 158, 91)"  # #f59e5b, the lit keys' gradient (style.css)
 
 
@@ -30,6 +34,7 @@ class RoutedPage(Page):
 
     def __init__(self, browser, url: str, rewrite=None):  # noqa: F811
         self.rewrite, self.refuse, self.sockets = rewrite, False, []
+        self.traffic: list[tuple[str, dict]] = []  # ("out" page -> server | "in", the message), in order
         self.context = browser.new_context(viewport={"width": 1400, "height": 900})
         self.page = self.context.new_page()
         self.log: list[str] = []
@@ -44,9 +49,13 @@ class RoutedPage(Page):
             ws.close(code=1011, reason="the test refuses this connection")
             return
         server = ws.connect_to_server()
-        ws.on_message(lambda m: server.send(m))
-        server.on_message(lambda m: ws.send(self._rewritten(m)))
+        ws.on_message(lambda m: (self._note("out", m), server.send(m)))
+        server.on_message(lambda m: (self._note("in", m), ws.send(self._rewritten(m))))
         self.sockets.append(ws)
+
+    def _note(self, way: str, message) -> None:
+        if isinstance(message, str):
+            self.traffic.append((way, json.loads(message)))
 
     def _rewritten(self, message):
         if self.rewrite is None or not isinstance(message, str):
@@ -70,6 +79,66 @@ def routed(browser, request):  # noqa: F811
     yield make
     for p in pages:
         p.close()
+
+
+def type_chord(p: RoutedPage, keys: str, spread_s: float) -> None:
+    """Real key-downs of `keys`, spread_s apart (Playwright's keyboard)."""
+    for i, k in enumerate(keys):
+        if i:
+            time.sleep(spread_s)
+        p.page.keyboard.down(k)
+
+
+def test_a_chord_typed_key_by_key_sounds_at_once_and_is_one_press(routed):
+    """Three keys typed across 30 ms within the join window: the first key's
+    note is started on the audio graph before the last key is down (no key
+    waits for the window), and the chord is one press of three notes: one
+    press message, two adds, each answered as joined to the same press."""
+    p = routed()
+    p.set_range("chord-window", 40)
+    keys, spread = "adg", 0.010  # C4 E4 G4; with the key events' own round trips, ~30 ms from first to last
+    outcome = []
+    for attempt in range(5):  # the first may compile programs (a lazily compiling server): up to 5 tries
+        n_times = p.page.evaluate(f"{TIMES}.count")
+        before, i = p.y("notesReceived"), len(p.traffic)
+        type_chord(p, keys, spread)
+        try:
+            p.wait("n => window.yoshimidi.notesReceived >= n", 30, arg=before + 3)
+        finally:
+            for k in keys:
+                p.page.keyboard.up(k)
+        times = p.page.evaluate(f"n => {TIMES}.since(n)", n_times)
+        out = [m for way, m in p.traffic[i:] if way == "out" and m["type"] in ("press", "add")]
+        replies = [m for way, m in p.traffic[i:] if way == "in" and m["type"] == "notes"]
+        assert len(times) == 3 and all(t["down"] is not None for t in times), times
+        downs = sorted(t["down"] for t in times)
+        first_sound = min(t["started"] for t in times) - downs[0]
+        outcome.append({"sound_ms": round(first_sound, 1), "last_key_ms": round(downs[-1] - downs[0], 1)})
+        time.sleep(0.2)
+        # each key at once: an add where it came within the join window of its press's first key, else a press
+        assert [m["keys"] for m in out] == [[60], [64], [67]], out
+        start = out[0]["t"]
+        for m in out:
+            want = "add" if m is not out[0] and m["t"] - start <= 40 else "press"
+            assert m["type"] == want, out
+            start = m["t"] if want == "press" else start
+        if out[-1]["t"] - out[0]["t"] > 40:  # the machine was slow to type: a key left the window
+            continue
+        # one press (that grows) and two adds, each key sent at once
+        assert [(m["type"], m["keys"]) for m in out] == [("press", [60]), ("add", [64]), ("add", [67])], out
+        assert out[0]["grows"] is True, out
+        assert len(replies) == 3 and [r["id"] for r in replies] == [m["id"] for m in out], replies
+        assert replies[0]["joined"] is False and replies[0]["control"]["chord"] == "*", replies[0]
+        pitches = [r["notes"][0]["pitch"] for r in replies]
+        if all(r["joined"] for r in replies[1:]):  # (a press whose top note is the piano's top cannot grow)
+            assert len({r["press"] for r in replies}) == 1, replies
+            assert pitches == sorted(pitches) and len(set(pitches)) == 3, pitches
+        if first_sound < downs[-1] - downs[0] and downs[-1] - downs[0] >= 20:
+            break
+    else:
+        pytest.fail(f"the first note never sounded before the last key was down: {outcome}")
+    print("zero-wait chord:", outcome)
+    assert p.page_errors() == [] and p.y("errors") == []
 
 
 def two_above_the_key(msg: dict) -> dict:

@@ -11,7 +11,8 @@ import typing
 import pytest
 from starlette.datastructures import Headers
 
-from yoshimidi_jax.app.protocol import (MAX_KEYS, MAX_MESSAGE_BYTES, MESSAGE_TYPES, STYLE_NAMES, ClientMsg, PingMsg,
+from yoshimidi_jax.app.protocol import (MAX_KEYS, MAX_MESSAGE_BYTES, MESSAGE_TYPES, STYLE_NAMES, AddMsg, ClientMsg,
+                                        PingMsg,
                                         PressMsg, ProtocolError, RecordMsg, ReleaseMsg, ResetMsg, SettingsMsg,
                                         json_fields, parse_message)
 from yoshimidi_jax.app.server import origin_allowed
@@ -28,6 +29,15 @@ PRESS = {"type": "press", "id": 7, "keys": [60, 64], "velocity": 90, "t": 1234.5
 def press(**changes) -> str:
     """A valid press (id 7) with some fields changed; a value of ... removes the field."""
     msg = {**PRESS, **changes}
+    return json.dumps({k: v for k, v in msg.items() if v is not ...})
+
+
+ADD = {"type": "add", "id": 8, "keys": [64], "velocity": 80, "t": 1250.0}
+
+
+def add(**changes) -> str:
+    """A valid add (id 8) with some fields changed; a value of ... removes the field."""
+    msg = {**ADD, **changes}
     return json.dumps({k: v for k, v in msg.items() if v is not ...})
 
 
@@ -77,6 +87,20 @@ BAD_MESSAGES = [
     ("t Infinity", press(t=float("inf")), "t", 7),
     ('t "x"', press(t="x"), "t", 7),
     ("t missing", press(t=...), "t", 7),
+    ('press grows "yes"', press(grows="yes"), "grows", 7),
+    ("press grows 1", press(grows=1), "grows", 7),
+    ("press grows null", press(grows=None), "grows", 7),
+    ("add keys missing", add(keys=...), "keys", 8),
+    ("add keys not a list", add(keys=64), "keys", 8),
+    ("add key 128", add(keys=[128]), "keys", 8),
+    ("add no keys", add(keys=[]), "keys", 8),
+    ("add duplicate keys", add(keys=[64, 64]), "keys", 8),
+    ("add velocity missing", add(velocity=...), "velocity", 8),
+    ("add velocity 0", add(velocity=0), "velocity", 8),
+    ("add t missing", add(t=...), "t", 8),
+    ("add t negative", add(t=-5), "t", 8),
+    ("add with grows (a press's field)", add(grows=True), "grows", 8),
+    ("add with a made-up field", add(join=17), "join", 8),
     ("release keys not a list", j(type="release", keys=60, t=1.0), "keys", None),
     ("release t missing", j(type="release", keys=[60]), "t", None),
     ("ping t missing", j(type="ping", id=9), "t", 9),
@@ -151,6 +175,11 @@ GOOD_MESSAGES = [
      PressMsg(keys=(0, 127), velocity=127, t_ms=1e9, id=0)),
     ("press: 10 keys", j(type="press", keys=list(range(50, 60)), velocity=64, t=5),
      PressMsg(keys=tuple(range(50, 60)), velocity=64, t_ms=5.0)),
+    ("press that grows", press(keys=[60], grows=True),
+     PressMsg(keys=(60,), velocity=90, t_ms=1234.5, id=7, grows=True)),
+    ("press grows false", press(grows=False), PressMsg(keys=(60, 64), velocity=90, t_ms=1234.5, id=7)),
+    ("add", json.dumps(ADD), AddMsg(keys=(64,), velocity=80, t_ms=1250.0, id=8)),
+    ("add: two keys, no id", j(type="add", keys=[67, 64], velocity=1, t=0), AddMsg(keys=(64, 67), velocity=1, t_ms=0.0)),
     ("release", j(type="release", keys=[60], t=1400.0), ReleaseMsg(keys=(60,), t_ms=1400.0)),
     ("release with an id", j(type="release", id=3, keys=[64, 60], t=1), ReleaseMsg(keys=(60, 64), t_ms=1.0, id=3)),
     ("settings: all three", j(type="settings", temperature=0.9, top_p=0.95, strict=True),

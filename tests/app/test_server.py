@@ -637,3 +637,36 @@ def test_an_idle_session_gets_bye(small_server, client_factory):
     busy.ping()
     s = srv.wait_stats(lambda s: s["sessions"] == 1)
     assert s["sessions"] == 1 and s["counters"]["idle_closed"] == before + 1
+
+
+# ---------------------------------------------------------------- zero-wait keys
+
+def test_keys_added_one_by_one_join_the_open_press(server, client_factory):
+    """A press that grows asks chord "any"; each add is one more note of the
+    same press (same press number, pitches rising: no TIME between), until a
+    release: then an add is a press of its own."""
+    c = client_factory(server)
+    before = server.stats()["counters"]
+    first = c.request({"type": "press", "id": 1, "keys": [60], "velocity": 90, "t": 100.0, "grows": True})
+    check_notes(first, [60], velocity=90)
+    assert first["press"] == 1 and first["joined"] is False and first["control"]["chord"] == "*", first
+    pitches = [first["notes"][0]["pitch"]]
+    for i, key in enumerate([64, 55]):  # a key below the first still joins: its note goes above
+        reply = c.request({"type": "add", "id": 2 + i, "keys": [key], "velocity": 70, "t": 110.0 + 5 * i})
+        check_notes(reply, [key], velocity=70)
+        if not reply["joined"]:  # only where the press's top note is the piano's top (rare: not scored further)
+            assert pitches[-1] == PITCH_HI, (pitches, reply)
+            return
+        assert reply["press"] == 1 and reply["id"] == 2 + i and reply["control"] == first["control"], reply
+        pitches.append(reply["notes"][0]["pitch"])
+    assert pitches == sorted(pitches) and len(set(pitches)) == len(pitches), pitches
+    c.release([60], t=200.0)
+    late = c.request({"type": "add", "id": 9, "keys": [72], "velocity": 80, "t": 210.0})
+    check_notes(late, [72])
+    assert late["joined"] is False and late["press"] == 2 and late["control"]["chord"] == "*", late
+    assert late["control"]["interval"] == "up-octave"  # from the open press's lowest key (55) to 72
+    bad = c.request({"type": "add", "id": 10, "keys": 72, "velocity": 80, "t": 220.0})
+    assert bad["type"] == "error" and bad["field"] == "keys" and bad["id"] == 10 and "list" in bad["error"], bad
+    after = server.stats()["counters"]
+    assert after["adds"] - before.get("adds", 0) == len(pitches) - 1 + 1
+    assert after["adds_joined"] - before.get("adds_joined", 0) == len(pitches) - 1

@@ -62,6 +62,22 @@ def test_strict_adherence_is_one_and_chance_is_measured(model_params, few_prepar
         measure_adherence(model, params, few_prepared, conditions=("loud",))
 
 
+def test_zero_wait_keys_keep_the_chord_count(model_params, few_prepared):
+    """The player-like scripts played key by key through the instrument's
+    API (each press a press that grows, each further key a join): every
+    press ends with as many notes as keys, as when the chord is sent whole;
+    strict masks keep the interval (from the first key) and the velocity."""
+    model, params = model_params
+    result = measure_adherence(model, params, few_prepared, presses=40, batch=2, seed=2,
+                               conditions=("player_press", "player_zero_wait", "player_zero_wait_strict"))
+    assert result["presses_player_zero_wait"] >= 36 and result["presses_player_press"] >= 36
+    assert result["adherence_player_zero_wait"]["chord"] >= 0.95, result
+    assert result["adherence_player_press"]["chord"] >= 0.95, result
+    strict = result["adherence_player_zero_wait_strict"]
+    assert strict["interval"] == 1.0 and strict["velocity"] == 1.0 and strict["chord"] >= 0.95, result
+    assert "adherence_player" not in result and "agreement" not in result  # only the conditions asked
+
+
 def test_sample_statistics_set_samples_beside_heldout(model_params, few_prepared):
     model, params = model_params
     result = sample_statistics(model, params, few_prepared, rows=2, seed=0)

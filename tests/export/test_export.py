@@ -78,7 +78,7 @@ def exported(run):
     """The run exported by the command line, with a cache that holds all STEPS."""
     workdir, _, _ = run
     out = os.path.join(os.path.dirname(workdir), "site")
-    res = _export_cli(workdir, out, f"--cache_len={STEPS}", "--check_steps=16")
+    res = _export_cli(workdir, out, f"--cache_len={STEPS}", "--check_steps=16", "--nopage")  # the model alone
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     with open(os.path.join(out, MANIFEST_FILE)) as f:

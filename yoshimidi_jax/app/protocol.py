@@ -5,6 +5,13 @@ Client -> server (times `t` are the client's clock in milliseconds, e.g.
 performance.now(), never decreasing within a session):
 
     {"type": "press", "id": 17, "keys": [60, 64], "velocity": 90, "t": 1234.5}
+                                            (a chord of known size: its control asks for 2 notes)
+    {"type": "press", "id": 17, "keys": [60], "velocity": 90, "t": 1234.5, "grows": true}
+                                            (zero-wait keys: more keys may join it, so its
+                                             control asks chord "any")
+    {"type": "add", "id": 18, "keys": [64], "velocity": 80, "t": 1250.0}
+                                            (zero-wait keys: one more note of the open press each;
+                                             a new press if a release came since)
     {"type": "release", "keys": [60], "t": 1400.0}
     {"type": "settings", "temperature": 0.9, "top_p": 0.95, "strict": true}   (any subset)
     {"type": "reset"}                       (a fresh context in the session's style)
@@ -63,6 +70,21 @@ class PressMsg:
     velocity: int
     t_ms: float = _json_name("t")
     id: int | None = None
+    # true: more keys will join it ("add"), so its control asks chord "any" (the size is not known
+    # yet); false: a chord of len(keys) notes (an "add" may still join it)
+    grows: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AddMsg:
+    """Keys joining the session's open press (zero-wait keys): one more note
+    each in the same press, no TIME between; where no press is open (a
+    release came since, or none was played) the add is a new press."""
+
+    keys: tuple[int, ...]  # distinct, sorted low to high
+    velocity: int
+    t_ms: float = _json_name("t")
+    id: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +118,8 @@ class PingMsg:
     t_ms: float = _json_name("t")
 
 
-ClientMsg = Union[PressMsg, ReleaseMsg, SettingsMsg, ResetMsg, RecordMsg, PingMsg]
-MESSAGE_TYPES = {"press": PressMsg, "release": ReleaseMsg, "settings": SettingsMsg, "reset": ResetMsg,
+ClientMsg = Union[PressMsg, AddMsg, ReleaseMsg, SettingsMsg, ResetMsg, RecordMsg, PingMsg]
+MESSAGE_TYPES = {"press": PressMsg, "add": AddMsg, "release": ReleaseMsg, "settings": SettingsMsg, "reset": ResetMsg,
                  "record": RecordMsg, "ping": PingMsg}
 
 
@@ -186,7 +208,14 @@ def parse_message(frame: str | bytes) -> ClientMsg:
     if kind == "press":
         keys = _keys(msg, msg_id)
         velocity = _number(msg, "velocity", 1, 127, msg_id, integer=True)
-        return PressMsg(keys, velocity, _number(msg, "t", 0.0, MAX_T_MS, msg_id), msg_id)
+        grows = msg.get("grows", False)
+        if not isinstance(grows, bool):
+            raise ProtocolError("grows", f"{grows!r} is not true or false", msg_id)
+        return PressMsg(keys, velocity, _number(msg, "t", 0.0, MAX_T_MS, msg_id), msg_id, grows)
+    if kind == "add":
+        keys = _keys(msg, msg_id)
+        velocity = _number(msg, "velocity", 1, 127, msg_id, integer=True)
+        return AddMsg(keys, velocity, _number(msg, "t", 0.0, MAX_T_MS, msg_id), msg_id)
     if kind == "release":
         return ReleaseMsg(_keys(msg, msg_id), _number(msg, "t", 0.0, MAX_T_MS, msg_id), msg_id)
     if kind == "settings":

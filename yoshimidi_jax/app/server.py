@@ -49,7 +49,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from yoshimidi_jax.app import hosts, protocol
-from yoshimidi_jax.app.protocol import (PingMsg, PressMsg, ProtocolError, RecordMsg, ReleaseMsg, ResetMsg,
+from yoshimidi_jax.app.protocol import (AddMsg, PingMsg, PressMsg, ProtocolError, RecordMsg, ReleaseMsg, ResetMsg,
                                         SettingsMsg)
 from yoshimidi_jax.app.batcher import Batcher
 from yoshimidi_jax.app.rate_limit import TokenBucket
@@ -208,6 +208,13 @@ class Hub:
             t0 = time.perf_counter()
             notes = await self.batchers[session.shard].submit(job)
             return session.finish_press(msg, notes, (time.perf_counter() - t0) * 1e3)
+        if isinstance(msg, AddMsg):  # zero-wait keys: one more note of the open press each
+            self.counters["adds"] += 1
+            job = session.plan_add(msg)
+            t0 = time.perf_counter()
+            notes = await self.batchers[session.shard].submit(job)
+            self.counters["adds_joined"] += notes.joined
+            return session.finish_add(msg, notes, (time.perf_counter() - t0) * 1e3)
         if isinstance(msg, ReleaseMsg):
             self.counters["releases"] += 1
             ending = session.plan_release(msg)

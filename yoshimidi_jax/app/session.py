@@ -8,7 +8,11 @@ server's BatchPlayer (play/batch.py: KV cache, sounding notes):
 - the player's clock gives the TIME (seconds since the previous press or
   release that reached the model);
 - the i-th lowest key of a press owns the i-th lowest note, so a key going up
-  ends exactly its note.
+  ends exactly its note;
+- zero-wait keys: a press that `grows` asks chord ANY, and each "add" joins
+  it (one more note of the same press, no TIME between: BatchPlayer's
+  JoinJob), unless a release reached the model since (then the add is a new
+  press, its interval from the open press's lowest key).
 A session plays in a style (tokens/styles.py; NO_STYLE: none) chosen when its
 context starts: a reset may carry a new one, else the style goes on.
 It keeps a log of the notes while recording, and writes it as a .mid.
@@ -27,10 +31,10 @@ import time
 import jax
 import numpy as np
 
-from yoshimidi_jax.app.protocol import PressMsg, ProtocolError, ReleaseMsg, SettingsMsg
+from yoshimidi_jax.app.protocol import AddMsg, PressMsg, ProtocolError, ReleaseMsg, SettingsMsg
 from yoshimidi_jax.midi.events import NoteEvents
 from yoshimidi_jax.midi.write import events_to_midifile
-from yoshimidi_jax.play.batch import OpenJob, PressJob
+from yoshimidi_jax.play.batch import JoinJob, OpenJob, PressJob
 from yoshimidi_jax.play.press import MAX_NOTES, PlaySettings, Press, PressNotes
 from yoshimidi_jax.tokens.controls import Control
 from yoshimidi_jax.tokens.presses import attributes_of_press
@@ -99,12 +103,34 @@ class Session:
             self._log_off(p, msg.t_ms)
         interval, _, _ = attributes_of_press(self.prev_ref_key, msg.keys, msg.velocity)
         num_keys = min(len(msg.keys), MAX_NOTES)  # the lowest keys get notes; more keys: chord class 5+
-        press = Press(dt_s=self._dt_s(msg.t_ms), velocity=msg.velocity, num_keys=num_keys, interval=interval)
+        press = Press(dt_s=self._dt_s(msg.t_ms), velocity=msg.velocity, num_keys=num_keys, interval=interval,
+                      grows=msg.grows)
         self.last_fed_ms, self.prev_ref_key = msg.t_ms, msg.keys[0]
         return PressJob(self.slot, press, self.settings, ending)
 
-    def finish_press(self, msg: PressMsg, notes: PressNotes, server_ms: float) -> dict:
-        self.presses += 1
+    def plan_add(self, msg: AddMsg) -> JoinJob:
+        """The keys join the open press; the job's Press (a press that grows,
+        its interval from the open press's lowest key) is played instead
+        where they cannot (finish_add reads which from the notes)."""
+        self._check_time(msg.t_ms, msg.id)
+        ending = tuple(self.owner.pop(k) for k in msg.keys if k in self.owner)
+        for p in ending:
+            self._log_off(p, msg.t_ms)
+        interval, _, _ = attributes_of_press(self.prev_ref_key, msg.keys, msg.velocity)
+        num_keys = min(len(msg.keys), MAX_NOTES)
+        press = Press(dt_s=self._dt_s(msg.t_ms), velocity=msg.velocity, num_keys=num_keys, interval=interval,
+                      grows=True)
+        return JoinJob(self.slot, press, self.settings, ending)
+
+    def finish_add(self, msg: AddMsg, notes: PressNotes, server_ms: float) -> dict:
+        if notes.joined:  # the same press: no TIME fed; its lowest key may have moved down
+            self.prev_ref_key = msg.keys[0] if self.prev_ref_key is None else min(self.prev_ref_key, msg.keys[0])
+        else:  # a press of its own
+            self.last_fed_ms, self.prev_ref_key = msg.t_ms, msg.keys[0]
+        return self.finish_press(msg, notes, server_ms)
+
+    def finish_press(self, msg: PressMsg | AddMsg, notes: PressNotes, server_ms: float) -> dict:
+        self.presses += not notes.joined
         pitches = sorted(int(p) for p in notes.pitches)
         out = []
         for key, pitch in zip(msg.keys, pitches):
@@ -116,7 +142,7 @@ class Session:
             out.append({"key": key, "pitch": pitch, "velocity": msg.velocity, "start_s": 0.0, "end_s": None})
         return {
             "type": "notes", "id": msg.id, "t": msg.t_ms, "press": self.presses, "notes": out,
-            "control": control_names(notes.control), "server_ms": round(server_ms, 3),
+            "control": control_names(notes.control), "server_ms": round(server_ms, 3), "joined": notes.joined,
         }
 
     def plan_release(self, msg: ReleaseMsg) -> tuple[float, tuple[int, ...]] | None:

@@ -13,6 +13,17 @@ controls inserted where the model starts a press, scored on the decoded notes:
   chance         the held-out targets scored on unconditioned samples
   chance_player  the player targets scored on unconditioned samples
   strict         player targets with strict masks (1.0 by construction)
+  player_press   the player-like scripts played through the instrument's API
+                 (play.Player: the player's rhythm, each press released
+                 before the next), each chord sent as one press whose
+                 control asks its size
+  player_zero_wait  the same scripts played key by key (zero-wait keys):
+                 each press's first key is a press that grows (its control
+                 asks chord ANY), each further key joins it (Player.join: one
+                 more NOTE_ON of the same press); scored against the whole
+                 press's control, so `chord` is the share of presses that end
+                 with as many notes as keys
+  player_zero_wait_strict  the same with strict masks
 `agreement`: the mean probability the model gave the strict mask's choices
 where the mask narrowed them (before masking). Every condition samples on a
 piano (pitches 21..108); an interval with no room there is counted in
@@ -31,7 +42,9 @@ from yoshimidi_jax.data.augment import augment_velocity
 from yoshimidi_jax.eval.splits import split_records
 from yoshimidi_jax.midi import NoteEvents
 from yoshimidi_jax.model import Transformer
-from yoshimidi_jax.play.walk import player_walk
+from yoshimidi_jax.play.player import Player
+from yoshimidi_jax.play.press import PlaySettings, Press
+from yoshimidi_jax.play.walk import ScriptedPress, player_walk
 from yoshimidi_jax.sample.constraints import Constraints
 from yoshimidi_jax.sample.sampler import generate, to_events
 from yoshimidi_jax.tokens import decode, encode
@@ -93,6 +106,8 @@ def score(
 
 PIANO = (21, 108)  # the pitch range every condition samples in
 CONDITIONS = ("heldout", "player", "chance", "chance_player", "strict")
+PLAYED = {"player_press": (False, False), "player_zero_wait": (True, False), "player_zero_wait_strict": (True, True)}
+ALL_CONDITIONS = CONDITIONS + tuple(PLAYED)  # PLAYED: through the instrument's API (play_scripts)
 
 
 def heldout_controls(data_dir: str, rows: int, per_row: int, seed: int) -> list[list[Control]]:
@@ -139,22 +154,63 @@ def run_condition(model: Transformer, params, targets: list[list[Control]], cont
     return total, agreement[agreement >= 0]
 
 
+def play_scripts(model: Transformer, params, scripts: list[list[ScriptedPress]], *, zero_wait: bool, strict: bool,
+                 key: jax.Array, temperature: float, top_p: float, player: Player | None = None) -> AdherenceCounts:
+    """Plays each script as a session of the instrument (play.Player, on a
+    piano): the player's rhythm (each press's notes released at 80% of the
+    gap to the next press), its velocities and intervals; the model chooses
+    the pitches. zero_wait: each press key by key (a press that grows, then
+    a join per further key, lowest key first) instead of one press of its
+    size. Scored on the decoded notes against each press's whole control."""
+    player = player or Player(model, params)
+    settings = PlaySettings(temperature=temperature, top_p=top_p, strict=strict, pitch_lo=PIANO[0], pitch_hi=PIANO[1])
+    total = AdherenceCounts.zero()
+    for script in scripts:
+        key, sub = jax.random.split(key)
+        state = player.start(sub)
+        for k, sp in enumerate(script):
+            dt = 0.0
+            if k:
+                state = player.release(state, 0.8 * sp.dt_s, sorted(state.host.sounding))
+                dt = 0.2 * sp.dt_s
+            if zero_wait:
+                _, state = player.press(state, Press(dt, sp.velocity, 1, sp.interval, grows=True), settings)
+                for _ in range(sp.num_keys - 1):
+                    _, state = player.join(state, Press(0.0, sp.velocity, 1, sp.interval, grows=True), settings)
+            else:
+                _, state = player.press(state, Press(dt, sp.velocity, sp.num_keys, sp.interval), settings)
+        ids, times = state.host.tokens()
+        total = total + score(decode(ids, times, model.vocab), [sp.control for sp in script], complete=True,
+                              pitch_range=PIANO)
+    return total
+
+
 def measure_adherence(model: Transformer, params, data_dir: str, *, presses: int = 800, batch: int = 16,
                       num_events: int = 0, temperature: float = 1.0, top_p: float = 0.95, seed: int = 0,
                       conditions: tuple[str, ...] = CONDITIONS) -> dict:
     """Each condition's adherence rates (interval/chord/velocity/all), scored
     presses and infeasible intervals, aiming at `presses` presses per
     condition; plus `agreement` when strict is among the conditions."""
-    unknown = set(conditions) - set(CONDITIONS)
+    unknown = set(conditions) - set(ALL_CONDITIONS)
     if unknown:
-        raise ValueError(f"unknown conditions {sorted(unknown)}: choose from {CONDITIONS}")
+        raise ValueError(f"unknown conditions {sorted(unknown)}: choose from {ALL_CONDITIONS}")
     num_events = num_events or model.max_len - 1
     per_row = num_events // 3  # more targets than a row can use: presses are >= 3 tokens
     rounds = -(-presses // (batch * num_events // 6))  # ~6 tokens per press in practice
     key = jax.random.key(seed)
     sums: dict[str, AdherenceCounts] = {}
     agreements = []
-    for rnd in range(rounds):
+    played = [name for name in conditions if name in PLAYED]
+    if played:  # the instrument's sessions: a script of ~presses / batch presses per session, `batch` sessions
+        instrument = Player(model, params)
+        scripts = [player_walk(max(1, -(-presses // batch)), seed=(seed + 7919) * 1000 + r) for r in range(batch)]
+        for name in played:
+            zero_wait, strict = PLAYED[name]
+            key, sub = jax.random.split(key)
+            sums[name] = play_scripts(model, params, scripts, zero_wait=zero_wait, strict=strict, key=sub,
+                                      temperature=temperature, top_p=top_p, player=instrument)
+    conditions = tuple(name for name in conditions if name not in PLAYED)
+    for rnd in range(rounds if conditions else 0):
         held = heldout_controls(data_dir, batch, per_row, seed=seed + rnd) if {"heldout", "chance"} & set(
             conditions) else []
         player = player_controls(batch, per_row, seed=seed + rnd)

@@ -372,6 +372,8 @@ def write_site(out: str, files: dict[str, bytes]) -> None:
     old = None
     try:
         for name, data in files.items():
+            if os.path.dirname(name):  # the page's files: static/...
+                os.makedirs(os.path.join(tmp, os.path.dirname(name)), exist_ok=True)
             with open(os.path.join(tmp, name), "wb") as f:
                 f.write(data)
                 f.flush()
@@ -392,9 +394,11 @@ def write_site(out: str, files: dict[str, bytes]) -> None:
 
 
 def export_run(workdir: str, out: str, cache_len: int | None = None, max_weight_bytes: int = MAX_WEIGHT_BYTES,
-               check_steps: int = 64, log: Callable[[str], None] = print) -> dict[str, Any]:
+               check_steps: int = 64, log: Callable[[str], None] = print, page: bool = False) -> dict[str, Any]:
     """A trained run -> `out`/{model.onnx, manifest.json}; returns the manifest.
-    Raises ExportError, with nothing written, for a run the page cannot play."""
+    page: also the static site that plays it with no server (site.py: the
+    page, engine.json, the service worker). Raises ExportError, with nothing
+    written, for a run the page cannot play."""
     from yoshimidi_jax import config as config_lib
     from yoshimidi_jax.model import make_model
     from yoshimidi_jax.restore import latest_step, restore
@@ -429,5 +433,10 @@ def export_run(workdir: str, out: str, cache_len: int | None = None, max_weight_
             raise ExportError(f"the exported step does not match the JAX step: {check}")
         log(f"onnxruntime matches JAX over {check_steps} steps (max |logit diff| {check['max_abs_logit_diff']:.2e})")
     manifest = manifest_for(model, restored.config.model.to_dict(), model_bytes, cache_len, restored.step, check)
-    write_site(out, {MODEL_FILE: model_bytes, MANIFEST_FILE: (json.dumps(manifest, indent=1) + "\n").encode()})
+    files = {MODEL_FILE: model_bytes, MANIFEST_FILE: (json.dumps(manifest, indent=1) + "\n").encode()}
+    if page:
+        from yoshimidi_jax.export.site import page_files
+
+        files.update(page_files(files))
+    write_site(out, files)
     return manifest

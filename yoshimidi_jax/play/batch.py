@@ -18,6 +18,13 @@ a handful of shapes once, at warm-up.
     notes = bp.run([PressJob(0, Press(0.0, 90, 1), settings), PressJob(1, Press(0.0, 60, 3), settings)])
     bp.release(0, 0.2, notes[0].pitches)        # host only: fed with slot 0's next press
 
+Zero-wait keys: a JoinJob adds keys to the slot's open press, one more
+NOTE_ON each ([VELOCITY if its bin changes] NOTE_ON: no TIME, no CONTROL),
+as Player.join does; where no press is open (a release's TIME is pending or
+was fed since, or nothing was played) or it has no room above, its Press is
+played as a new press. A join is a row like any press (the same row
+function: 0 or 1 forced tokens, then its notes), so it batches with them.
+
 A release needs no answer, so its tokens (TIME NOTE_OFF..) wait on the host
 and are fed as the first forced tokens of the session's next press: one
 decode row per press, none per release, and the model sees exactly the
@@ -40,8 +47,8 @@ import numpy as np
 
 from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.play.host import SessionHost
-from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes, check_number, make_press_row,
-                                      press_tokens, release_tokens, require_continuous_time)
+from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes, check_number, join_tokens,
+                                      make_press_row, press_tokens, release_tokens, require_continuous_time)
 from yoshimidi_jax.sample.sampler import prefill, window_start
 from yoshimidi_jax.sample.tracker import init_track
 from yoshimidi_jax.tokens import BOS
@@ -73,13 +80,26 @@ class PressJob:
 
 
 @dataclasses.dataclass(frozen=True)
+class JoinJob:
+    """press.num_keys more keys join the slot's open press (at press.velocity);
+    where none is open (a TIME since: a release) or it has no room above, or
+    a key struck again must end first (`ending`: no NOTE_OFF inside a press),
+    `press` is played as a new press (PressJob). PressNotes.joined says which."""
+
+    slot: int
+    press: Press
+    settings: PlaySettings = PlaySettings()
+    ending: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class FlushJob:
     """Feeds a slot's pending release tokens now (BatchPlayer.release asks for it)."""
 
     slot: int
 
 
-Job = Union[PressJob, FlushJob]
+Job = Union[PressJob, JoinJob, FlushJob]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +113,7 @@ class _Row:
     settings: PlaySettings | None = None
     vel_bin: int = -1
     ending: tuple = ()
+    joined: bool = False  # the notes join the open press
 
 
 def bucket(n: int, sizes) -> int:
@@ -257,8 +278,13 @@ class BatchPlayer:
         for job in jobs:
             host = self._open_host(job.slot)
             pending_ids, pending_times = self.pending[job.slot]
-            if isinstance(job, PressJob):
+            if isinstance(job, (PressJob, JoinJob)):
                 ending = tuple(sorted(set(job.ending) & host.sounding))
+                if (isinstance(job, JoinJob) and not len(pending_ids) and not ending
+                        and host.can_join(job.press.num_keys, job.settings.pitch_hi)):
+                    ids, times, vel_bin = join_tokens(job.press.velocity, host.vel_bin, self.model)
+                    rows.append(_Row(ids, times, job.press.num_keys, job.settings, vel_bin, joined=True))
+                    continue
                 ids, times, vel_bin = press_tokens(job.press, host.vel_bin, self.model, ending)
                 rows.append(_Row(np.concatenate([pending_ids, ids]), np.concatenate([pending_times, times]),
                                  job.press.num_keys, job.settings, vel_bin, ending))
@@ -276,7 +302,12 @@ class BatchPlayer:
                 results.append(None)
                 continue
             self.pending[job.slot] = _NOTHING
-            if isinstance(job, PressJob):
+            if row.joined:
+                played = pitches[i, :row.num_keys]
+                self.host[job.slot] = host.joined(row.ids, row.times, played, row.vel_bin, self.model.vocab)
+                results.append(PressNotes(played, int(job.press.velocity), host.open_control or job.press.control,
+                                          joined=True))
+            elif isinstance(job, (PressJob, JoinJob)):
                 played = pitches[i, :row.num_keys]
                 self.host[job.slot] = host.ended(row.ending).pressed(row.ids, row.times, played, row.vel_bin,
                                                                      self.model.vocab)

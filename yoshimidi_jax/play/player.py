@@ -19,7 +19,15 @@ DecodeState, so every press, release and refill of the session keeps it.
     notes, state = player.press(state, Press(dt_s=0.0, velocity=90, num_keys=1))
     notes, state = player.press(state, Press(dt_s=0.3, velocity=60, num_keys=3, interval=2))
     state = player.release(state, 0.2, notes.pitches)
+    # zero-wait keys: the first key sounds at once, each later one joins its press
+    notes, state = player.press(state, Press(dt_s=0.5, velocity=80, interval=1, grows=True))
+    more, state = player.join(state, Press(dt_s=0.01, velocity=80, interval=1, grows=True))  # more.joined
     ids, times = state.host.tokens()    # every token of the session, to record it
+
+A join is one more NOTE_ON in the open press ([VELOCITY if its bin changes]
+NOTE_ON, no TIME, no CONTROL): 1 decode step per key. Where no press is open
+(a TIME was fed since: a release, or nothing played yet) or the open press
+has no room above its last note, the join plays its Press as a new press.
 
 Every value is checked where it enters (Press, PlaySettings): an error names
 the field, the value and the allowed range.
@@ -36,8 +44,8 @@ import numpy as np
 
 from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.play.host import SessionHost
-from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes, check_number, make_press_row,
-                                      press_tokens, release_tokens, require_continuous_time)
+from yoshimidi_jax.play.press import (MAX_NOTES, PlaySettings, Press, PressNotes, check_number, join_tokens,
+                                      make_press_row, press_tokens, release_tokens, require_continuous_time)
 from yoshimidi_jax.sample.sampler import DecodeState, feed, prefill, window_start
 from yoshimidi_jax.sample.tracker import init_track
 from yoshimidi_jax.tokens.styles import NO_STYLE, check_style
@@ -91,6 +99,19 @@ class Player:
             self._press_fns[sig] = jax.jit(run, donate_argnums=(1,))
         return self._press_fns[sig]
 
+    def _join_fn(self, settings: PlaySettings):
+        """One jitted join per pitch range: 0 or 1 forced token (a VELOCITY),
+        then the NOTE_ONs; the count, the keys and strictness are traced."""
+        sig = ("join", settings.pitch_lo, settings.pitch_hi)
+        if sig not in self._press_fns:
+            row = make_press_row(self.model, settings.constraints)
+
+            def run(params, state, ids, times, n_forced, num_keys, temperature, top_p, strict):
+                return row(params, state, ids, times, n_forced, num_keys, num_keys, temperature, top_p, strict)
+
+            self._press_fns[sig] = jax.jit(run, donate_argnums=(1,))
+        return self._press_fns[sig]
+
     def warmup(self, settings: PlaySettings = PlaySettings()) -> None:
         """Compiles every press variant and the cache refill (a server calls it
         once at start so that no player waits for a compile). Strictness is
@@ -99,7 +120,9 @@ class Player:
         for i in range(self.cache_len):  # both forced lengths, releases, until a refill
             before = len(state.host.ids)
             notes, state = self.press(state, Press(0.1, 40 + 80 * (i // 2 % 2), 1 + i % MAX_NOTES), settings)  # same and new VELOCITY
-            state = self.release(state, 0.1, notes.pitches)
+            if i < 2:  # a key joining the press, with the same and a new VELOCITY
+                _, state = self.join(state, Press(0.0, 40 + 80 * i, 1, grows=True), settings)
+            state = self.release(state, 0.1, state.host.open_press or notes.pitches)
             if len(state.host.ids) < before:
                 break
 
@@ -121,6 +144,27 @@ class Player:
         pitches = np.asarray(pitches)[: press.num_keys]
         notes = PressNotes(pitches, int(press.velocity), press.control)
         return notes, PlayState(decode, state.host.pressed(f_ids, f_times, pitches, vel_bin, self.model.vocab))
+
+    def join(self, state: PlayState, press: Press, settings: PlaySettings = PlaySettings()) -> tuple[PressNotes, PlayState]:
+        """press.num_keys more keys join the open press, at press.velocity:
+        one more NOTE_ON each, above its notes, with no TIME between
+        (notes.joined). Where no press is open (a TIME was fed since: a
+        release) or it has no room above, `press` is played as a new press
+        (ask it with grows=True so that keys may join it in turn)."""
+        host = state.host
+        if not host.can_join(press.num_keys, settings.pitch_hi):
+            return self.press(state, press, settings)
+        j_ids, j_times, vel_bin = join_tokens(press.velocity, host.vel_bin, self.model)
+        state = self._room(state, 1 + press.num_keys)
+        host = state.host
+        ids, times = np.zeros((1, 1), np.int32), np.zeros((1, 1), np.float32)
+        ids[0, : len(j_ids)] = j_ids
+        pitches, decode = self._join_fn(settings)(
+            self.params, state.decode, ids, times, jnp.int32(len(j_ids)), jnp.int32(press.num_keys),
+            jnp.float32(settings.temperature), jnp.float32(settings.top_p), jnp.bool_(settings.strict))
+        pitches = np.asarray(pitches)[: press.num_keys]
+        notes = PressNotes(pitches, int(press.velocity), host.open_control or press.control, joined=True)
+        return notes, PlayState(decode, host.joined(j_ids, j_times, pitches, vel_bin, self.model.vocab))
 
     def release(self, state: PlayState, dt_s: float, pitches) -> PlayState:
         """Ends the given notes (those still sounding; others are ignored)

@@ -7,7 +7,13 @@ A press is
     TIME(seconds since the previous event)  CONTROL  [VELOCITY]  NOTE_ON x num_keys
     \\______________ forced, fed in one decode call ______/     \\__ sampled __/
 
-so it costs 1 + num_keys decode steps, in one jitted call. A release is
+so it costs 1 + num_keys decode steps, in one jitted call. A press may grow
+key by key (zero-wait keys): its first key is played at once as a press that
+`grows` (its CONTROL asks chord ANY, the value the training's attribute
+dropout taught, since how many keys will come is not known yet), and each
+later key *joins* it: [VELOCITY if its bin changes] NOTE_ON, one more note of
+the same open press with no TIME between, as chords are written in the data
+(join_tokens; Player.join, play/batch.py's JoinJob). A release is
 TIME NOTE_OFF... of the notes a press started. Every value is checked where
 it enters (Press, PlaySettings): an error names the field, the value and the
 allowed range.
@@ -27,7 +33,7 @@ from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
 from yoshimidi_jax.sample.sampler import DecodeState, feed, sample_token
 from yoshimidi_jax.tokens import TIME
 from yoshimidi_jax.tokens.controls import Control, ControlError
-from yoshimidi_jax.tokens.presses import ANY_INTERVAL, chord_class, velocity_bucket
+from yoshimidi_jax.tokens.presses import ANY_CHORD, ANY_INTERVAL, chord_class, velocity_bucket
 from yoshimidi_jax.tokens.vocab import NUM_CHORD_SIZES
 
 MAX_NOTES = NUM_CHORD_SIZES  # notes one press can ask for (a chord of 5+ is 5)
@@ -49,22 +55,29 @@ class Press:
     velocity: int  # MIDI velocity 1..127: the press's dynamics, played as given
     num_keys: int = 1  # keys struck together: the model plays that many notes
     interval: int = ANY_INTERVAL  # class 0..8 from the previous press, or 9 (any)
+    # more keys may join this press (Player.join, JoinJob): how many is not known yet, so its CONTROL
+    # asks chord ANY (the attribute-dropout value the model was trained with) instead of num_keys
+    grows: bool = False
 
     def __post_init__(self) -> None:
         check_number("dt_s", self.dt_s, 0.0, 3600.0, integer=False)
         check_number("velocity", self.velocity, 1, 127, integer=True)
         check_number("num_keys", self.num_keys, 1, MAX_NOTES, integer=True)
         check_number("interval", self.interval, 0, ANY_INTERVAL, integer=True)
+        if not isinstance(self.grows, bool):
+            raise ControlError(f"grows={self.grows!r}: expected true or false")
 
     @property
     def control(self) -> Control:
-        return press_control(self.interval, self.num_keys, self.velocity)
+        return press_control(self.interval, self.num_keys, self.velocity, self.grows)
 
 
-def press_control(interval: int, num_keys: int, velocity: int) -> Control:
+def press_control(interval: int, num_keys: int, velocity: int, grows: bool = False) -> Control:
     """The CONTROL a press asks for: its interval class, the chord class of its
-    number of keys, the bucket of its velocity."""
-    return Control(int(interval), int(chord_class(num_keys)), int(velocity_bucket(velocity)))
+    number of keys (ANY for a press that grows: its size is not known yet),
+    the bucket of its velocity."""
+    chord = ANY_CHORD if grows else int(chord_class(num_keys))
+    return Control(int(interval), chord, int(velocity_bucket(velocity)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +105,8 @@ class PlaySettings:
 class PressNotes:
     pitches: np.ndarray  # [num_keys] int, low to high
     velocity: int
-    control: Control
+    control: Control  # the CONTROL of the press the notes belong to
+    joined: bool = False  # the notes joined the open press (no TIME, no CONTROL); False: a press of their own
 
 
 def press_tokens(press: Press, vel_bin_in_force: int, model: Transformer,
@@ -109,6 +123,16 @@ def press_tokens(press: Press, vel_bin_in_force: int, model: Transformer,
     times = np.zeros(len(ids), np.float32)
     times[0] = float(np.clip(press.dt_s, codec.min_s, codec.max_s))
     return np.array(ids, np.int32), times, vel_bin
+
+
+def join_tokens(velocity: int, vel_bin_in_force: int, model: Transformer) -> tuple[np.ndarray, np.ndarray, int]:
+    """The forced tokens of keys joining the open press: [VELOCITY if its bin
+    changes] (nothing else: no TIME, no CONTROL inside a press) -> (ids,
+    times, the VELOCITY bin in force after them). Its NOTE_ONs are sampled
+    as a press's are (make_press_row), above the press's last note."""
+    vel_bin = int(model.vocab.velocity_bin(velocity))
+    ids = [model.vocab.velocity + vel_bin] if vel_bin != vel_bin_in_force else []
+    return np.array(ids, np.int32), np.zeros(len(ids), np.float32), vel_bin
 
 
 def release_tokens(dt_s: float, ending, model: Transformer) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ import { ComputerKeyboard, ScreenKeyboard, noteName } from "./keys.js";
 import { initMidi } from "./midi.js";
 import { Pedal } from "./pedal.js";
 import { MidiOut, Voices, bindMidiOutControls, savedMidiOutSettings } from "./midiout.js";
+import { localEngine } from "./engine/session.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -17,9 +18,11 @@ const Y = (window.yoshimidi = {
   session: null,
   reconnects: 0,
   hello: null,
-  pressesSent: 0,
+  pressesSent: 0,  // press messages (a key that starts a press)
+  addsSent: 0,     // add messages (a key within the join window: one more note of the open press)
   notesReceived: 0,
   lastNotes: [],
+  recentNotes: [], // the latest notes received (up to 64), oldest first
   scheduledVoices: 0,
   activeVoices: 0,
   drawnNotes: 0,
@@ -171,7 +174,7 @@ function connect() {
   if (Y.connection !== "refused") setConnection(everOpened ? "reconnecting" : "connecting");
   let sock;
   try {
-    sock = new WebSocket(wsUrl());
+    sock = local ? local.open() : new WebSocket(wsUrl());  // local: the model in the page (engine.json)
   } catch (err) {
     logLine("local", `cannot open websocket: ${err.message || err}`);
     scheduleRetry(5000);
@@ -346,6 +349,8 @@ function onNotes(msg) {
   const notes = Array.isArray(msg.notes) ? msg.notes.filter((n) => n && typeof n === "object") : [];
   Y.notesReceived += notes.length;
   Y.lastNotes = notes;
+  Y.recentNotes.push(...notes);
+  if (Y.recentNotes.length > 64) Y.recentNotes.splice(0, Y.recentNotes.length - 64);
   const info = inflight.get(msg.id);
   inflight.delete(msg.id);
   if (info) {
@@ -357,7 +362,7 @@ function onNotes(msg) {
     const med = sorted[Math.floor(sorted.length / 2)];
     setText("latency", `${Math.round(ms)} ms`);
     setText("latency-median", `median ${Math.round(med)} ms`);
-    $("latency").title = `key down → notes arrived (includes the chord window)` +
+    $("latency").title = `key down → notes arrived` +
       (typeof msg.server_ms === "number" ? `; the model took ${msg.server_ms.toFixed(1)} ms` : "");
   }
   if (msg.control && typeof msg.control === "object") {
@@ -439,9 +444,12 @@ function onError(msg) {
 
 // Keys down now: pitch -> {pressId, voices, rollNotes}
 const held = new Map();
-// The press whose chord window is open: {id, keys, velocity, t, timer, releases}
-let pending = null;
-// Presses sent and not answered: id -> {t, keys}
+// Zero-wait keys: every key is sent at once. The press whose join window is
+// open: {id, keys, t}; a key down within the window of its first key is sent
+// as an "add" (one more note of that press, no TIME between, as chords are in
+// the data), so the window delays no sound. A release closes it.
+let joinable = null;
+// Presses and adds sent and not answered: id -> {t, keys, down}
 const inflight = new Map();
 let nextId = 1;
 
@@ -464,41 +472,30 @@ function keyDown(pitch, velocity) {
       toast("not connected: the model cannot answer yet", "warn");
     }
   }
-  lastPressAt = performance.now();
-  if (pending && pending.keys.length >= maxKeys) flush();
-  if (!pending) {
-    pending = { id: nextId++, keys: [], velocity: 0, t: performance.now(), timer: null, releases: [],
-                down: new Map() };
-    const w = chordWindowMs();
-    if (w > 0) pending.timer = setTimeout(flush, w);
-  }
-  pending.keys.push(pitch);
+  const t = performance.now();
+  lastPressAt = t;
   // the key event's own time stamp (window.event: the keyboard, pointer or MIDI
   // event being handled), for the key -> sound timing (sound.js, NoteTimes)
   const ev = window.event;
-  pending.down.set(pitch, ev && ev.timeStamp > 0 ? ev.timeStamp : performance.now());
-  pending.velocity = Math.max(pending.velocity, Math.max(1, Math.min(127, Math.round(velocity))));
-  held.set(pitch, { pressId: pending.id, voices: [], rollNotes: [] });
+  const down = ev && ev.timeStamp > 0 ? ev.timeStamp : t;
+  const vel = Math.max(1, Math.min(127, Math.round(velocity)));
+  const id = nextId++;
+  const join = joinable !== null && t - joinable.t <= chordWindowMs() && joinable.keys.length < maxKeys;
+  if (!join) joinable = { id, keys: [], t };
+  joinable.keys.push(pitch);
+  const msg = join ? { type: "add", id, keys: [pitch], velocity: vel, t: stamp(t) }
+    : { type: "press", id, keys: [pitch], velocity: vel, t: stamp(t), grows: true };
+  held.set(pitch, { pressId: id, voices: [], rollNotes: [] });
   screen.setHeld(pitch, true);
-  if (pending.timer === null) flush();
-}
-
-function flush() {
-  const p = pending;
-  if (!p) return;
-  pending = null;
-  clearTimeout(p.timer);
-  const keys = [...p.keys].sort((a, b) => a - b);
-  const msg = { type: "press", id: p.id, keys, velocity: p.velocity, t: stamp(p.t) };
   const ok = send(msg);
   if (ok) {
-    Y.pressesSent += 1;
-    inflight.set(p.id, { t: p.t, keys, down: p.down });
+    if (join) Y.addsSent += 1;
+    else Y.pressesSent += 1;
+    inflight.set(id, { t, keys: [pitch], down: new Map([[pitch, down]]) });
     if (inflight.size > 500) inflight.delete(inflight.keys().next().value);
     setText("presses", String(Y.pressesSent));
   }
-  roll.addPress({ t: p.t, keys, velocity: p.velocity, ok });
-  for (const r of p.releases) send({ type: "release", keys: r.keys, t: stamp(r.t) });
+  roll.addPress({ t, keys: [pitch], velocity: vel, ok });
 }
 
 function keyUp(pitch) {
@@ -509,25 +506,13 @@ function keyUp(pitch) {
   const t = performance.now();
   for (const v of h.voices) voices.noteOff(v);
   for (const n of h.rollNotes) if (n.end === null) n.end = t;
-  if (pending && pending.id === h.pressId) {
-    flush();
-    send({ type: "release", keys: [pitch], t: stamp(t) });
-  } else if (pending) {
-    // An older key let go while a new chord window is open: it goes out
-    // after that press, so the times stay in order.
-    pending.releases.push({ keys: [pitch], t });
-  } else {
-    send({ type: "release", keys: [pitch], t: stamp(t) });
-  }
+  if (joinable && joinable.keys.includes(pitch)) joinable = null;  // its release closes the press
+  send({ type: "release", keys: [pitch], t: stamp(t) });
 }
 
 // The session is gone: what is in flight will never be answered.
 function sessionEnded() {
-  if (pending) {
-    clearTimeout(pending.timer);
-    roll.addPress({ t: pending.t, keys: pending.keys, velocity: pending.velocity, ok: false });
-    pending = null;
-  }
+  joinable = null;
   inflight.clear();
   if (recordState !== "idle") {
     if (recordState !== "starting") logLine("local", "the recording was lost with the connection");
@@ -801,4 +786,12 @@ window.addEventListener("unhandledrejection", (e) => {
 });
 setConnection("connecting");
 renderAudio();
-connect();
+// Which engine plays: the exported site's engine.json says "local" (the model
+// runs in the page: engine/session.js); no such file: the server's websocket.
+let local = null;
+localEngine("./").then((engine) => {
+  local = engine;
+  Y.engine = engine ? "local" : "server";
+  setText("engine", engine ? "local model" : "server");
+  connect();
+});
