@@ -9,7 +9,8 @@ import pytest
 from yoshimidi_jax.midi import read_midi
 from yoshimidi_jax.sample.tracker import track_tokens
 from yoshimidi_jax.tokens import Vocab, encode
-from yoshimidi_jax.tokens.sounding import ages_at_cut, ages_before, pack, sounding_at_cut, sounding_before, unpack
+from yoshimidi_jax.tokens.sounding import (ages_at_cut, ages_before, ages_from_slots, pack, sounding_ages,
+                                          sounding_at_cut, sounding_before, unpack)
 from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES, StyleError, style_id, style_of_path
 
 VOCAB = Vocab()
@@ -53,6 +54,23 @@ def test_note_ages_before_each_token_are_the_trackers(piece):
     secs = np.array([0, 0, 0.5, 0, 0.25, 0, 1.0, 0], np.float32)
     np.testing.assert_allclose(ages_before(line, secs)[:, [60, 64]],
                                [[0, 0], [0, 0], [0, 0], [0.5, 0], [0.5, 0], [0.75, 0.25], [0, 0.25], [0, 1.25]])
+
+
+def test_the_data_paths_compact_ages_are_the_dense_ones(few_midi_files):
+    """sounding_ages (a few slots a token, what the pipeline carries) gives back
+    ages_before's [n, 128] exactly, on real pieces of several voices; past its
+    slots a note counts as just struck."""
+    widest = 0
+    for path in few_midi_files:
+        seq = encode(read_midi(path).events)
+        ids, times = seq.ids[:3000], seq.times[:3000]
+        sounding = sounding_before(ids)
+        np.testing.assert_array_equal(ages_from_slots(sounding, sounding_ages(ids, times)), ages_before(ids, times))
+        widest = max(widest, int(sounding.sum(-1).max()))
+        two = ages_from_slots(sounding, sounding_ages(ids, times, slots=2))  # only the two lowest kept
+        keep = sounding & (np.cumsum(sounding, -1) <= 2)
+        np.testing.assert_array_equal(two, np.where(keep, ages_before(ids, times), 0.0))
+    assert widest >= 3
 
 
 def test_a_slid_windows_note_ages_are_recovered(piece):

@@ -49,7 +49,7 @@ def _start(data, workdir, port, extra=(), env=None, n=2, pids=None):
     return procs
 
 
-def _finish(procs, timeout=240) -> list[tuple[int, str]]:
+def _finish(procs, timeout=480) -> list[tuple[int, str]]:
     out = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=timeout)
@@ -68,7 +68,7 @@ def runs(train_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("multiprocess")
     two, one = str(root / "two"), str(root / "one")
     procs = _start(train_data, two, _free_port())
-    single = subprocess.run(_flags(train_data, one), cwd=ROOT, capture_output=True, text=True, timeout=240,
+    single = subprocess.run(_flags(train_data, one), cwd=ROOT, capture_output=True, text=True, timeout=480,
                             env=dict(os.environ, JAX_PLATFORMS="cpu"))
     results = _finish(procs)
     for rc, log in results:
@@ -96,7 +96,7 @@ def test_two_processes_train_on_the_batches_of_one(runs):
     assert states[0] != states[1]
 
 
-def _kill_after_checkpoint(procs, checkpoints: str, step: int, timeout=240) -> None:
+def _kill_after_checkpoint(procs, checkpoints: str, step: int, timeout=480) -> None:
     deadline = time.monotonic() + timeout
     while not os.path.isdir(os.path.join(checkpoints, str(step))):
         assert all(p.poll() is None for p in procs), _finish(procs)

@@ -39,7 +39,7 @@ from yoshimidi_jax.data.manifest import shard_paths
 from yoshimidi_jax.data.records import deserialize
 from yoshimidi_jax.tokens import controls as ctl
 from yoshimidi_jax.tokens.encode import decode, encode
-from yoshimidi_jax.tokens.sounding import ages_before
+from yoshimidi_jax.tokens.sounding import ages_from_slots, sounding_ages
 from yoshimidi_jax.tokens.sounding import pack as pack_sounding
 from yoshimidi_jax.tokens.sounding import sounding_before
 from yoshimidi_jax.tokens.sounding import unpack as unpack_sounding
@@ -100,7 +100,7 @@ class _PieceToArrays(grain.transforms.RandomMap):
         return {"ids": ids.astype(np.int32), "times": times.astype(np.float32),
                 "style": np.full(ids.shape, style, np.int32),
                 "sounding": pack_sounding(sounding_before(ids, self.spec.vocab)),
-                "age": ages_before(ids, times, self.spec.vocab)}
+                "age": sounding_ages(ids, times, self.spec.vocab)}
 
 
 def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -112,7 +112,7 @@ def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "input_times": times[:-1],
         "styles": window["style"][:-1],
         "sounding_start": unpack_sounding(window["sounding"][0]),
-        "age_start": window["age"][0],
+        "age_start": ages_from_slots(unpack_sounding(window["sounding"][0]), window["age"][0]),
         "targets": ids[1:],
         "target_times": times[1:],
         "segment_ids": seg[:-1],

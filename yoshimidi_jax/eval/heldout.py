@@ -30,6 +30,7 @@ from yoshimidi_jax.data.pipeline import BatchSpec
 from yoshimidi_jax.eval.splits import split_arrays
 from yoshimidi_jax.model import Transformer
 from yoshimidi_jax.tokens import TIME, Vocab
+from yoshimidi_jax.tokens.sounding import ages_from_slots
 from yoshimidi_jax.tokens.sounding import unpack as unpack_sounding
 
 
@@ -134,6 +135,7 @@ def overlapping_windows(data_dir: str, spec: BatchSpec):
             "inputs": batch["ids"][:, :-1], "input_times": batch["times"][:, :-1],
             "targets": batch["ids"][:, 1:], "target_times": batch["times"][:, 1:],
             "segment_ids": seg[:, :-1], "positions": positions_in[:, :-1], "styles": batch["styles"][:, :-1],
-            "sounding_start": unpack_sounding(batch["sounding"][:, 0]), "age_start": batch["age"][:, 0],
+            "sounding_start": unpack_sounding(batch["sounding"][:, 0]),
+            "age_start": ages_from_slots(unpack_sounding(batch["sounding"][:, 0]), batch["age"][:, 0]),
             "loss_mask": (seg[:, 1:] != 0) & (seg[:, 1:] == seg[:, :-1]),
         }

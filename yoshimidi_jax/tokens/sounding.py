@@ -97,3 +97,50 @@ def ages_at_cut(kept_ids, kept_times, sounding_at_cut_, age_after, vocab: Vocab 
     struck = (ids[..., None] == vocab.note_on + xp.arange(NUM_PITCHES)).any(-2)
     age = xp.maximum(xp.asarray(age_after, xp.float32) - kept_s[..., None], 0.0)
     return xp.where(xp.asarray(sounding_at_cut_, bool) & ~struck, age, 0.0).astype(xp.float32)
+
+
+AGE_SLOTS = 16  # the data path keeps the ages of at most this many sounding notes per token
+
+
+def sounding_ages(ids: np.ndarray, times: np.ndarray, vocab: Vocab = Vocab(), slots: int = AGE_SLOTS) -> np.ndarray:
+    """ids, times [n] -> float32 [n, slots]: ages_before's values of the
+    pitches sounding before each token, lowest pitch first, 0 past the last
+    (a note beyond `slots` sounding at once counts as just struck). The data
+    path's compact form (a token holds a few notes, not 128 pitches): built
+    from each note's span of tokens, not a dense [n, 128] sweep."""
+    ids = np.asarray(ids)
+    n = ids.shape[0]
+    clock = np.concatenate([[0.0], np.cumsum(step_seconds(ids, times, vocab).astype(np.float64))])[:n]
+    on, off = vocab.is_note_on(ids), vocab.is_note_off(ids)
+    idx = np.flatnonzero(on | off)
+    pitch = np.where(on, ids - vocab.note_on, ids - vocab.note_off)[idx]
+    order = np.lexsort((idx, pitch))  # each pitch's events in order
+    idx, pitch, is_on = idx[order], pitch[order], on[idx[order]]
+    # a NOTE_ON at j sounds before tokens j+1 .. k: k its pitch's next event (or the last token)
+    same_next = np.concatenate([pitch[1:] == pitch[:-1], [False]])
+    end = np.where(same_next, np.concatenate([idx[1:], [n - 1]]), n - 1)
+    starts, ends, pitches = idx[is_on], end[is_on], pitch[is_on]
+    lengths = np.maximum(ends - starts, 0)
+    out = np.zeros((n, slots), np.float32)
+    if lengths.sum() == 0:
+        return out
+    note = np.repeat(np.arange(starts.size), lengths)
+    tok = starts[note] + 1 + (np.arange(note.size) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+    by_token = np.lexsort((pitches[note], tok))  # within a token, lowest pitch first
+    tok, note = tok[by_token], note[by_token]
+    first = np.searchsorted(tok, tok, side="left")
+    rank = np.arange(tok.size) - first
+    keep = rank < slots
+    out[tok[keep], rank[keep]] = (clock[tok[keep]] - clock[starts[note[keep]]]).astype(np.float32)
+    return out
+
+
+def ages_from_slots(sounding: np.ndarray, slot_ages: np.ndarray) -> np.ndarray:
+    """bool [..., 128] sounding pitches, float32 [..., slots] their ages (lowest
+    pitch first: sounding_ages) -> float32 [..., 128] (0 where not sounding)."""
+    sounding = np.asarray(sounding, bool)
+    slot_ages = np.asarray(slot_ages, np.float32)
+    rank = np.cumsum(sounding, axis=-1) - 1  # each sounding pitch's place among them
+    slots = slot_ages.shape[-1]
+    got = np.take_along_axis(slot_ages, np.clip(rank, 0, slots - 1), axis=-1)
+    return np.where(sounding & (rank < slots), got, 0.0).astype(np.float32)

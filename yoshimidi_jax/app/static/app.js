@@ -349,7 +349,7 @@ function onNotes(msg) {
   const notes = Array.isArray(msg.notes) ? msg.notes.filter((n) => n && typeof n === "object") : [];
   Y.notesReceived += notes.length;
   Y.lastNotes = notes;
-  Y.recentNotes.push(...notes);
+  Y.recentNotes.push(...notes.map((n) => ({ ...n, joined: msg.joined === true })));  // joined: an add that joined the open press
   if (Y.recentNotes.length > 64) Y.recentNotes.splice(0, Y.recentNotes.length - 64);
   const info = inflight.get(msg.id);
   inflight.delete(msg.id);
