@@ -1,7 +1,6 @@
 """benchmarks.page_latency at a tiny scale (20 presses, 3 other sessions):
-headless Chromium playing the real server's page, once with the page's chord
-window (25 ms) and once without. Skipped without Playwright or a Chromium,
-like tests/app/test_browser.py."""
+headless Chromium playing the real server's page with real key events.
+Skipped without Playwright or a Chromium, like tests/app/test_browser.py."""
 
 from __future__ import annotations
 
@@ -72,14 +71,12 @@ def _check(out: dict) -> None:
 
 
 @pytest.mark.slow
-def test_page_latency_with_and_without_the_chord_window(workdir):
-    window = _run(workdir)
-    _check(window)
-    assert window["chord_window_ms"] == 25
-    assert window["p50_ms_1"] >= 25 and window["p50_ms_50"] >= 25, window  # every key waits for the window
-    assert window["page_over_server_p50_1"] > 1
-
-    off = _run(workdir, "--chord_window_ms=0", "--instrument=synth")
-    _check(off)
-    assert off["chord_window_ms"] == 0 and off["engine"] == "synth"
-    assert off["p50_ms_1"] < window["p50_ms_1"], (off, window)
+def test_page_latency_times_each_key_to_its_sound(workdir):
+    """The benchmark at a tiny scale: every key press timed (page time, keydown
+    to the note started and to its scheduled sound) beside the server's own
+    time for the same presses, with and without other sessions. No speed is
+    asked of a loaded CI machine: keys are sent at once (zero-wait), so the
+    join window no longer delays a single key and is not compared here."""
+    out = _run(workdir, "--chord_window_ms=0")
+    _check(out)
+    assert out["chord_window_ms"] == 0
