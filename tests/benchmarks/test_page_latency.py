@@ -28,23 +28,14 @@ def workdir(tmp_path_factory) -> str:
 
     if find_chromium() is None:
         pytest.skip("no chromium found; scripts/setup_env.sh installs it")
-    import jax
-    import numpy as np
-    import orbax.checkpoint as ocp
 
     from configs.tiny import get_config
-    from tests.model.helpers import model_and_params
+    from tests.model.helpers import model_and_params, save_run
 
     cfg = get_config()
     path = str(tmp_path_factory.mktemp("page_latency") / "run")
-    os.makedirs(path)
-    with open(os.path.join(path, "config.json"), "w") as f:
-        f.write(cfg.to_json())
     _, params = model_and_params(cfg, seed=0)
-    state = {"params": params, "opt_state": {"mu": jax.tree.map(np.zeros_like, params)}, "step": np.int32(3)}
-    with ocp.CheckpointManager(os.path.join(path, "checkpoints")) as mgr:
-        mgr.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-        mgr.wait_until_finished()
+    save_run(path, cfg, params, step=3)
     return path
 
 

@@ -15,12 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import onnxruntime as ort
-import orbax.checkpoint as ocp
 import pytest
 
 from configs.common import base_config
 from tests.conftest import REPO
-from tests.model.helpers import model_and_params, small_config
+from tests.model.helpers import model_and_params, save_run, small_config
 from yoshimidi_jax.export import MANIFEST_FILE, MODEL_FILE, ExportError, export_run, weight_bytes, write_site
 from yoshimidi_jax.midi import read_midi
 from yoshimidi_jax.model import init_cache
@@ -35,14 +34,7 @@ VOCAB = Vocab()
 
 
 def _save_run(workdir, cfg, params=None, step=STEP) -> None:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(cfg.to_json())
-    if params is not None:
-        state = {"params": params, "opt_state": {"mu": jax.tree.map(np.zeros_like, params)}, "step": np.int32(step)}
-        with ocp.CheckpointManager(os.path.join(workdir, "checkpoints")) as mgr:
-            mgr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-            mgr.wait_until_finished()
+    save_run(workdir, cfg, params, step)
 
 
 def _export_cli(workdir, out, *flags) -> subprocess.CompletedProcess:

@@ -33,12 +33,11 @@ from unittest import mock
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from tests.app.test_browser import browser  # noqa: F401  (the module's Chromium; skips without playwright)
 from tests.conftest import REPO
-from tests.model.helpers import model_and_params, small_config
+from tests.model.helpers import model_and_params, save_run, small_config
 from yoshimidi_jax.export import export_run
 from yoshimidi_jax.export.step import check_tokens, jax_step
 from yoshimidi_jax.model import init_cache
@@ -172,13 +171,7 @@ def exported(tmp_path_factory):
         params[name] = rng.normal(0, 0.3, params[name].shape).astype(np.float32)
     root = tmp_path_factory.mktemp("page_engine")
     workdir = str(root / "run")
-    os.makedirs(workdir)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(cfg.to_json())
-    state = {"params": params, "opt_state": {"mu": jax.tree.map(np.zeros_like, params)}, "step": np.int32(5)}
-    with ocp.CheckpointManager(os.path.join(workdir, "checkpoints")) as mgr:
-        mgr.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-        mgr.wait_until_finished()
+    save_run(workdir, cfg, params, step=5)
     manifest = export_run(workdir, str(root / "site"), cache_len=CACHE, check_steps=16, log=lambda _: None)
     return str(root / "site"), model, jax.tree.map(jnp.asarray, params), manifest
 

@@ -24,12 +24,11 @@ import time
 import jax
 import mido
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from tests.app.test_browser import Page, browser  # noqa: F401  (the module's Chromium; skips without playwright)
 from tests.conftest import REPO
-from tests.model.helpers import model_and_params, small_config
+from tests.model.helpers import model_and_params, save_run, small_config
 from yoshimidi_jax.export import MANIFEST_FILE, MODEL_FILE
 from yoshimidi_jax.export.site import ENGINE_FILE, SERVICE_WORKER_FILE
 
@@ -52,13 +51,7 @@ def site(tmp_path_factory):
     params = jax.tree.map(lambda x: np.asarray(x + rng.normal(0, 0.05, x.shape), np.float32), params)
     root = tmp_path_factory.mktemp("static_site")
     workdir = str(root / "run")
-    os.makedirs(workdir)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(cfg.to_json())
-    state = {"params": params, "opt_state": {"mu": jax.tree.map(np.zeros_like, params)}, "step": np.int32(5)}
-    with ocp.CheckpointManager(os.path.join(workdir, "checkpoints")) as mgr:
-        mgr.save(5, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
-        mgr.wait_until_finished()
+    save_run(workdir, cfg, params, step=5)
     out = str(root / "site")
     res = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={workdir}", f"--out={out}",
                           "--page", "--check_steps=8"], cwd=REPO, capture_output=True, text=True, timeout=600)
