@@ -29,13 +29,18 @@ page times each note it starts (sound.js, `Sound.times`, always on):
 - `sched_p50_ms_1`, ...: to the moment its first sample is due at the output
   (its AudioContext start time, converted to page time through
   AudioContext.getOutputTimestamp(): this adds the audio output's buffering);
+- `trip_p50_ms_1`, `trip_p99_ms_1`: the part of it spent waiting for the
+  model (the press message sent -> the answer arrived: the network, the
+  server's queue and its decode); `in_page_p50_ms_1`, `in_page_p99_ms_1`: the
+  rest (key event -> message sent, plus answer -> note started), the page's
+  own share;
 - `_50`: the same while the other sessions play (--others of them).
-The chord window (the page's slider, 25 ms by default) holds each key back in
-case more keys follow; --chord_window_ms sets it (0: off).
+Each key is sent at once (zero-wait keys); --chord_window_ms sets the page's
+join window, within which a key joins the open press instead of starting one.
 The baseline in the same run is the server's own time for each of the page's
 presses (`server_ms` of its "notes" replies, read off the page's websocket):
 `page_over_server_p50_1` is the page's p50 over the server's, i.e. what the
-chord window, the round trip and the page add.
+round trip and the page add to the model's own time.
 """
 
 from __future__ import annotations
@@ -128,8 +133,14 @@ async def press_keys(page, n: int, rate_hz: float, rng: random.Random, timeout_s
 def figures(entries: list[dict], server: list[float], suffix: str) -> dict:
     started = [e["started"] - e["down"] for e in entries if e["down"] is not None]
     sounds = [e["sounds"] - e["down"] for e in entries if e["down"] is not None and e["sounds"] is not None]
+    timed = [e for e in entries if None not in (e["down"], e.get("sent"), e.get("arrived"))]
+    trip = [e["arrived"] - e["sent"] for e in timed]
+    in_page = [(e["sent"] - e["down"]) + (e["started"] - e["arrived"]) for e in timed]
     out = {f"p50_ms_{suffix}": pct(started, 50), f"p99_ms_{suffix}": pct(started, 99),
            f"max_ms_{suffix}": round(max(started), 3)}
+    if timed:
+        out.update({f"trip_p50_ms_{suffix}": pct(trip, 50), f"trip_p99_ms_{suffix}": pct(trip, 99),
+                    f"in_page_p50_ms_{suffix}": pct(in_page, 50), f"in_page_p99_ms_{suffix}": pct(in_page, 99)})
     if sounds:
         out.update({f"sched_p50_ms_{suffix}": pct(sounds, 50), f"sched_p99_ms_{suffix}": pct(sounds, 99)})
     if server:
@@ -259,7 +270,7 @@ def main() -> None:
     parser.add_argument("--others", type=int, default=50, help="other sessions in the second phase (0: none)")
     parser.add_argument("--rate", type=float, default=5.0, help="the page's presses per second")
     parser.add_argument("--chord_window_ms", type=int, default=None,
-                        help="the page's chord window (its slider, 0..40; default: the page's own, 25)")
+                        help="the page's join window (its slider, 0..40; default: the page's own, 25)")
     parser.add_argument("--instrument", default=None,
                         help="the page's instrument (sound.js INSTRUMENTS id: piano, synth = the own synth, ...; "
                              "default: the page's own, piano)")

@@ -59,6 +59,9 @@ def _check(out: dict) -> None:
         # the note is started when the server's answer arrives, and sounds after it is started
         assert p50 >= out[f"server_p50_ms_{suffix}"], out
         assert out[f"sched_p50_ms_{suffix}"] >= p50, out
+        # split into the wait for the model (which holds the server's own time) and the page's share
+        trip, in_page = out[f"trip_p50_ms_{suffix}"], out[f"in_page_p50_ms_{suffix}"]
+        assert out[f"server_p50_ms_{suffix}"] <= trip <= p50 and 0 < in_page <= p50, out
 
 
 @pytest.mark.slow

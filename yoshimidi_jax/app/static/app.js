@@ -384,7 +384,8 @@ function onNotes(msg) {
     let dur = null;
     if (endS !== null) dur = Math.max(0.03, endS - startS);
     else if (!owned) dur = BRIEF_S;
-    const voice = voices.noteOn(pitch, vel, { delay: startS, duration: dur, down: info?.down.get(n.key) });
+    const voice = voices.noteOn(pitch, vel, { delay: startS, duration: dur, down: info?.down.get(n.key),
+                                                   sent: info?.sent, arrived });
     const t0 = arrived + startS * 1000;
     const rn = roll.addNote({ pitch, velocity: vel, start: t0, end: dur === null ? null : t0 + dur * 1000 });
     if (dur === null) {
@@ -489,9 +490,10 @@ function keyDown(pitch, velocity) {
   screen.setHeld(pitch, true);
   const ok = send(msg);
   if (ok) {
+    const sent = performance.now();
     if (join) Y.addsSent += 1;
     else Y.pressesSent += 1;
-    inflight.set(id, { t, keys: [pitch], down: new Map([[pitch, down]]) });
+    inflight.set(id, { t, sent, keys: [pitch], down: new Map([[pitch, down]]) });
     if (inflight.size > 500) inflight.delete(inflight.keys().next().value);
     setText("presses", String(Y.pressesSent));
   }

@@ -52,9 +52,12 @@ const WARM_CHANNEL = 15;
 const WARM_VELOCITIES = [1, 16, 32, 48, 64, 80, 96, 112, 127];
 
 // Key-to-sound timing, always on: the last `size` notes started, each
-// {n, pitch, engine, down, started, sounds}, all in page time (ms on
-// performance.now()'s clock): `down` is the time stamp of the key event that
-// asked for the note (null if none was given), `started` when the note had
+// {n, pitch, engine, down, sent, arrived, started, sounds}, all in page time
+// (ms on performance.now()'s clock): `down` is the time stamp of the key event
+// that asked for the note (null if none was given), `sent` when its message
+// left for the model and `arrived` when the model's answer came (null where
+// not given: the split of key -> sound into the page, the model's round trip
+// and the page again), `started` when the note had
 // been handed to the audio graph (the own synth's oscillators started, or the
 // note-on posted to the font's worklet), `sounds` when its first sample is
 // due at the output (its AudioContext start time through getOutputTimestamp()).
@@ -306,8 +309,9 @@ export class Sound {
 
   // Same contract as Synth.noteOn: starts `delay` s from now; with `duration`
   // it stops by itself, without it sounds until noteOff(voice). `down`: the
-  // page time of the key event that asked for it, for this.times.
-  noteOn(pitch, velocity, { delay = 0, duration = null, down = null } = {}) {
+  // page time of the key event that asked for it, `sent` and `arrived` those of
+  // its message to the model and the answer, for this.times.
+  noteOn(pitch, velocity, { delay = 0, duration = null, down = null, sent = null, arrived = null } = {}) {
     const ctx = this.ensure();
     if (!ctx) return null;
     let voice = null;
@@ -320,7 +324,8 @@ export class Sound {
     if (voice) {
       // (the font's worklet applies an untimed note-on in the first render quantum after it gets it)
       const started = performance.now();
-      this.times.add({ pitch, engine: voice.engine, down: Number.isFinite(down) ? down : null, started,
+      const time = (x) => (Number.isFinite(x) ? x : null);
+      this.times.add({ pitch, engine: voice.engine, down: time(down), sent: time(sent), arrived: time(arrived), started,
                        sounds: this.pageTime(Math.max(voice.t0, ctx.currentTime)) });
     }
     return voice;
