@@ -189,7 +189,9 @@ async def run(args) -> dict:
         args.others, proc = 0, None
         httpd, url = start_static(args.site)
     else:
-        proc, url = start_server(args.workdir, max_sessions=args.others + 2, extra=args.server_flag)
+        # every shape compiled before the first key (not in the background, as a restart would): steady state
+        proc, url = start_server(args.workdir, max_sessions=args.others + 2,
+                                 extra=["--warmup_background=false", *args.server_flag])
     rng = random.Random(0)
     others: list[asyncio.Task] = []
     try:

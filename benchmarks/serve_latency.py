@@ -61,8 +61,12 @@ def start_server(workdir: str | None, max_sessions: int, extra: list[str],
     cmd = [sys.executable, "-m", "experiments.serve", *model, "--port=0", f"--max_sessions={max_sessions}",
            "--messages_per_s=100", *extra]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    # its log (warnings: sessions closed, errors) goes to a file, named on this process's stderr
+    log_file = tempfile.NamedTemporaryFile("w", prefix="serve_", suffix=".log", delete=False)
+    print(f"the server's log: {log_file.name}", file=sys.stderr, flush=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log_file, text=True,
                             env={**os.environ, "PYTHONPATH": REPO})
+    log_file.close()
     deadline = time.time() + 300
     for line in proc.stdout:
         if lines is not None:
