@@ -126,7 +126,7 @@ ADDED_FIELDS = {"data.streams": 0, "model.rope_base": 10_000.0, "model.norm": "r
                 "model.factored_controls": False, "model.control_reference": False, "model.control_bias": False,
                 "model.control_bias_scale": 1.0, "model.activation": "gelu", "model.attention_block": 0,
                 "model.attention": "blocks", "model.time_shifts": 0, "model.time_shift_s": 0.01,
-                "model.sounding_input": False, "model.note_age_input": False, "model.num_styles": 0, "data.p_drop_style": 0.0}
+                "model.sounding_input": False, "model.note_age_input": False, "model.age_edges_scale": 1.0, "model.num_styles": 0, "data.p_drop_style": 0.0}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

@@ -39,8 +39,9 @@ from tests.app.test_browser import browser  # noqa: F401  (the module's Chromium
 from tests.conftest import REPO
 from tests.model.helpers import model_and_params, save_run, small_config
 from yoshimidi_jax.export import export_run
-from yoshimidi_jax.export.step import check_tokens, jax_step
+from yoshimidi_jax.export.step import check_tokens, float32_model, jax_step
 from yoshimidi_jax.model import init_cache
+from yoshimidi_jax.model.position_context import age_edges, position_context
 from yoshimidi_jax.sample import sampler as sampler_lib
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
 from yoshimidi_jax.sample.tracker import advance, init_track
@@ -255,7 +256,7 @@ def record_session(model, params, manifest, seed: int = 0) -> dict:
     vel_bin, press = -1, 0
     while len(steps) < SESSION_STEPS:
         press += 1
-        if press % 5 == 0:  # the model plays on its own for a while
+        if press % 4 == 0:  # the model plays on its own for a while
             for _ in range(int(rng.integers(4, 9))):
                 sample(["free"], False, 127, FREE)
             continue
@@ -484,3 +485,90 @@ def test_the_pages_time_per_decode_step(page, served, exported):
     print("\npage decode step (onnxruntime-web WASM, 1 thread):", json.dumps(figures))
     assert errors == []
     assert all(f["p50_ms"] < 100 for f in figures.values()), figures
+
+
+REFILL_JS = """async (cases) => {
+    const { loadModel } = await import("/static/engine/model.js");
+    const { windowStart } = await import("/static/engine/session.js");
+    const session = await (await fetch("/session.json")).json();
+    const model = await loadModel("/site/", { threads: 1, style: session.style });
+    const out = [];
+    for (const c of cases) {
+        const after = { sounding: Uint8Array.from(c.sounding_after, (x) => (x ? 1 : 0)),
+                        age: Float32Array.from(c.age_after) };
+        const start = windowStart(c.ids, c.times, after, model.vocab);
+        const atCut = { sounding: Array.from(start.sounding, (x) => x === 1), age: Array.from(start.age) };
+        // session.js room(): the kept tokens stepped into a fresh cache from where the first one stands
+        model.reset();
+        model.track = start;
+        let logits = null;
+        for (let i = 0; i < c.ids.length; i++) ({ logits } = await model.step(c.ids[i], c.times[i]));
+        let d = 0;
+        for (let i = 0; i < logits.length; i++) d = Math.max(d, Math.abs(logits[i] - c.logits[i]));
+        out.push({ ...atCut, logitDiff: d });  // (stepping moves the Track on from the cut)
+    }
+    return out;
+}"""
+
+
+def test_the_pages_cache_refill_starts_where_the_librarys_does(page, served, exported):
+    """A full cache in the page (engine/session.js room: windowStart, then the
+    kept tokens stepped into a fresh cache) against the library's refill
+    (play/player.py _room: sampler.window_start, then prefill) at cuts across
+    the recorded session: the same pitches sounding where the kept tokens
+    start, the same ages, and the same logits after them as the library's
+    step-by-step decode from there; the library's one-call prefill gives the
+    same logits too, except where a note's age lies on an age bucket's edge to
+    float32 rounding (its window clock sums seconds in another order)."""
+    p, errors = page
+    _, model, params, _ = exported
+    _, _, session = served
+    steps = session["steps"]
+    vocab, model32 = model.vocab, float32_model(model)
+    style = jnp.asarray([STYLE], jnp.int32)
+    prefill = jax.jit(lambda ids, times, start: sampler_lib.prefill(
+        model32, params, ids, times, init_track(1), jax.random.key(0), ids.shape[1], style, start).logits)
+    window_ages = jax.jit(lambda ids, times, start: position_context(ids, times, None, start, vocab))
+    decode = jax_step(model, params)
+    step_track = jax.jit(lambda t, tok, tv: advance(t, tok, tv, vocab))
+    edges = np.asarray(age_edges(model.age_edges_scale), np.float32)
+    cases, want = [], []
+    for cut in range(40, len(steps), 23):
+        for keep in (16, 37):
+            kept = steps[cut - keep:cut]
+            ids = np.asarray([s["token"] for s in kept], np.int32)[None]
+            times = np.asarray([s["time"] for s in kept], np.float32)[None]
+            after = steps[cut - 1]["track"]
+            track = init_track(1)._replace(sounding=jnp.asarray([after["sounding"]], bool),
+                                           age=jnp.asarray([after["age"]], jnp.float32))
+            start = sampler_lib.window_start(jnp.asarray(ids), jnp.asarray(times), track, vocab)
+            # the library step by step from the window's start, as the page steps it
+            t = init_track(1)._replace(sounding=start.sounding, age=start.age)
+            cache = init_cache(model.num_layers, 1, keep, model.num_heads, model.d_model // model.num_heads)
+            for i in range(keep):
+                stepped, _, cache = decode(jnp.asarray(ids[:, i:i + 1]), jnp.asarray(times[:, i:i + 1]), cache,
+                                           jnp.int32(i), t.position_start, style)
+                t = step_track(t, jnp.asarray(ids[:, i]), jnp.asarray(times[:, i]))
+            ctx = window_ages(jnp.asarray(ids), jnp.asarray(times), start)
+            ages = np.asarray(ctx.age)[np.asarray(ctx.sounding)]
+            on_edge = bool((np.abs(ages[:, None] - edges[None]) < 1e-5).any())
+            want.append({"sounding": np.asarray(start.sounding)[0], "age": np.asarray(start.age)[0],
+                         "prefill": np.asarray(prefill(jnp.asarray(ids), jnp.asarray(times), start))[0],
+                         "on_edge": on_edge})
+            cases.append({"ids": ids[0].tolist(), "times": times[0].tolist(), "sounding_after": after["sounding"],
+                          "age_after": after["age"], "logits": np.asarray(stepped)[0, 0].tolist()})
+    got = p.evaluate(REFILL_JS, cases)
+    assert errors == []
+    # the cuts fall where the rules bite: notes sounding across the cut, some struck before it with an age
+    assert sum(int(w["sounding"].sum()) for w in want) > 20 and sum(int((w["age"] > 0).sum()) for w in want) > 10
+    prefill_diffs = []
+    for i, (w, have, case) in enumerate(zip(want, got, cases)):
+        assert have["sounding"] == w["sounding"].tolist(), (i, np.flatnonzero(np.asarray(have["sounding"]) != w["sounding"]))
+        np.testing.assert_allclose(have["age"], w["age"], atol=1e-5, err_msg=f"case {i}")
+        assert have["logitDiff"] < 1e-4, (i, have["logitDiff"])
+        d = float(np.abs(w["prefill"] - np.asarray(case["logits"])).max())
+        prefill_diffs.append(d)
+        assert d < 1e-4 or w["on_edge"], (i, d)
+    assert sum(d < 1e-4 for d in prefill_diffs) > len(cases) * 0.8, prefill_diffs
+    print(f"\n{len(cases)} refills: max |logit diff| page vs library {max(h['logitDiff'] for h in got):.2e}; "
+          f"the library's prefill vs its steps: {sum(d >= 1e-4 for d in prefill_diffs)} differ (an age on an edge)")

@@ -138,3 +138,24 @@ def test_cached_decoding_from_the_track_matches_full_forward(streams):
     ref_before = np.asarray(after[2])[0, 16:m]
     ctrl = VOCAB.is_control(ids[16:m]) & (ref_before >= 0)
     assert ctrl.sum() > 5 and (diff[ctrl] > 1e-4).all()
+
+
+def test_common_note_lengths_sit_inside_their_age_bucket():
+    """The age buckets' edges are musical lengths (0.125 s, a sixteenth at 120
+    bpm; 0.25, 0.5 ... s), where most real ages are. With the model's default
+    age_edges_scale each such length, exact (the data's sums) or a few ms off
+    (a sampled TIME is never exactly 0.125 s), reads one bucket; on the edges
+    themselves (scale 1, the runs saved before the field) it did not."""
+    from yoshimidi_jax.model.position_context import AGE_EDGES_S, age_bucket, age_edges
+    from yoshimidi_jax.model.transformer import Transformer
+
+    scale = Transformer.age_edges_scale
+    assert scale < 1.0 and age_edges(scale)[0] == pytest.approx(0.125 * scale)
+    lengths = np.asarray(AGE_EDGES_S, np.float32)
+    jitter = np.asarray([-0.003, -1e-6, 0.0, 1e-6, 0.003], np.float32)
+    ages = jnp.asarray(lengths[:, None] * (1 + jitter[None] * 4))  # up to +-1.2% of each length
+    buckets = np.asarray(age_bucket(ages, scale))
+    assert (buckets == buckets[:, :1]).all(), buckets  # each length: one bucket, however it was summed
+    assert np.array_equal(buckets[:, 0], np.arange(1, len(lengths) + 1))  # and each its own
+    on_edges = np.asarray(age_bucket(ages, 1.0))
+    assert (on_edges != on_edges[:, :1]).any(axis=1).all()  # at scale 1 every length straddled two

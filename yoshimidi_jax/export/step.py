@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from yoshimidi_jax.model import Transformer, init_cache, init_params
-from yoshimidi_jax.model.position_context import AGE_EDGES_S, PositionContext
+from yoshimidi_jax.model.position_context import PositionContext, age_edges
 from yoshimidi_jax.sample.constraints import bucket_bins
 from yoshimidi_jax.sample.sampler import MASKED
 from yoshimidi_jax.sample.tracker import Track, advance, init_track
@@ -321,7 +321,7 @@ def manifest_for(model: Transformer, model_cfg: dict, model_bytes: bytes, cache_
             "press_window_s": presses.PRESS_WINDOW_S,
         },
         "styles": {"names": list(model_styles(model.num_styles)), "none": NO_STYLE},
-        "age_edges_s": list(AGE_EDGES_S),
+        "age_edges_s": list(age_edges(model.age_edges_scale)),
         "rules": rules_for(model),
         "check": check,
     }

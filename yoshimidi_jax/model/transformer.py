@@ -146,6 +146,9 @@ class Transformer(nn.Module):
     # logit += a learned bias by p's age bucket: the clock a note's end depends on, which a window
     # cannot sum from its TIME values, nor see at all for a note struck before it began
     note_age_input: bool = True
+    # the age buckets' edges, times this (position_context.py AGE_EDGES_S: at 1.0 the common note
+    # lengths lie on the edges, and a sampled TIME falls either side of them)
+    age_edges_scale: float = 0.9
     # every position's input += an embedding of the piece's style (tokens/styles.py; 0: none)
     num_styles: int = NUM_STYLES
     dtype: Any = jnp.float32
@@ -241,7 +244,7 @@ class Transformer(nn.Module):
             x_BxLxD = x_BxLxD + ctx.sounding.astype(jnp.float32) @ self.sounding_embed
         if self.note_age_input:
             # how many sounding notes are of each age
-            ages_BxLx128xK = jax.nn.one_hot(age_bucket(ctx.age), NUM_AGE_BUCKETS) * ctx.sounding[..., None]
+            ages_BxLx128xK = jax.nn.one_hot(age_bucket(ctx.age, self.age_edges_scale), NUM_AGE_BUCKETS) * ctx.sounding[..., None]
             x_BxLxD = x_BxLxD + ages_BxLx128xK.sum(2) @ self.age_embed
         if self.num_styles:
             styles_BxL = jnp.full(inputs_BxL.shape, NO_STYLE, jnp.int32) if styles_BxL is None else styles_BxL
@@ -258,7 +261,7 @@ class Transformer(nn.Module):
         if self.control_bias:
             logits_BxLxV = logits_BxLxV + self.control_logit_bias(ctx)
         if self.note_age_input:
-            off_BxLx128 = self.control_bias_scale * self.note_off_age_bias[age_bucket(ctx.age)]
+            off_BxLx128 = self.control_bias_scale * self.note_off_age_bias[age_bucket(ctx.age, self.age_edges_scale)]
             off_BxLx128 = jnp.where(ctx.sounding, off_BxLx128, 0.0)
             vocab = self.vocab
             logits_BxLxV = logits_BxLxV + jnp.pad(
