@@ -14,17 +14,10 @@ import time
 
 import pytest
 
+from benchmarks.page_latency import find_chromium
 from yoshimidi_jax.midi import read_midi
 
 HARD = 96  # the lowest "hard" velocity
-
-
-def find_chromium() -> str | None:
-    for path in (os.environ.get("YOSHIMIDI_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                 "/usr/bin/chromium"):
-        if path and os.path.exists(path):
-            return path
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -141,19 +134,30 @@ def test_single_keys_play_draw_and_sound(live):
 
 
 def test_keys_pressed_together_are_one_chord(live):
+    times = "window.yoshimidiSound.times"  # sound.js: each note's key down and message sent, page time
     live.set_range("chord-window", 40)
+    spreads = []
     try:
-        before = live.y()
-        notes = live.play("adg")
-        # the reply may come before the last key's own press if the window closed early: wait a moment
-        time.sleep(0.2)
-        after = live.y()
-        assert after["pressesSent"] - before["pressesSent"] == 1, "three keys within the join window: one press"
-        assert after["addsSent"] - before["addsSent"] == 2, "... and two keys joining it"
-        assert [n["key"] for n in notes] == [60, 64, 67], notes
-        pitches = [n["pitch"] for n in notes]
-        assert pitches == sorted(pitches) and len(set(pitches)) == 3
-        assert after["notesReceived"] - before["notesReceived"] == 3
+        for attempt in range(5):
+            n_times = live.page.evaluate(f"{times}.count")
+            before = live.y()
+            notes = live.play("adg")
+            # the reply may come before the last key's own press if the window closed early: wait a moment
+            time.sleep(0.2)
+            after = live.y()
+            sent = [t["sent"] for t in live.page.evaluate(f"n => {times}.since(n)", n_times)]
+            spreads.append(round(max(sent) - min(sent), 1))
+            if spreads[-1] > 40:  # a loaded machine typed the keys slower than the window: again
+                continue
+            assert after["pressesSent"] - before["pressesSent"] == 1, "three keys within the join window: one press"
+            assert after["addsSent"] - before["addsSent"] == 2, "... and two keys joining it"
+            assert [n["key"] for n in notes] == [60, 64, 67], notes
+            pitches = [n["pitch"] for n in notes]
+            assert pitches == sorted(pitches) and len(set(pitches)) == 3
+            assert after["notesReceived"] - before["notesReceived"] == 3
+            break
+        else:
+            pytest.skip(f"the machine never typed three keys within 40 ms (first to last key sent, ms): {spreads}")
     finally:
         live.set_range("chord-window", 25)
 

@@ -5,6 +5,8 @@
 // on the output. A note's note-off goes when its key goes up (under the
 // sustain pedal: at pedal up, see pedal.js) or when its duration ends.
 
+import { readStored, writeStored } from "./storage.js";
+
 const STORE = "yoshimidi.midiout";
 
 export class MidiOut {
@@ -189,20 +191,11 @@ export class Voices {
 // ---------------------------------------------------------------- controls
 
 function remembered() {
-  try {
-    const s = JSON.parse(localStorage.getItem(STORE) || "{}");
-    return s && typeof s === "object" ? s : {};
-  } catch (err) {
-    return {};
-  }
+  return readStored(STORE);
 }
 
 function remember(out) {
-  try {
-    localStorage.setItem(STORE, JSON.stringify({
-      output: out.wantedId, outputName: out.wantedName, channel: out.channel, local: out.local,
-    }));
-  } catch (err) { /* storage off: nothing kept */ }
+  writeStored(STORE, { output: out.wantedId, outputName: out.wantedName, channel: out.channel, local: out.local });
 }
 
 // The choices the player made last time, for new MidiOut(...).

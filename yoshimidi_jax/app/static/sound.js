@@ -9,6 +9,7 @@
 // on): benchmarks/page_latency.py reads it.
 
 import { Synth } from "./synth.js";
+import { readStored, writeStored } from "./storage.js";
 
 const VENDOR = new URL("./vendor/", import.meta.url);
 export const FONT_URL = new URL("soundfont/FluidR3Mono_GM_yoshimidi.sf3", VENDOR).href;
@@ -421,18 +422,11 @@ function softClipCurve(n = 4097) {
 const STORE = "yoshimidi.sound";
 
 function remembered() {
-  try {
-    const s = JSON.parse(localStorage.getItem(STORE) || "{}");
-    return s && typeof s === "object" ? s : {};
-  } catch (err) {
-    return {};
-  }
+  return readStored(STORE);
 }
 
 function remember(sound) {
-  try {
-    localStorage.setItem(STORE, JSON.stringify({ instrument: sound.instrument, volume: sound.volume }));
-  } catch (err) { /* storage off: nothing kept */ }
+  writeStored(STORE, { instrument: sound.instrument, volume: sound.volume });
 }
 
 // The settings the player chose last time (instrument, volume), for new Sound(...).
