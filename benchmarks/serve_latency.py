@@ -26,6 +26,10 @@ releases as fast as they can, and connect again each time the server closes
 them; `flood_ratio_p99` is its p99 with the flood over its p99 alone. The
 server's counters say how often it closed a flooder (flood_closed) and
 whether a refill ever ran inside a press (refills_in_press).
+--flooder_nice=19 runs the flooders at the lowest CPU priority: they stand in
+for clients on other machines, whose own CPU costs the server's machine
+nothing (on 2 cores, 3 flooders at full priority take most of the CPU);
+`flood_messages_per_s` says how hard they still flooded.
 
 --startup: the seconds from starting `experiments.serve` to the answer of
 its first press, with an empty compilation cache (a first start) and again
@@ -207,9 +211,12 @@ async def run_flood(args) -> dict:
         await play(url, args.seconds, 5.0, random.Random(0), alone, alone_srv)
         alone = alone[5:]  # the first presses warm the connection
         stats0 = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        # --flooder_nice: the flooders at a lower CPU priority, as clients on other machines would cost
+        # the server's machine nothing (on 2 cores, 3 flooders at full priority take most of the CPU)
         flooders = [subprocess.Popen([sys.executable, "-m", "benchmarks.serve_latency", f"--flooder={url}",
                                       f"--seconds={args.seconds + 4}", f"--seed={i}"], cwd=REPO,
-                                     stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+                                     stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO},
+                                     preexec_fn=(lambda: os.nice(args.flooder_nice)) if args.flooder_nice else None)
                     for i in range(args.flood)]
         await asyncio.sleep(2.0)  # the flood under way
         during, during_srv = [], []
@@ -230,7 +237,8 @@ async def run_flood(args) -> dict:
         "server_p99_ms_flood": pct(during_srv, 99), "server_cores_flood": round(server_cores, 2),
         "flood_ratio_p50": round(pct(during, 50) / max(pct(alone, 50), 1e-6), 2),
         "flood_ratio_p99": round(pct(during, 99) / max(pct(alone, 99), 1e-6), 2),
-        "flood_messages_sent": sum(s["sent"] for s in seen),
+        "flood_messages_sent": sum(s["sent"] for s in seen), "flooder_nice": args.flooder_nice,
+        "flood_messages_per_s": round(sum(s["sent"] for s in seen) / (args.seconds + 4), 1),
         "flood_notes_answered": sum(s["notes"] for s in seen),
         "flood_connections": sum(s["connections"] for s in seen),
         "flood_closed": c1.get("flood_closed", 0) - c0.get("flood_closed", 0),
@@ -336,6 +344,8 @@ def main() -> None:
     parser.add_argument("--server_flag", action="append", default=[],
                         help="a flag for experiments.serve, e.g. --server_flag=--single_threaded_xla=false")
     parser.add_argument("--flood", type=int, default=0, help="N: one player beside N flooding clients")
+    parser.add_argument("--flooder_nice", type=int, default=0,
+                        help="the flooders' nice increment (19: they stand in for clients on other machines)")
     parser.add_argument("--startup", action="store_true", help="first start and restart -> first press")
     parser.add_argument("--flooder", help=argparse.SUPPRESS)  # (internal) be one flooding client of this URL
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
