@@ -187,6 +187,42 @@ def test_a_recording_downloads_and_parses(page):
     assert midi.length > 0
 
 
+@pytest.mark.parametrize("broken", ["missing", "truncated"])
+def test_the_page_names_why_a_broken_site_cannot_play(browser, site, tmp_path, broken):  # noqa: F811
+    """A site whose model.onnx is gone or cut short: the page says which file
+    and why (the log under the roll), the connection shows as refused, and
+    no key is answered."""
+    import shutil
+
+    copy = str(tmp_path / "site")
+    shutil.copytree(site, copy)
+    model = os.path.join(copy, MODEL_FILE)
+    size = os.path.getsize(model)
+    if broken == "missing":
+        os.remove(model)
+        why = f"no {MODEL_FILE} at"
+    else:
+        with open(model, "r+b") as f:
+            f.truncate(size // 2)
+        why = f"{MODEL_FILE} has {size // 2} bytes, the manifest says {size}"
+    server = FileServer(copy)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_function("window.yoshimidi && window.yoshimidi.connection === 'refused'", timeout=60_000)
+        log = page.text_content("#error-list")
+        assert "the local model did not load" in log and why in log, log
+        assert page.text_content("#engine").strip() == "local model"
+        page.keyboard.down("a")
+        time.sleep(0.3)
+        page.keyboard.up("a")
+        assert page.evaluate("window.yoshimidi.notesReceived") == 0
+    finally:
+        context.close()
+        server.stop()
+
+
 def test_it_keeps_playing_offline(page, served):
     page.page.evaluate("navigator.serviceWorker.ready")
     page.wait("(async () => { const names = await caches.keys(); if (names.length !== 1) return false;"
