@@ -169,8 +169,11 @@ def test_a_chord_and_strict_presses_obey(page):
         prev_key, prev_pitch = name, note["pitch"]
     assert checked >= 20
     page.page.uncheck("#strict")
-    # presses and releases of about 5 tokens each, 4 for a release: the cache of 48 refilled many times
+    # presses and releases of about 5 tokens each, 4 for a release: the cache of 48 refilled many times,
+    # mostly ahead, between presses (engine/session.js refillAhead), and the presses obeyed throughout
     assert page.y("notesReceived") > 3 * CACHE / 5
+    refills = page.page.evaluate("[window.yoshimidiLocal.current.refills, window.yoshimidiLocal.current.refillsAhead]")
+    assert refills[1] >= 5 and refills[0] >= refills[1], refills
     assert page.y("errors") == [] and page.page_errors() == []
 
 

@@ -793,6 +793,7 @@ renderAudio();
 let local = null;
 localEngine("./").then((engine) => {
   local = engine;
+  window.yoshimidiLocal = engine;  // for the browser tests (not plain data: kept out of Y)
   Y.engine = engine ? "local" : "server";
   setText("engine", engine ? "local model" : "server");
   connect();

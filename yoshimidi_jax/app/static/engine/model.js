@@ -65,6 +65,14 @@ export class Model {
     this.track = new Track(this.vocab);
   }
 
+  /** Another cache, index and Track on the same onnxruntime session (a refill
+   * built beside the one in use), starting empty. */
+  fork() {
+    const m = Object.assign(Object.create(Model.prototype), this);
+    m.reset();
+    return m;
+  }
+
   /** The graph's inputs for `token` from where the Track stands. */
   feeds(token, seconds) {
     const s = this.track.positionStart();

@@ -28,6 +28,7 @@ export const ENGINE_FILE = "engine.json";
 const PROTOCOL_VERSION = 1;
 const MAX_KEYS = 10;
 const MAX_NOTES = 5; // notes one press can ask for (play/press.py MAX_NOTES)
+const JOB_TOKENS = 38; // the most tokens one press may add (play/batch.py JOB_TOKENS)
 const SHORT_NOTE_S = 0.25; // a note still held when a recording stops lasts at least this long
 const PITCH_LO = 21, PITCH_HI = 108; // the piano's range (PlaySettings)
 
@@ -50,6 +51,19 @@ export async function localEngine(base = "./") {
     });
   }
   return new LocalEngine(base + (config.model || ""), config);
+}
+
+/** Resolves in a task of its own (after the events already waiting, a key's
+ * included): promise chains alone run ahead of every event. */
+function nextTask() {
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
 }
 
 export class LocalEngine {
@@ -84,6 +98,7 @@ export class LocalSocket {
     engine.load().then((model) => {
       if (this.readyState !== 0) return;
       this.session = new LocalSession(model, `local-${++engine.sessions}`);
+      engine.current = this.session; // the session playing now (for the browser tests)
       this.readyState = 1;
       if (this.onopen) this.onopen({});
       this.emit(this.session.hello());
@@ -116,6 +131,21 @@ export class LocalSocket {
         const e = err instanceof FieldError ? err : new FieldError(null, String(err.message || err), msg && msg.id);
         if (!(err instanceof FieldError)) console.error("yoshimidi: local engine", err);
         this.emit({ type: "error", field: e.field, error: e.message, id: e.id ?? null });
+      }
+      // answered: a cache that the next presses might overflow begins its refill now, between presses
+      this.session.refillAhead((task) => this.enqueue(task));
+    });
+  }
+
+  /** One more turn of work at the end of the queue (a refill's step): a
+   * message sent meanwhile is played before the turn after it. */
+  enqueue(task) {
+    this.queue = this.queue.then(async () => {
+      if (this.readyState !== 1) return;
+      try {
+        await task();
+      } catch (err) {
+        console.error("yoshimidi: local engine (refill)", err);
       }
     });
   }
@@ -188,6 +218,7 @@ export class LocalSession {
 
   // -- the model's context (play/host.py SessionHost + play/player.py) ---------------------------
   async newContext() {
+    this.refill = null;
     this.model.reset();
     this.ids = [];
     this.times = [];
@@ -213,12 +244,54 @@ export class LocalSession {
     }
   }
 
+  /** app/batcher.py's refill ahead: after an answer, when a next press and one
+   * more might not fit the cache (BatchPlayer.needs_room with REFILL_AHEAD_TOKENS),
+   * the recent half of the tokens is stepped into a second cache from where
+   * its first token stands (windowStart), one step per turn of the socket's
+   * queue (`enqueue`), so a key that comes meanwhile waits one step at most;
+   * the tokens fed meanwhile follow it, and once it holds them all it takes
+   * the place of the cache in use (the Track carries over). */
+  refillAhead(enqueue) {
+    const m = this.model, keep = Math.floor(m.cacheLength / 2);
+    if (this.fresh || this.refill || this.ids.length <= keep ||
+        this.ids.length + 2 * JOB_TOKENS <= m.cacheLength) return;
+    const base = this.ids.length - keep; // where the kept tokens start in this.ids
+    const refill = { base, fed: 0, cache: m.fork() };
+    refill.cache.track = windowStart(this.ids.slice(base), this.times.slice(base), m.track, this.vocab);
+    this.refill = refill;
+    const turn = async () => {
+      if (this.refill !== refill) return; // the session started afresh, or refilled in a press
+      const have = this.ids.length - refill.base;
+      if (refill.fed < have) {
+        const i = refill.base + refill.fed;
+        const out = await refill.cache.step(this.ids[i], this.times[i]);
+        refill.logits = out.logits;
+        refill.timeLogits = out.timeLogits;
+        refill.fed += 1;
+        // the next step after the page's own events (a key's message then comes before it in the queue)
+        nextTask().then(() => enqueue(turn));
+        return;
+      }
+      m.cache = refill.cache.cache; // caught up: it takes the place of the cache in use
+      m.index = refill.cache.index;
+      this.logits = refill.logits; // what comes next, as the new cache sees it
+      this.timeLogits = refill.timeLogits;
+      this.ids = this.ids.slice(refill.base);
+      this.times = this.times.slice(refill.base);
+      this.refill = null;
+      this.refills = (this.refills || 0) + 1;
+      this.refillsAhead = (this.refillsAhead || 0) + 1;
+    };
+    enqueue(turn);
+  }
+
   /** play/host.py refill_window: when `needed` more tokens would not fit the
    * cache, its recent half is stepped into a fresh cache from where the first
    * kept token stands (sampler.py window_start); the Track carries over. */
   async room(needed) {
     const m = this.model, cacheLen = m.cacheLength;
     if (this.ids.length + needed <= cacheLen) return;
+    this.refill = null; // a refill ahead that has not caught up: this one replaces it
     const keep = Math.floor(cacheLen / 2);
     const ids = this.ids.slice(-keep), times = this.times.slice(-keep);
     const track = m.track;
