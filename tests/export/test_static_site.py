@@ -138,8 +138,8 @@ def test_the_page_plays_with_only_a_static_file_server(page):
 
 def test_a_chord_and_strict_presses_obey(page):
     page.set_range("chord-window", 40)
-    chords = 0
-    for _ in range(8):  # chords typed key by key: a note per key, distinct (none struck while sounding)
+    chords = typed = 0
+    for _ in range(12):  # chords typed key by key: a note per key, distinct (none struck while sounding)
         before = page.y()
         notes = play(page, "adg")
         pitches = [n["pitch"] for n in notes]
@@ -148,12 +148,14 @@ def test_a_chord_and_strict_presses_obey(page):
         # the keys came within the join window and joined the open press (an add plays a new press
         # where the press's top note leaves no room above): one press, its notes low to high, as the
         # data writes chords
+        typed += after["addsSent"] - before["addsSent"] == 2  # the three keys came within the window
         if after["addsSent"] - before["addsSent"] == 2 and all(n["joined"] for n in notes[1:]):
             assert pitches == sorted(pitches), notes
             chords += 1
         if chords == 3:
             break
-    assert chords >= 1  # (the key events' round trips on a busy machine may miss the 40 ms window)
+    # (the key events' round trips on a loaded machine may miss the 40 ms window in every try)
+    assert chords >= 1 or typed == 0, (chords, typed)
     page.page.check("#strict")
     page.wait("window.yoshimidi.settingsAck && window.yoshimidi.settingsAck.strict === true", 10)
     prev_key = prev_pitch = None
