@@ -229,6 +229,7 @@ async def run_flood(args) -> dict:
         proc.terminate()
         proc.wait(timeout=30)
     c0, c1 = stats0["counters"], stats1["counters"]
+    flood_sent = sum(s["sent"] for s in seen)
     return {
         "benchmark": "serve_latency_flood", "flooders": args.flood, "presses_per_s": 5.0, "seconds": args.seconds,
         "presses_alone": len(alone), "presses_flood": len(during),
@@ -237,8 +238,8 @@ async def run_flood(args) -> dict:
         "server_p99_ms_flood": pct(during_srv, 99), "server_cores_flood": round(server_cores, 2),
         "flood_ratio_p50": round(pct(during, 50) / max(pct(alone, 50), 1e-6), 2),
         "flood_ratio_p99": round(pct(during, 99) / max(pct(alone, 99), 1e-6), 2),
-        "flood_messages_sent": sum(s["sent"] for s in seen), "flooder_nice": args.flooder_nice,
-        "flood_messages_per_s": round(sum(s["sent"] for s in seen) / (args.seconds + 4), 1),
+        "flood_messages_sent": flood_sent, "flooder_nice": args.flooder_nice,
+        "flood_messages_per_s": round(flood_sent / (args.seconds + 4), 1),
         "flood_notes_answered": sum(s["notes"] for s in seen),
         "flood_connections": sum(s["connections"] for s in seen),
         "flood_closed": c1.get("flood_closed", 0) - c0.get("flood_closed", 0),

@@ -117,8 +117,7 @@ export class LocalSocket {
 
   send(text) {
     if (this.readyState !== 1) throw new Error("the local engine is not open");
-    this.queue = this.queue.then(async () => {
-      if (this.readyState !== 1) return;
+    this.enqueue(async () => {
       let msg;
       try {
         msg = JSON.parse(text);
@@ -137,15 +136,16 @@ export class LocalSocket {
     });
   }
 
-  /** One more turn of work at the end of the queue (a refill's step): a
-   * message sent meanwhile is played before the turn after it. */
+  /** A turn of work at the end of the queue (a message, a refill's step):
+   * turns run one after another, as the server plays a session's messages; a
+   * message sent while a refill goes on is played before its next step. */
   enqueue(task) {
     this.queue = this.queue.then(async () => {
       if (this.readyState !== 1) return;
       try {
         await task();
       } catch (err) {
-        console.error("yoshimidi: local engine (refill)", err);
+        console.error("yoshimidi: local engine", err);
       }
     });
   }
