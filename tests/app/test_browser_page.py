@@ -140,8 +140,12 @@ def test_a_chord_typed_key_by_key_sounds_at_once_and_is_one_press(routed):
         outcome.append({"sound_ms": round(first_sound, 1), "answer_ms": round(first_answer, 1),
                         "last_key_ms": round(downs[-1] - downs[0], 1),
                         "server_ms": replies[0].get("server_ms") if replies else None})
-        if first_answer < downs[-1] - downs[0]:
-            assert first_sound < downs[-1] - downs[0], outcome
+        # the first note sounds before the last key is down wherever its answer came first: the page
+        # handles events in order, so an answer handled before the last key's own handler (its `sent`;
+        # its `down` is when the event was made, which a loaded machine hands over later) started its
+        # note before that handler ran
+        if times[0]["arrived"] < times[-1]["sent"]:
+            assert times[0]["started"] < times[-1]["sent"], (times, outcome)
         # each key at once: an add where it came within the join window of its press's first key, else a press
         assert [m["keys"] for m in out] == [[60], [64], [67]], out
         start = out[0]["t"]
