@@ -60,14 +60,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def few_midi_files(tmp_path_factory) -> list[str]:
     """Five real pieces (chorales, a quartet movement...) written as MIDI by music21."""
-    import music21
     from music21 import corpus
+
+    from tests.corpus_scores import parse_score
 
     out = tmp_path_factory.mktemp("few_midi")
     paths = []
     for work in FEW_WORKS:
         path = str(out / (work.replace("/", "_") + ".mid"))
-        music21.converter.parse(corpus.getWork(work)).write("midi", fp=path)
+        parse_score(corpus.getWork(work)).write("midi", fp=path)
         paths.append(path)
     return paths
 

@@ -51,15 +51,16 @@ def chorales(tmp_path_factory) -> list[NoteEvents]:
     else written as MIDI by music21 now (~3 s)."""
     paths = sorted(glob.glob(os.path.join(CORPUS_CACHE, "bach", "*.mid")))[:N_REAL]
     if len(paths) < N_REAL:
-        import music21
         from music21 import corpus
+
+        from tests.corpus_scores import parse_score
 
         out = tmp_path_factory.mktemp("chorales")
         scores = sorted(str(p) for p in corpus.getComposer("bach") if str(p).endswith(".mxl"))[:N_REAL]
         paths = []
         for score in scores:
             paths.append(str(out / (os.path.basename(score)[: -len(".mxl")] + ".mid")))
-            music21.converter.parse(score).write("midi", fp=paths[-1])
+            parse_score(score).write("midi", fp=paths[-1])
     return [read_midi(path).events for path in paths]
 
 

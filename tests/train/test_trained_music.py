@@ -22,8 +22,9 @@ FIDDLE_TUNES = ("ryansMammoth/BobbingForEelsJig.abc", "ryansMammoth/BlackberryBl
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import music21
     from music21 import corpus
+
+    from tests.corpus_scores import parse_score
 
     from yoshimidi_jax.data.prepare import PrepareOptions, prepare
     from yoshimidi_jax.data.sources.folder import list_midi_files
@@ -35,7 +36,7 @@ def trained(tmp_path_factory):
     for folder, works in (("bach", CHORALES), ("ryansMammoth", FIDDLE_TUNES)):
         os.makedirs(root / folder)
         for work in works:
-            data, reason, detail = score_to_midi(music21.converter.parse(corpus.getWork(work)))
+            data, reason, detail = score_to_midi(parse_score(corpus.getWork(work)))
             assert data is not None, (work, reason, detail)
             (root / folder / (os.path.basename(work).split(".")[0] + ".mid")).write_bytes(data)
     data_dir = str(root / "prepared")
