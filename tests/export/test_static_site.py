@@ -29,8 +29,11 @@ import pytest
 from tests.app.test_browser import Page, browser  # noqa: F401  (the module's Chromium; skips without playwright)
 from tests.conftest import REPO
 from tests.model.helpers import model_and_params, save_run, small_config
+from yoshimidi_jax.app.protocol import MAX_KEYS
 from yoshimidi_jax.export import MANIFEST_FILE, MODEL_FILE
 from yoshimidi_jax.export.site import ENGINE_FILE, SERVICE_WORKER_FILE
+from yoshimidi_jax.play.batch import JOB_TOKENS
+from yoshimidi_jax.play.press import MAX_NOTES
 
 CACHE = 48  # a small cache: the session below fills it several times (refills)
 TIMES = "window.yoshimidiSound.times"
@@ -106,6 +109,9 @@ def test_the_export_is_a_whole_site(site):
                  "static/vendor/soundfont/FluidR3Mono_GM_yoshimidi.sf3"):
         assert name in names, name
     assert json.load(open(os.path.join(site, ENGINE_FILE)))["engine"] == "local"
+    # the page's engine keeps the server's limits, read from the manifest (the library's constants)
+    assert json.load(open(os.path.join(site, MANIFEST_FILE)))["play"] == {
+        "max_keys": MAX_KEYS, "max_notes": MAX_NOTES, "job_tokens": JOB_TOKENS, "pitch_lo": 21, "pitch_hi": 108}
     index = open(os.path.join(site, "index.html")).read()
     assert '"/static/' not in index and '"static/app.js"' in index  # relative: any folder of any host
     sw = open(os.path.join(site, SERVICE_WORKER_FILE)).read()
@@ -127,12 +133,46 @@ def test_the_page_plays_with_only_a_static_file_server(page):
     y = page.y()
     assert y["engine"] == "local" and page.page.text_content("#engine") == "local model"
     assert y["hello"]["engine"] == "local" and y["connection"] == "open"
+    assert y["hello"]["limits"] == {"max_keys": MAX_KEYS, "max_notes_per_press": MAX_NOTES}
     before = page.y()
     notes = play(page, "a")
     assert len(notes) == 1 and notes[0]["key"] == 60 and 21 <= notes[0]["pitch"] <= 108
     page.wait("n => window.yoshimidi.drawnNotes >= n", 10, arg=before["drawnNotes"] + 1)  # on the roll
     times = page.page.evaluate(f"{TIMES}.since(0)")
     assert times and times[-1]["pitch"] == notes[0]["pitch"] and times[-1]["down"] is not None
+    assert page.y("errors") == [] and page.page_errors() == []
+
+
+def test_a_press_is_answered_before_its_last_note_is_stepped(page):
+    """The local engine answers a press as soon as its last NOTE_ON is
+    sampled and steps that token after the answer is out (it only shapes what
+    comes next): each press's steps before the answer are its forced tokens
+    and all but its last note; the first step after it is the last note."""
+    page.page.evaluate("""() => {
+      const s = window.yoshimidiLocal.current, m = s.model, step = m.step, handle = s.handle;
+      window.stepLog = [];
+      m.step = function (tok, sec) {  // the cache in use only (a refill ahead steps a fork)
+        const p = tok - s.vocab.noteOn;
+        if (this === m) window.stepLog.push(["step", p >= 0 && p < s.vocab.numPitches ? p : "other"]);
+        return step.call(this, tok, sec);
+      };
+      s.handle = async function (msg) {
+        const replies = await handle.call(this, msg);
+        window.stepLog.push([msg.type, ...replies.flatMap((r) => (r.notes || []).map((n) => n.pitch))]);
+        return replies;
+      };
+    }""")
+    try:
+        played = [play(page, k)[0]["pitch"] for k in "asdfgh"]
+        log = page.page.evaluate("window.stepLog")
+    finally:
+        page.page.evaluate("() => { const s = window.yoshimidiLocal.current; delete s.model.step; delete s.handle; }")
+    answers = [i for i, e in enumerate(log) if e[0] == "press"]
+    assert [log[i][1] for i in answers] == played, log
+    for i in answers:
+        assert log[i + 1] == ["step", log[i][1]], log[i - 4: i + 3]  # its NOTE_ON, stepped after the answer
+        press_steps = [e[1] for e in log[:i][::-1][:3] if e[0] == "step"]
+        assert log[i][1] not in press_steps, log[i - 4: i + 3]  # and not before it
     assert page.y("errors") == [] and page.page_errors() == []
 
 

@@ -323,6 +323,7 @@ def manifest_for(model: Transformer, model_cfg: dict, model_bytes: bytes, cache_
         "styles": {"names": list(model_styles(model.num_styles)), "none": NO_STYLE},
         "age_edges_s": list(age_edges(model.age_edges_scale)),
         "rules": rules_for(model),
+        "play": play_limits(),
         "check": check,
     }
 
@@ -344,6 +345,20 @@ def rules_for(model: Transformer) -> dict[str, Any]:
         "num_pitches": NUM_PITCHES,
         "since_press_start_s": float(np.asarray(init_track(1).since_press)[0]),
     }
+
+
+def play_limits() -> dict[str, int]:
+    """The instrument's limits the page's local engine (static/engine/session.js)
+    keeps as the server does, from the library's own constants: keys one press
+    may name, notes it plays, the most tokens one press may add to a cache
+    (the refill ahead keeps room for two), and the piano's range."""
+    from yoshimidi_jax.app.protocol import MAX_KEYS
+    from yoshimidi_jax.play.batch import JOB_TOKENS
+    from yoshimidi_jax.play.press import MAX_NOTES, PlaySettings
+
+    settings = PlaySettings()
+    return {"max_keys": MAX_KEYS, "max_notes": MAX_NOTES, "job_tokens": JOB_TOKENS,
+            "pitch_lo": settings.pitch_lo, "pitch_hi": settings.pitch_hi}
 
 
 def _version(name: str, module: Any) -> str:

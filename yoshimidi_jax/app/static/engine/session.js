@@ -11,6 +11,8 @@
 //     TIME(dt)  CONTROL  [NOTE_OFF of keys struck again]  [VELOCITY if its bin changes]   forced
 //     NOTE_ON x keys, low to high, each sampled under the loose or strict mask         (make_press_row)
 //
+// (the last NOTE_ON is stepped after the answer is out: LocalSession.feedUnfed)
+//
 // a key joining the open press ("add"): [VELOCITY] NOTE_ON; a release:
 // TIME NOTE_OFF... When the cache fills, its recent half is stepped into a
 // fresh cache from where its first kept token stands (sample/sampler.py
@@ -26,11 +28,9 @@ import { Track } from "./track.js";
 
 export const ENGINE_FILE = "engine.json";
 const PROTOCOL_VERSION = 1;
-const MAX_KEYS = 10;
-const MAX_NOTES = 5; // notes one press can ask for (play/press.py MAX_NOTES)
-const JOB_TOKENS = 38; // the most tokens one press may add (play/batch.py JOB_TOKENS)
+// the instrument's limits (keys a press may name, notes it plays, the most tokens one
+// press may add, the piano's range) come from the manifest's "play" (export/step.py play_limits)
 const SHORT_NOTE_S = 0.25; // a note still held when a recording stops lasts at least this long
-const PITCH_LO = 21, PITCH_HI = 108; // the piano's range (PlaySettings)
 
 /** Reads `base`engine.json; {"engine": "local"} -> a LocalEngine (its model
  * loads in the background), anything else or no file -> null (the server plays).
@@ -131,7 +131,9 @@ export class LocalSocket {
         if (!(err instanceof FieldError)) console.error("yoshimidi: local engine", err);
         this.emit({ type: "error", field: e.field, error: e.message, id: e.id ?? null });
       }
-      // answered: a cache that the next presses might overflow begins its refill now, between presses
+      // answered: the press's last NOTE_ON is stepped now, and a cache that the next presses
+      // might overflow begins its refill, between presses
+      await this.session.feedUnfed();
       this.session.refillAhead((task) => this.enqueue(task));
     });
   }
@@ -174,9 +176,9 @@ function number(msg, field, lo, hi, integer = false) {
   return v;
 }
 
-function keysOf(msg) {
-  if (!Array.isArray(msg.keys) || msg.keys.length < 1 || msg.keys.length > MAX_KEYS) {
-    throw new FieldError("keys", `expected 1 to ${MAX_KEYS} keys`, msg.id);
+function keysOf(msg, maxKeys) {
+  if (!Array.isArray(msg.keys) || msg.keys.length < 1 || msg.keys.length > maxKeys) {
+    throw new FieldError("keys", `expected 1 to ${maxKeys} keys`, msg.id);
   }
   for (const k of msg.keys) {
     if (!Number.isInteger(k) || k < 0 || k > 127) throw new FieldError("keys", `${k} is not a MIDI note 0..127`, msg.id);
@@ -192,10 +194,12 @@ export class LocalSession {
     this.vocab = model.vocab;
     this.manifest = model.manifest;
     this.sampler = new Sampler(model.manifest);
+    this.limits = model.manifest.play; // max_keys, max_notes, job_tokens, pitch_lo, pitch_hi
     this.id = id;
     this.settings = { temperature: 1.0, top_p: 0.95, strict: false };
-    this.loose = constraints({ pitchLo: PITCH_LO, pitchHi: PITCH_HI, allowControls: false, allowEos: false });
-    this.tight = constraints({ pitchLo: PITCH_LO, pitchHi: PITCH_HI, allowControls: false, allowEos: false,
+    const range = { pitchLo: this.limits.pitch_lo, pitchHi: this.limits.pitch_hi };
+    this.loose = constraints({ ...range, allowControls: false, allowEos: false });
+    this.tight = constraints({ ...range, allowControls: false, allowEos: false,
                                strict: true });
     this.presses = 0;
     this.recording = null;
@@ -203,6 +207,7 @@ export class LocalSession {
     this.lastSeenMs = 0;
     this.random = Math.random; // uniform draws in [0, 1) (tests may replace it)
     this.fresh = true; // no context yet: the first message starts it
+    this.unfed = null;
     this.styleName = "any";
   }
 
@@ -212,7 +217,7 @@ export class LocalSession {
       type: "hello", protocol: PROTOCOL_VERSION, session: this.id, engine: "local",
       model: { name: "local model", step: this.manifest.run_step, bytes: this.manifest.model_bytes },
       settings: { ...this.settings }, styles: names, style: this.styleName,
-      limits: { max_keys: MAX_KEYS, max_notes_per_press: MAX_NOTES },
+      limits: { max_keys: this.limits.max_keys, max_notes_per_press: this.limits.max_notes },
     };
   }
 
@@ -230,7 +235,18 @@ export class LocalSession {
     this.lastFedMs = null;
     this.owner = new Map(); // held key -> the pitch it sounds
     this.fresh = false;
+    this.unfed = null; // a press's last NOTE_ON, answered but not yet stepped (feedUnfed)
     await this.feed([this.vocab.specials.BOS], [0]);
+  }
+
+  /** A press's last NOTE_ON is sampled and answered before it is stepped:
+   * nothing in the press needs what comes after it, so its step waits until
+   * the answer is out (LocalSocket.send) or the next message comes. */
+  async feedUnfed() {
+    if (this.unfed === null) return;
+    const token = this.unfed;
+    this.unfed = null;
+    await this.feed([token], [0]);
   }
 
   async feed(ids, times) {
@@ -254,7 +270,7 @@ export class LocalSession {
   refillAhead(enqueue) {
     const m = this.model, keep = Math.floor(m.cacheLength / 2);
     if (this.fresh || this.refill || this.ids.length <= keep ||
-        this.ids.length + 2 * JOB_TOKENS <= m.cacheLength) return;
+        this.ids.length + 2 * this.limits.job_tokens <= m.cacheLength) return;
     const base = this.ids.length - keep; // where the kept tokens start in this.ids
     const refill = { base, fed: 0, cache: m.fork() };
     refill.cache.track = windowStart(this.ids.slice(base), this.times.slice(base), m.track, this.vocab);
@@ -323,17 +339,18 @@ export class LocalSession {
     const v = this.vocab, s = this.settings, out = [];
     for (let i = 0; i < numKeys; i++) {
       const track = this.model.track;
-      const highest = PITCH_HI - (numKeys - 1 - i); // room above for the keys still to come
+      const highest = this.limits.pitch_hi - (numKeys - 1 - i); // room above for the keys still to come
       const grammar = noteOnsOnly(allowedTokens(track, this.loose, v), v, highest);
       let mask = s.strict ? noteOnsOnly(allowedTokens(track, this.tight, v), v, highest) : grammar;
       if (!anyAllowed(mask)) mask = grammar;
       if (!anyAllowed(mask)) { // last resort (the pitches above are sounding): strike one again
         mask = new Uint8Array(v.size);
-        for (let p = Math.max(track.lastOn + 1, PITCH_LO); p <= highest; p++) mask[v.noteOn + p] = 1;
+        for (let p = Math.max(track.lastOn + 1, this.limits.pitch_lo); p <= highest; p++) mask[v.noteOn + p] = 1;
       }
       const tok = this.sampler.sampleToken(this.logits, mask, { temperature: s.temperature, topP: s.top_p,
                                                                  topK: 0, perFamily: false }, this.random());
-      await this.feed([tok], [0]);
+      if (i === numKeys - 1) this.unfed = tok; // stepped once the answer is out (feedUnfed)
+      else await this.feed([tok], [0]);
       out.push(tok - v.noteOn);
     }
     return out;
@@ -364,7 +381,7 @@ export class LocalSession {
   /** Player.press: TIME CONTROL [NOTE_OFF...] [VELOCITY], then the NOTE_ONs. */
   async playPress(keys, velocity, tMs, grows, ending) {
     const v = this.vocab;
-    const numKeys = Math.min(keys.length, MAX_NOTES);
+    const numKeys = Math.min(keys.length, this.limits.max_notes);
     const control = this.controlOf(this.intervalOf(keys), numKeys, velocity, grows);
     const dt = this.lastFedMs === null ? 0 : (tMs - this.lastFedMs) / 1000;
     const bin = this.velocityBin(velocity);
@@ -391,9 +408,9 @@ export class LocalSession {
   /** Player.join: [VELOCITY] NOTE_ON... in the open press; a new press where none can take them. */
   async playAdd(keys, velocity, tMs, ending) {
     const v = this.vocab;
-    const numKeys = Math.min(keys.length, MAX_NOTES);
+    const numKeys = Math.min(keys.length, this.limits.max_notes);
     // a key struck again must end first (no NOTE_OFF inside a press): then it is a press of its own
-    const canJoin = this.openPress.length > 0 && Math.max(...this.openPress) + numKeys <= PITCH_HI &&
+    const canJoin = this.openPress.length > 0 && Math.max(...this.openPress) + numKeys <= this.limits.pitch_hi &&
       !ending.some((p) => this.sounding.has(p));
     if (!canJoin) return this.playPress(keys, velocity, tMs, true, ending);
     const bin = this.velocityBin(velocity);
@@ -423,10 +440,11 @@ export class LocalSession {
   async handle(msg) {
     if (!msg || typeof msg !== "object") throw new FieldError(null, "not a JSON object");
     if (this.fresh) await this.newContext();
+    await this.feedUnfed();
     switch (msg.type) {
       case "press":
       case "add": {
-        const keys = keysOf(msg);
+        const keys = keysOf(msg, this.limits.max_keys);
         const velocity = number(msg, "velocity", 1, 127, true);
         const t = this.checkTime(msg);
         const started = performance.now();
@@ -452,7 +470,7 @@ export class LocalSession {
                   joined: notes.joined, engine: "local" }];
       }
       case "release": {
-        const keys = keysOf(msg);
+        const keys = keysOf(msg, this.limits.max_keys);
         const t = this.checkTime(msg);
         const pitches = keys.filter((k) => this.owner.has(k)).map((k) => {
           const p = this.owner.get(k);
