@@ -35,6 +35,8 @@ flags.DEFINE_float("max_weight_mb", 50.0, "refuse a model of more float32 weight
 flags.DEFINE_integer("check_steps", 64, "steps of onnxruntime against JAX before writing (0: none)")
 flags.DEFINE_bool("page", True, "also write the page (index.html, static/, engine.json, sw.js): a static site that "
                   "plays the model with no server and offline (python -m http.server --directory OUT)")
+flags.DEFINE_integer("tokens_per_call", 4, "tokens one call of the exported graph takes (a press's forced "
+                     "tokens go in one call; a call of fewer pads the rest)")
 flags.DEFINE_integer("bench_steps", 0, "also time onnxruntime's step over this many steps, one thread (0: no)")
 
 
@@ -48,11 +50,12 @@ def main(argv: list[str]) -> None:
 
     try:
         manifest = export_run(FLAGS.workdir, FLAGS.out, FLAGS.cache_len or None, int(FLAGS.max_weight_mb * 1e6),
-                              FLAGS.check_steps, page=FLAGS.page)
+                              FLAGS.check_steps, page=FLAGS.page, tokens_per_call=FLAGS.tokens_per_call)
     except ExportError as e:
         raise SystemExit(f"export refused: {e}") from None
     summary = {"out": FLAGS.out, "model_bytes": manifest["model_bytes"], "run_step": manifest["run_step"],
-               "cache_len": manifest["cache"]["length"], "check": manifest["check"]}
+               "cache_len": manifest["cache"]["length"], "tokens_per_call": manifest["tokens_per_call"],
+               "check": manifest["check"]}
     if FLAGS.bench_steps:
         from yoshimidi_jax.restore import restore
 

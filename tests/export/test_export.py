@@ -21,13 +21,16 @@ from configs.common import base_config
 from tests.conftest import REPO
 from tests.model.helpers import model_and_params, save_run, small_config
 from yoshimidi_jax.export import MANIFEST_FILE, MODEL_FILE, ExportError, export_run, weight_bytes, write_site
+from yoshimidi_jax.export.step import TOKENS_PER_CALL
 from yoshimidi_jax.midi import read_midi
 from yoshimidi_jax.model import init_cache
 from yoshimidi_jax.sample.tracker import advance, init_track
-from yoshimidi_jax.tokens import TIME, Vocab, encode
+from yoshimidi_jax.tokens import PAD, TIME, Vocab, encode
 from yoshimidi_jax.tokens import controls as ctl
 
-STEPS = 1024  # tokens of a real piece fed one at a time to both
+STEPS = 1024  # tokens of a real piece fed to both: one at a time to JAX, 1..K a call to onnxruntime
+K = TOKENS_PER_CALL
+CACHE = STEPS + K - 1  # a call writes K entries: the cache holds CACHE - K + 1 == STEPS tokens
 STEP = 7  # the checkpoint's step
 STYLE = 1  # classical (the piece is Mozart's)
 VOCAB = Vocab()
@@ -70,7 +73,7 @@ def exported(run):
     """The run exported by the command line, with a cache that holds all STEPS."""
     workdir, _, _ = run
     out = os.path.join(os.path.dirname(workdir), "site")
-    res = _export_cli(workdir, out, f"--cache_len={STEPS}", "--check_steps=16", "--nopage")  # the model alone
+    res = _export_cli(workdir, out, f"--cache_len={CACHE}", "--check_steps=16", "--nopage")  # the model alone
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     with open(os.path.join(out, MANIFEST_FILE)) as f:
@@ -93,36 +96,48 @@ def test_onnxruntime_step_matches_jax_decode_over_a_real_piece(run, exported, pi
     assert VOCAB.is_control(ids).sum() > 100 and (ids == TIME).sum() > 100 and VOCAB.is_note_off(ids).sum() > 100
     session = ort.InferenceSession(os.path.join(out, MODEL_FILE), providers=["CPUExecutionProvider"])
     names = [i["name"] for i in manifest["inputs"]]
-    assert [i.name for i in session.get_inputs()] == names
+    assert [i.name for i in session.get_inputs()] == names and manifest["tokens_per_call"] == K
     decode = jax.jit(lambda tok, t, cache, index, start: model.apply(
         {"params": params}, tok, t, cache, index, start, jnp.full((1,), STYLE, jnp.int32), method=model.decode))
     step_track = jax.jit(advance)
     cache = init_cache(model.num_layers, 1, STEPS, model.num_heads, model.d_model // model.num_heads)
-    ort_cache = [np.zeros(c["k"].shape, np.float32) for c in cache for _ in "kv"]
     track = init_track(1)
-    diffs, time_diffs, same_argmax, chords = [], [], [], 0
+    wants, want_times, starts, chords = [], [], [], 0
     for i, (tok, t) in enumerate(zip(ids.tolist(), times.tolist())):
         start = track.position_start  # where the tokens before this one stand, as the page's Track keeps it
         want, want_time, cache = decode(jnp.asarray([[tok]], jnp.int32), jnp.asarray([[t]], jnp.float32), cache,
                                         jnp.int32(i), start)
-        feeds = [np.asarray([[tok]], np.int32), np.asarray([[t]], np.float32), np.asarray(i, np.int32),
-                 *(np.asarray(x) for x in start), np.asarray([STYLE], np.int32), *ort_cache]
-        got, got_time, *ort_cache = session.run(None, dict(zip(names, feeds)))
-        want, want_time = np.asarray(want)[0, 0], np.asarray(want_time)[0, 0]
-        diffs.append(np.abs(got[0, 0] - want).max())
-        time_diffs.append(np.abs(got_time[0, 0] - want_time).max())
-        same_argmax.append(got[0, 0].argmax() == want.argmax())
+        wants.append(np.asarray(want)[0, 0])
+        want_times.append(np.asarray(want_time)[0, 0])
+        starts.append(start)
         chords += int(np.asarray(start.press_len)[0] >= 2)
         track = step_track(track, jnp.asarray([tok], jnp.int32), jnp.asarray([t], jnp.float32))
-    diffs, time_diffs = np.asarray(diffs), np.asarray(time_diffs)
+    # onnxruntime: calls of 1, 2, .. K tokens in turn from where the call's first token stands, PAD after them
+    ort_cache = [np.zeros((1, model.num_heads, CACHE, model.d_model // model.num_heads), np.float32)
+                 for _ in range(2 * model.num_layers)]
+    gots, got_times, i, n = [], [], 0, 0
+    while i < STEPS:
+        n = n % K + 1
+        m = min(n, STEPS - i)
+        tok, t = np.full((1, K), PAD, np.int32), np.zeros((1, K), np.float32)
+        tok[0, :m], t[0, :m] = ids[i: i + m], times[i: i + m]
+        feeds = [tok, t, np.asarray(i, np.int32), *(np.asarray(x) for x in starts[i]), np.asarray([STYLE], np.int32),
+                 *ort_cache]
+        got, got_time, *ort_cache = session.run(None, dict(zip(names, feeds)))
+        gots.extend(got[0, :m])
+        got_times.extend(got_time[0, :m])
+        i += m
+    got, got_time, want, want_time = (np.stack(x) for x in (gots, got_times, wants, want_times))
+    diffs, time_diffs = np.abs(got - want).max(-1), np.abs(got_time - want_time).max(-1)
+    same_argmax = got.argmax(-1) == want.argmax(-1)
     print(f"{len(ids)} steps: max |logit diff| {diffs.max():.2e}, max |time logit diff| {time_diffs.max():.2e}")
     assert diffs.max() < 1e-4, (diffs.max(), int(diffs.argmax()))
     assert time_diffs.max() < 1e-4, (time_diffs.max(), int(time_diffs.argmax()))
     assert all(same_argmax), [i for i, s in enumerate(same_argmax) if not s]
     assert chords > 20  # the piece played chords: the press context was exercised
-    # the caches the two hold after the piece agree too
+    # the caches the two hold after the piece agree too (the entries past the last token are PAD's)
     for got_kv, want_kv in zip(ort_cache, [layer[kv] for layer in cache for kv in ("k", "v")]):
-        np.testing.assert_allclose(got_kv, np.asarray(want_kv), atol=1e-4)
+        np.testing.assert_allclose(got_kv[:, :, :STEPS], np.asarray(want_kv), atol=1e-4)
 
 
 def test_manifest_describes_the_graph_and_the_tables(run, exported):
@@ -132,13 +147,14 @@ def test_manifest_describes_the_graph_and_the_tables(run, exported):
     data = open(os.path.join(out, MODEL_FILE), "rb").read()
     assert manifest["model_bytes"] == len(data) == summary["model_bytes"]
     assert len(data) < 1.2 * weight_bytes(model) + 200_000  # the weights, and little else
-    assert manifest["run_step"] == STEP and manifest["format_version"] == 1
+    assert manifest["run_step"] == STEP and manifest["format_version"] == 2
     assert manifest["check"]["steps"] == 16 and manifest["check"]["argmax_differs"] == 0
-    assert manifest["cache"]["shape"] == [1, model.num_heads, STEPS, model.d_model // model.num_heads]
+    assert manifest["cache"]["shape"] == [1, model.num_heads, CACHE, model.d_model // model.num_heads]
+    assert manifest["cache"]["capacity"] == STEPS and manifest["tokens_per_call"] == K
     assert manifest["model_config"]["d_model"] == model.d_model and manifest["compute_dtype"] == "float32"
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     assert [o.name for o in session.get_outputs()] == [o["name"] for o in manifest["outputs"]]
-    assert manifest["outputs"][0]["shape"] == [1, 1, VOCAB.size]
+    assert manifest["outputs"][0]["shape"] == [1, K, VOCAB.size]
     assert manifest["cache"]["inputs"] == [i["name"] for i in manifest["inputs"]][-2 * model.num_layers:]
     v = manifest["vocab"]
     assert v["size"] == VOCAB.size and v["version"] == VOCAB.version

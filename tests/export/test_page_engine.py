@@ -399,6 +399,46 @@ def test_the_page_replays_a_recorded_session_as_the_library_played_it(page, serv
     assert sum(1 for s in sampled if s["token"] == TIME) > 3
 
 
+REPLAY_IN_CALLS = """async () => {
+    const { loadModel } = await import("/static/engine/model.js");
+    const session = await (await fetch("/session.json")).json();
+    const model = await loadModel("/site/", { threads: 1, style: session.style });
+    const steps = session.steps, k = model.tokensPerCall, out = { logitDiff: [], timeLogitDiff: [], calls: [] };
+    for (let i = 0, n = 0; i < steps.length; i += n) {
+        n = Math.min(out.calls.length % k + 1, steps.length - i);  // calls of 1, 2, .. k tokens in turn
+        const part = steps.slice(i, i + n);
+        const { logits, timeLogits } = await model.run(part.map((s) => s.token), part.map((s) => s.time));
+        const want = part[n - 1];  // the library's logits after the call's last token
+        let d = 0, dt = 0;
+        for (let j = 0; j < logits.length; j++) d = Math.max(d, Math.abs(logits[j] - want.logits[j]));
+        for (let j = 0; j < timeLogits.length; j++) dt = Math.max(dt, Math.abs(timeLogits[j] - want.time_logits[j]));
+        out.logitDiff.push(d);
+        out.timeLogitDiff.push(dt);
+        out.calls.push(n);
+    }
+    out.track = model.track.toJSON();
+    out.tokensPerCall = k;
+    return out;
+}"""
+
+
+def test_the_page_feeds_several_tokens_a_call_as_the_library_steps_them(page, served):
+    """model.run: calls of 1..tokens_per_call tokens (PAD after them) give,
+    after each call's last token, the logits the library's one-token decode
+    gave there, and the same Track at the end."""
+    p, errors = page
+    _, _, session = served
+    steps = session["steps"]
+    got = p.evaluate(REPLAY_IN_CALLS)
+    assert errors == []
+    assert got["tokensPerCall"] == 4 and set(got["calls"]) == {1, 2, 3, 4} and sum(got["calls"]) == len(steps)
+    diffs, time_diffs = np.asarray(got["logitDiff"]), np.asarray(got["timeLogitDiff"])
+    print(f"\n{len(steps)} tokens in {len(got['calls'])} calls: max |logit diff| {diffs.max():.2e}")
+    assert diffs.max() < 1e-4, (diffs.max(), int(diffs.argmax()))
+    assert time_diffs.max() < 1e-4, (time_diffs.max(), int(time_diffs.argmax()))
+    assert got["track"] == steps[-1]["track"]
+
+
 CASES_JS = """async (cases) => {
     const { Sampler } = await import("/static/engine/sample.js");
     const manifest = await (await fetch("/site/manifest.json")).json();
@@ -450,7 +490,7 @@ BENCH_JS = """async ([base, ids, times, warmup]) => {
     const model = await loadModel(base, { threads: 1 });
     const ms = [];
     for (let i = 0; i < ids.length; i++) {
-        if (model.index === model.cacheLength) model.reset();
+        if (model.index === model.capacity) model.reset();
         const t0 = performance.now();
         await model.step(ids[i], times[i]);
         if (i >= warmup) ms.push(performance.now() - t0);

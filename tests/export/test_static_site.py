@@ -149,12 +149,14 @@ def test_a_press_is_answered_before_its_last_note_is_stepped(page):
     comes next): each press's steps before the answer are its forced tokens
     and all but its last note; the first step after it is the last note."""
     page.page.evaluate("""() => {
-      const s = window.yoshimidiLocal.current, m = s.model, step = m.step, handle = s.handle;
+      const s = window.yoshimidiLocal.current, m = s.model, run = m.run, handle = s.handle;
       window.stepLog = [];
-      m.step = function (tok, sec) {  // the cache in use only (a refill ahead steps a fork)
-        const p = tok - s.vocab.noteOn;
-        if (this === m) window.stepLog.push(["step", p >= 0 && p < s.vocab.numPitches ? p : "other"]);
-        return step.call(this, tok, sec);
+      m.run = function (tokens, seconds) {  // the cache in use only (a refill ahead steps a fork)
+        for (const tok of tokens) {
+          const p = tok - s.vocab.noteOn;
+          if (this === m) window.stepLog.push(["step", p >= 0 && p < s.vocab.numPitches ? p : "other"]);
+        }
+        return run.call(this, tokens, seconds);
       };
       s.handle = async function (msg) {
         const replies = await handle.call(this, msg);
@@ -166,7 +168,7 @@ def test_a_press_is_answered_before_its_last_note_is_stepped(page):
         played = [play(page, k)[0]["pitch"] for k in "asdfgh"]
         log = page.page.evaluate("window.stepLog")
     finally:
-        page.page.evaluate("() => { const s = window.yoshimidiLocal.current; delete s.model.step; delete s.handle; }")
+        page.page.evaluate("() => { const s = window.yoshimidiLocal.current; delete s.model.run; delete s.handle; }")
     answers = [i for i, e in enumerate(log) if e[0] == "press"]
     assert [log[i][1] for i in answers] == played, log
     for i in answers:

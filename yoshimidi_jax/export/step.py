@@ -1,16 +1,23 @@
 """The model's single decode step, with its KV cache, as an ONNX graph.
 
-One call of the graph is one call of Transformer.decode on one token of one
-session (B = 1, L = 1), from where the tokens before it stand (the Track's
-PositionContext, sample/tracker.py) and the style asked:
+One call of the graph is one call of Transformer.decode on up to K tokens of
+one session (B = 1, L = K = tokens_per_call, TOKENS_PER_CALL by default),
+from where the tokens before them stand (the Track's PositionContext,
+sample/tracker.py) and the style asked; a call of n < K tokens pads the rest
+with PAD, whose keys/values land past the n real ones and are overwritten
+by the next call's (a press's forced tokens, TIME CONTROL [NOTE_OFF...]
+[VELOCITY], go in one call, as the server's press row feeds them at once):
 
-    inputs   token [1, 1] int32, time [1, 1] float32 (seconds, at TIME),
-             index [] int32 (the token's sequence index == cache entries filled),
+    inputs   token [1, K] int32, time [1, K] float32 (seconds, at TIME),
+             index [] int32 (the first token's sequence index == cache entries filled),
              control, press_len, ref, vel_bin [1] int32, sounding [1, 128] bool,
              age [1, 128] float32 (Track.position_start), style [1] int32 (-1: none),
              cache_k_0, cache_v_0, ... [1, H, T, K] float32 (one pair per layer)
-    outputs  logits [1, 1, V], time_logits [1, 1, S],
-             new_k_0, new_v_0, ... (the cache with the token's keys/values at `index`)
+    outputs  logits [1, K, V], time_logits [1, K, S] (row n - 1: after the last real token),
+             new_k_0, new_v_0, ... (the cache with the tokens' keys/values from `index`)
+
+A call writes K entries from `index`, so a cache of T entries holds T - K + 1
+tokens (`capacity`).
 
 The graph computes in float32 whatever the run's compute dtype (a browser's
 WASM backend has no bfloat16 matmul); the params are baked in as constants.
@@ -53,11 +60,13 @@ from yoshimidi_jax.tokens.vocab import NUM_CONTROLS, NUM_PITCHES, Family
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "yoshimidi-decode-step"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: K tokens a call (tokens_per_call); 1: one
 # what a page can fetch and hold as one model: the float32 weights, in bytes
 MAX_WEIGHT_BYTES = 50_000_000
 # ONNX opset of the graph: 21 runs on onnxruntime >= 1.16 (and onnxruntime-web of the same releases)
 OPSET = 21
+# tokens one call of the graph takes: in WASM (onnxruntime-web, 1 thread) a call of 4 costs ~1.2 x a call of 1
+TOKENS_PER_CALL = 4
 CONTEXT_INPUTS = ("control", "press_len", "ref", "vel_bin", "sounding", "age")
 CONTEXT_DTYPES = (np.int32, np.int32, np.int32, np.int32, np.bool_, np.float32)
 
@@ -72,8 +81,10 @@ def weight_bytes(model: Transformer) -> int:
     return int(sum(np.prod(x.shape) * 4 for x in jax.tree.leaves(shapes)))
 
 
-def check_exportable(model: Transformer, cache_len: int, max_weight_bytes: int = MAX_WEIGHT_BYTES) -> None:
-    """Raises ExportError naming why the browser cannot run `model` with a cache of cache_len."""
+def check_exportable(model: Transformer, cache_len: int, max_weight_bytes: int = MAX_WEIGHT_BYTES,
+                     tokens_per_call: int = TOKENS_PER_CALL) -> None:
+    """Raises ExportError naming why the browser cannot run `model` with a
+    cache of cache_len, tokens_per_call tokens a call."""
     if model.time_shifts > 0:
         raise ExportError(
             f"a TIME_SHIFT model (model.time_shifts={model.time_shifts}): the page's engine writes time as "
@@ -83,18 +94,23 @@ def check_exportable(model: Transformer, cache_len: int, max_weight_bytes: int =
         raise ExportError(
             f"the model is too big for the browser: {n / 1e6:.1f} MB of float32 weights, over the "
             f"{max_weight_bytes / 1e6:g} MB limit (--max_weight_mb); play this run with experiments.serve")
-    if cache_len < 1:
-        raise ExportError(f"cache_len={cache_len}: at least 1")
+    if tokens_per_call < 1:
+        raise ExportError(f"tokens_per_call={tokens_per_call}: at least 1")
+    if cache_len < 2 * tokens_per_call:
+        raise ExportError(f"cache_len={cache_len}: at least twice tokens_per_call ({tokens_per_call}), "
+                          "a call writes that many entries")
     if model.positional == "learned" and cache_len > model.max_len:
         raise ExportError(f"cache_len={cache_len} is over the learned position table's {model.max_len} "
                           "(model.max_len)")
 
 
-def step_inputs(model: Transformer, cache_len: int) -> list[tuple[str, jax.ShapeDtypeStruct]]:
+def step_inputs(model: Transformer, cache_len: int,
+                tokens_per_call: int = TOKENS_PER_CALL) -> list[tuple[str, jax.ShapeDtypeStruct]]:
     """The graph's inputs, in order: (name, shape and dtype)."""
     head_dim = model.d_model // model.num_heads
     s = jax.ShapeDtypeStruct
-    out = [("token", s((1, 1), jnp.int32)), ("time", s((1, 1), jnp.float32)), ("index", s((), jnp.int32)),
+    k = tokens_per_call
+    out = [("token", s((1, k), jnp.int32)), ("time", s((1, k), jnp.float32)), ("index", s((), jnp.int32)),
            ("control", s((1,), jnp.int32)), ("press_len", s((1,), jnp.int32)), ("ref", s((1,), jnp.int32)),
            ("vel_bin", s((1,), jnp.int32)), ("sounding", s((1, NUM_PITCHES), jnp.bool_)),
            ("age", s((1, NUM_PITCHES), jnp.float32)), ("style", s((1,), jnp.int32))]
@@ -127,7 +143,7 @@ def step_function(model: Transformer, params: Any) -> Callable[..., tuple[jax.Ar
     return step
 
 
-def export_step(model: Transformer, params: Any, cache_len: int) -> bytes:
+def export_step(model: Transformer, params: Any, cache_len: int, tokens_per_call: int = TOKENS_PER_CALL) -> bytes:
     """The decode step as a serialised ONNX model (jax2onnx)."""
     import logging
 
@@ -136,7 +152,7 @@ def export_step(model: Transformer, params: Any, cache_len: int) -> bytes:
     logging.getLogger("jax2onnx.plugins.plugin_system").setLevel(logging.ERROR)
     from jax2onnx import to_onnx
 
-    specs = step_inputs(model, cache_len)
+    specs = step_inputs(model, cache_len, tokens_per_call)
     proto = to_onnx(step_function(model, params), [s for _, s in specs], model_name="yoshimidi_decode_step",
                     opset=OPSET, input_names=[n for n, _ in specs], output_names=step_outputs(model))
     return proto.SerializeToString()
@@ -144,8 +160,10 @@ def export_step(model: Transformer, params: Any, cache_len: int) -> bytes:
 
 class OnnxStep:
     """The exported step in onnxruntime, one session's state beside it (CPU,
-    `threads` intra-op threads): `step(token, time)` feeds one token from
-    where the Track stands and returns (logits [V], time_logits [S])."""
+    `threads` intra-op threads): `feed(tokens, times)` feeds up to
+    tokens_per_call tokens in one call from where the Track stands and
+    returns (logits [V], time_logits [S]) after the last; `step(token, time)`
+    feeds one."""
 
     def __init__(self, model_bytes: bytes | str, model: Transformer, cache_len: int, threads: int = 1,
                  style: int = NO_STYLE):
@@ -158,8 +176,11 @@ class OnnxStep:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         self.vocab = model.vocab
-        self.names = [n for n, _ in step_inputs(model, cache_len)]
-        self.cache = [np.zeros(s.shape, np.float32) for n, s in step_inputs(model, cache_len) if n.startswith("cache")]
+        self.tokens_per_call = int(self.session.get_inputs()[0].shape[1])
+        self.capacity = cache_len - self.tokens_per_call + 1  # a call writes tokens_per_call entries
+        specs = step_inputs(model, cache_len, self.tokens_per_call)
+        self.names = [n for n, _ in specs]
+        self.cache = [np.zeros(s.shape, np.float32) for n, s in specs if n.startswith("cache")]
         self.style = np.asarray([style], np.int32)
         self.reset()
         vocab = self.vocab
@@ -171,41 +192,54 @@ class OnnxStep:
         self.index = 0
         self.track: Track = init_track(1)
 
-    def feeds(self, token: int, t: float) -> dict[str, np.ndarray]:
-        """The graph's inputs for one token from where the Track stands."""
+    def feeds(self, tokens: list[int], times: list[float]) -> dict[str, np.ndarray]:
+        """The graph's inputs for 1..tokens_per_call tokens from where the Track stands (PAD after them)."""
+        n, k = len(tokens), self.tokens_per_call
+        if not 1 <= n <= k or len(times) != n:
+            raise ValueError(f"{n} tokens ({len(times)} times): a call takes 1 to {k}, a time each")
+        if self.index + n > self.capacity:
+            raise ValueError(f"the cache is full: {self.index} + {n} tokens over its capacity {self.capacity}")
+        ids, ts = np.full((1, k), PAD, np.int32), np.zeros((1, k), np.float32)
+        ids[0, :n], ts[0, :n] = tokens, times
         start = [np.asarray(x, d) for x, d in zip(self.track.position_start, CONTEXT_DTYPES)]
-        values = [np.asarray([[token]], np.int32), np.asarray([[t]], np.float32), np.asarray(self.index, np.int32),
-                  *start, self.style, *self.cache]
+        values = [ids, ts, np.asarray(self.index, np.int32), *start, self.style, *self.cache]
         return dict(zip(self.names, values))
 
-    def take(self, out: list[np.ndarray], token: int, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """The graph's outputs for `token` -> (logits [V], time logits [S]); the cache and Track move on."""
+    def take(self, out: list[np.ndarray], tokens: list[int], times: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        """The graph's outputs for `tokens` -> (logits [n, V], time logits [n, S]) after each;
+        the cache, the index and the Track move on."""
         self.cache = out[2:]
-        self.index += 1
-        self.track = self.advance(self.track, jnp.asarray([token], jnp.int32), jnp.asarray([t], jnp.float32))
-        return out[0][0, 0], out[1][0, 0]
+        self.index += len(tokens)
+        for token, t in zip(tokens, times):
+            self.track = self.advance(self.track, jnp.asarray([token], jnp.int32), jnp.asarray([t], jnp.float32))
+        return out[0][0, : len(tokens)], out[1][0, : len(tokens)]
+
+    def feed(self, tokens: list[int], times: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        """-> (logits [V], time logits [S]) after the last of `tokens`."""
+        logits, time_logits = self.take(self.session.run(None, self.feeds(tokens, times)), tokens, times)
+        return logits[-1], time_logits[-1]
 
     def step(self, token: int, t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        return self.take(self.session.run(None, self.feeds(token, t)), token, t)
+        return self.feed([token], [t])
 
 
 def step_latency(model_bytes: bytes, model: Transformer, cache_len: int, steps: int, threads: int = 1,
                  warmup: int = 20) -> dict[str, float]:
-    """onnxruntime's time per step (session.run alone, CPU, `threads` threads)
-    over `steps` steps of check_tokens, p50/p99 in ms; a session whose cache
-    is full starts afresh."""
+    """onnxruntime's time per call of one token (session.run alone, CPU,
+    `threads` threads) over `steps` steps of check_tokens, p50/p99 in ms; a
+    session whose cache is full starts afresh."""
     onnx_step = OnnxStep(model_bytes, model, cache_len, threads)
     ids, times = check_tokens(model.vocab, steps + warmup)
     durations = []
     for i, (tok, t) in enumerate(zip(ids.tolist(), times.tolist())):
-        if onnx_step.index == cache_len:
+        if onnx_step.index == onnx_step.capacity:
             onnx_step.reset()
-        feeds = onnx_step.feeds(tok, t)
+        feeds = onnx_step.feeds([tok], [t])
         t0 = time.perf_counter()
         out = onnx_step.session.run(None, feeds)
         if i >= warmup:
             durations.append(time.perf_counter() - t0)
-        onnx_step.take(out, tok, t)
+        onnx_step.take(out, [tok], [t])
     ms = np.asarray(durations) * 1e3
     return {"steps": steps, "threads": threads, "p50_ms": float(np.percentile(ms, 50)),
             "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
@@ -238,28 +272,37 @@ def jax_step(model: Transformer, params: Any) -> Callable:
 
 def compare_with_jax(model: Transformer, params: Any, model_bytes: bytes, cache_len: int, ids: np.ndarray,
                      times: np.ndarray, style: int = NO_STYLE) -> dict[str, Any]:
-    """Feeds the same tokens to the ONNX step and to Transformer.decode, one
-    at a time from the Track's values: the largest logit difference, and at
-    how many steps the argmax differs."""
-    if len(ids) > cache_len:
-        raise ValueError(f"{len(ids)} steps do not fit a cache of {cache_len}")
+    """Feeds the same tokens to Transformer.decode one at a time from the
+    Track's values, and to the ONNX graph in calls of 1, 2, ... tokens_per_call
+    tokens in turn: the largest logit difference over every token, and at how
+    many tokens the argmax differs."""
     onnx_step = OnnxStep(model_bytes, model, cache_len, style=style)
+    if len(ids) > onnx_step.capacity:
+        raise ValueError(f"{len(ids)} steps do not fit a cache of {cache_len} ({onnx_step.capacity} tokens)")
     decode = jax_step(model, params)
     cache = init_cache(model.num_layers, 1, cache_len, model.num_heads, model.d_model // model.num_heads)
-    max_diff = max_time_diff = 0.0
-    argmax_differs = 0
     style_B = jnp.asarray([style], jnp.int32)
+    wants, want_times, track = [], [], init_track(1)
     for i, (tok, t) in enumerate(zip(ids.tolist(), times.tolist())):
-        start = jax.tree.map(jnp.asarray, onnx_step.track.position_start)
+        start = jax.tree.map(jnp.asarray, track.position_start)
         want, want_time, cache = decode(jnp.asarray([[tok]], jnp.int32), jnp.asarray([[t]], jnp.float32),
                                         cache, jnp.int32(i), start, style_B)
-        got, got_time = onnx_step.step(tok, t)
-        want, want_time = np.asarray(want)[0, 0], np.asarray(want_time)[0, 0]
-        max_diff = max(max_diff, float(np.abs(got - want).max()))
-        max_time_diff = max(max_time_diff, float(np.abs(got_time - want_time).max()))
-        argmax_differs += int(got.argmax() != want.argmax())
-    return {"steps": len(ids), "max_abs_logit_diff": max_diff, "max_abs_time_logit_diff": max_time_diff,
-            "argmax_differs": argmax_differs}
+        wants.append(np.asarray(want)[0, 0])
+        want_times.append(np.asarray(want_time)[0, 0])
+        track = onnx_step.advance(track, jnp.asarray([tok], jnp.int32), jnp.asarray([t], jnp.float32))
+    gots, got_times, i, n = [], [], 0, 0
+    while i < len(ids):
+        n = n % onnx_step.tokens_per_call + 1
+        tokens, ts = ids[i: i + n].tolist(), times[i: i + n].tolist()
+        got, got_time = onnx_step.take(onnx_step.session.run(None, onnx_step.feeds(tokens, ts)), tokens, ts)
+        gots.extend(got)
+        got_times.extend(got_time)
+        i += len(tokens)
+    got, want = np.stack(gots), np.stack(wants)
+    return {"steps": len(ids), "tokens_per_call": onnx_step.tokens_per_call,
+            "max_abs_logit_diff": float(np.abs(got - want).max()),
+            "max_abs_time_logit_diff": float(np.abs(np.stack(got_times) - np.stack(want_times)).max()),
+            "argmax_differs": int((got.argmax(-1) != want.argmax(-1)).sum())}
 
 
 def manifest_for(model: Transformer, model_cfg: dict, model_bytes: bytes, cache_len: int, step: int | None,
@@ -279,6 +322,7 @@ def manifest_for(model: Transformer, model_cfg: dict, model_bytes: bytes, cache_
                  "shape": [d.dim_value for d in v.type.tensor_type.shape.dim]} for v in values]
 
     head_dim = model.d_model // model.num_heads
+    tokens_per_call = proto.graph.input[0].type.tensor_type.shape.dim[1].dim_value
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -293,8 +337,9 @@ def manifest_for(model: Transformer, model_cfg: dict, model_bytes: bytes, cache_
         "inputs": io(proto.graph.input),
         "outputs": io(proto.graph.output),
         "context_inputs": list(CONTEXT_INPUTS),
+        "tokens_per_call": tokens_per_call,
         "cache": {"layers": model.num_layers, "shape": [1, model.num_heads, cache_len, head_dim],
-                  "dtype": "float32", "length": cache_len,
+                  "dtype": "float32", "length": cache_len, "capacity": cache_len - tokens_per_call + 1,
                   "inputs": [f"cache_{kv}_{i}" for i in range(model.num_layers) for kv in ("k", "v")],
                   "outputs": [f"new_{kv}_{i}" for i in range(model.num_layers) for kv in ("k", "v")]},
         "vocab": {
@@ -409,7 +454,8 @@ def write_site(out: str, files: dict[str, bytes]) -> None:
 
 
 def export_run(workdir: str, out: str, cache_len: int | None = None, max_weight_bytes: int = MAX_WEIGHT_BYTES,
-               check_steps: int = 64, log: Callable[[str], None] = print, page: bool = False) -> dict[str, Any]:
+               check_steps: int = 64, log: Callable[[str], None] = print, page: bool = False,
+               tokens_per_call: int = TOKENS_PER_CALL) -> dict[str, Any]:
     """A trained run -> `out`/{model.onnx, manifest.json}; returns the manifest.
     page: also the static site that plays it with no server (site.py: the
     page, engine.json, the service worker). Raises ExportError, with nothing
@@ -427,7 +473,7 @@ def export_run(workdir: str, out: str, cache_len: int | None = None, max_weight_
         cfg = config_lib.load_config(os.path.join(workdir, "config.json"))
         model = make_model(cfg.model)
         cache_len = int(cache_len or model.max_len)
-        check_exportable(model, cache_len, max_weight_bytes)  # before reading any weights
+        check_exportable(model, cache_len, max_weight_bytes, tokens_per_call)  # before reading any weights
         if latest_step(workdir) is None:
             raise ExportError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}: train the run first "
                               "(an export of random weights would play noise)")
@@ -436,9 +482,9 @@ def export_run(workdir: str, out: str, cache_len: int | None = None, max_weight_
         raise ExportError(f"no checkpoint for {workdir}: {restored.message}")
     model = restored.model
     cache_len = int(cache_len or model.max_len)
-    check_exportable(model, cache_len, max_weight_bytes)
+    check_exportable(model, cache_len, max_weight_bytes, tokens_per_call)
     t0 = time.perf_counter()
-    model_bytes = export_step(model, restored.params, cache_len)
+    model_bytes = export_step(model, restored.params, cache_len, tokens_per_call)
     log(f"exported the decode step ({len(model_bytes) / 1e6:.2f} MB) in {time.perf_counter() - t0:.1f} s")
     check = None
     if check_steps:

@@ -7,16 +7,21 @@
 //
 //     const model = await loadModel("site/");            // the folder of the export
 //     const { logits, timeLogits } = await model.step(token, seconds);
+//     const { logits, timeLogits } = await model.run(tokens, seconds);  // up to tokensPerCall
 //
 // step() feeds one token (with its seconds at TIME) and returns the logits for
-// the next token ([V] Float32Array) and the time head's ([S]).
+// the next token ([V] Float32Array) and the time head's ([S]); run() feeds up
+// to tokensPerCall tokens in one call of the graph (export/step.py: the rest
+// of the call is PAD, written past them and overwritten by the next call) and
+// returns those after the last. A call writes tokensPerCall cache entries, so
+// the cache holds `capacity` = length - tokensPerCall + 1 tokens.
 
 import * as ort from "../vendor/onnxruntime-web/ort.wasm.min.mjs";
 import { Track } from "./track.js";
 import { Vocab } from "./vocab.js";
 
 export const FORMAT = "yoshimidi-decode-step";
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 
 /** Fetches manifest.json and model.onnx from `base` (a folder URL) and starts
  * an onnxruntime-web session on them (threads: WASM threads, 1 unless the page
@@ -50,6 +55,9 @@ export class Model {
     this.manifest = manifest;
     this.vocab = new Vocab(manifest);
     this.cacheLength = manifest.cache.length;
+    this.tokensPerCall = manifest.tokens_per_call;
+    this.capacity = manifest.cache.capacity; // tokens the cache holds (cacheLength - tokensPerCall + 1)
+    this.pad = manifest.vocab.specials.PAD;
     this.style = style === null ? manifest.styles.none : style;
     this.inputNames = manifest.inputs.map((i) => i.name);
     this.outputNames = manifest.outputs.map((o) => o.name);
@@ -73,13 +81,16 @@ export class Model {
     return m;
   }
 
-  /** The graph's inputs for `token` from where the Track stands. */
-  feeds(token, seconds) {
-    const s = this.track.positionStart();
+  /** The graph's inputs for `tokens` (1..tokensPerCall, PAD after them) from where the Track stands. */
+  feeds(tokens, seconds) {
+    const s = this.track.positionStart(), k = this.tokensPerCall;
     const i32 = (x, dims) => new ort.Tensor("int32", Int32Array.of(x), dims);
+    const ids = new Int32Array(k).fill(this.pad), times = new Float32Array(k);
+    ids.set(tokens);
+    times.set(seconds);
     const f = {
-      token: i32(token, [1, 1]),
-      time: new ort.Tensor("float32", Float32Array.of(seconds), [1, 1]),
+      token: new ort.Tensor("int32", ids, [1, k]),
+      time: new ort.Tensor("float32", times, [1, k]),
       index: i32(this.index, []),
       control: i32(s.control, [1]), press_len: i32(s.press_len, [1]), ref: i32(s.ref, [1]),
       vel_bin: i32(s.vel_bin, [1]),
@@ -94,13 +105,26 @@ export class Model {
   /** Feeds one token (seconds: its time value at TIME) -> { logits [V], timeLogits [S] }
    * for the next token; the cache, the index and the Track move on. */
   async step(token, seconds = 0) {
-    if (this.index >= this.cacheLength) {
-      throw new Error(`the cache is full (${this.cacheLength} tokens): reset() or start a new window`);
+    return this.run([token], [seconds]);
+  }
+
+  /** Feeds 1..tokensPerCall tokens in one call (seconds: each one's time value)
+   * -> { logits [V], timeLogits [S] } after the last; the cache, the index and
+   * the Track move on. */
+  async run(tokens, seconds) {
+    const n = tokens.length;
+    if (n < 1 || n > this.tokensPerCall || seconds.length !== n) {
+      throw new Error(`${n} tokens, ${seconds.length} times: a call takes 1 to ${this.tokensPerCall}, a time each`);
     }
-    const out = await this.session.run(this.feeds(token, seconds));
+    if (this.index + n > this.capacity) {
+      throw new Error(`the cache is full (${this.capacity} tokens): reset() or start a new window`);
+    }
+    const out = await this.session.run(this.feeds(tokens, seconds));
     this.cache = this.manifest.cache.outputs.map((name) => out[name]);
-    this.index += 1;
-    this.track.advance(token, seconds);
-    return { logits: out[this.outputNames[0]].data, timeLogits: out[this.outputNames[1]].data };
+    this.index += n;
+    for (let i = 0; i < n; i++) this.track.advance(tokens[i], seconds[i]);
+    const logits = out[this.outputNames[0]].data, timeLogits = out[this.outputNames[1]].data;
+    const v = logits.length / this.tokensPerCall, t = timeLogits.length / this.tokensPerCall;
+    return { logits: logits.subarray((n - 1) * v, n * v), timeLogits: timeLogits.subarray((n - 1) * t, n * t) };
   }
 }

@@ -249,11 +249,15 @@ export class LocalSession {
     await this.feed([token], [0]);
   }
 
+  /** Steps `ids` (their `times`), up to the model's tokensPerCall in one call of the graph. */
   async feed(ids, times) {
-    for (let i = 0; i < ids.length; i++) {
-      const out = await this.model.step(ids[i], times[i]);
+    const k = this.model.tokensPerCall;
+    for (let i = 0; i < ids.length; i += k) {
+      const out = await this.model.run(ids.slice(i, i + k), times.slice(i, i + k));
       this.logits = out.logits;
       this.timeLogits = out.timeLogits;
+    }
+    for (let i = 0; i < ids.length; i++) {
       this.ids.push(ids[i]);
       this.times.push(Math.fround(times[i]));
       if (ids[i] === this.vocab.specials.TIME) { this.openPress = []; this.openControl = null; }
@@ -263,14 +267,14 @@ export class LocalSession {
   /** app/batcher.py's refill ahead: after an answer, when a next press and one
    * more might not fit the cache (BatchPlayer.needs_room with REFILL_AHEAD_TOKENS),
    * the recent half of the tokens is stepped into a second cache from where
-   * its first token stands (windowStart), one step per turn of the socket's
-   * queue (`enqueue`), so a key that comes meanwhile waits one step at most;
+   * its first token stands (windowStart), one call (tokensPerCall tokens) per
+   * turn of the socket's queue (`enqueue`), so a key that comes meanwhile waits one call at most;
    * the tokens fed meanwhile follow it, and once it holds them all it takes
    * the place of the cache in use (the Track carries over). */
   refillAhead(enqueue) {
-    const m = this.model, keep = Math.floor(m.cacheLength / 2);
+    const m = this.model, keep = Math.floor(m.capacity / 2);
     if (this.fresh || this.refill || this.ids.length <= keep ||
-        this.ids.length + 2 * this.limits.job_tokens <= m.cacheLength) return;
+        this.ids.length + 2 * this.limits.job_tokens <= m.capacity) return;
     const base = this.ids.length - keep; // where the kept tokens start in this.ids
     const refill = { base, fed: 0, cache: m.fork() };
     refill.cache.track = windowStart(this.ids.slice(base), this.times.slice(base), m.track, this.vocab);
@@ -279,11 +283,11 @@ export class LocalSession {
       if (this.refill !== refill) return; // the session started afresh, or refilled in a press
       const have = this.ids.length - refill.base;
       if (refill.fed < have) {
-        const i = refill.base + refill.fed;
-        const out = await refill.cache.step(this.ids[i], this.times[i]);
+        const i = refill.base + refill.fed, n = Math.min(m.tokensPerCall, have - refill.fed);
+        const out = await refill.cache.run(this.ids.slice(i, i + n), this.times.slice(i, i + n));
         refill.logits = out.logits;
         refill.timeLogits = out.timeLogits;
-        refill.fed += 1;
+        refill.fed += n;
         // the next step after the page's own events (a key's message then comes before it in the queue)
         nextTask().then(() => enqueue(turn));
         return;
@@ -305,10 +309,10 @@ export class LocalSession {
    * cache, its recent half is stepped into a fresh cache from where the first
    * kept token stands (sampler.py window_start); the Track carries over. */
   async room(needed) {
-    const m = this.model, cacheLen = m.cacheLength;
-    if (this.ids.length + needed <= cacheLen) return;
+    const m = this.model, capacity = m.capacity;
+    if (this.ids.length + needed <= capacity) return;
     this.refill = null; // a refill ahead that has not caught up: this one replaces it
-    const keep = Math.floor(cacheLen / 2);
+    const keep = Math.floor(capacity / 2);
     const ids = this.ids.slice(-keep), times = this.times.slice(-keep);
     const track = m.track;
     const start = windowStart(ids, times, track, this.vocab);
