@@ -160,8 +160,9 @@ async def measure(page, server_ms: dict, n: int, rate_hz: float, rng: random.Ran
     return figures(entries, server, suffix)
 
 
-def start_static(site: str):
-    """http.server on the exported site, in a thread -> (the server, its url)."""
+def start_static(site: str, check_site: bool = True):
+    """http.server on the exported site (check_site: refused unless it is one),
+    in a thread -> (the server, its url)."""
     import functools
     import http.server
     import threading
@@ -173,7 +174,7 @@ def start_static(site: str):
         def log_message(self, *a) -> None:
             pass
 
-    if not os.path.exists(os.path.join(site, "engine.json")):
+    if check_site and not os.path.exists(os.path.join(site, "engine.json")):
         raise SystemExit(f"{site} is not an exported site (no engine.json): python -m experiments.export --page "
                          f"--workdir=RUN --out={site}")
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=site))

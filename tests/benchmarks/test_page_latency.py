@@ -74,3 +74,16 @@ def test_page_latency_times_each_key_to_its_sound(workdir):
     out = _run(workdir, "--chord_window_ms=0")
     _check(out)
     assert out["chord_window_ms"] == 0
+
+
+def test_page_call_cost_times_each_graph_against_the_one_token_graph(workdir):
+    """benchmarks.page_call_cost: the decode graph exported at 1 and 4 tokens a
+    call, timed in the page (onnxruntime-web); the ratio is the 4-token
+    call's p50 over the 1-token call's."""
+    res = subprocess.run([sys.executable, "-m", "benchmarks.page_call_cost", f"--workdir={workdir}", "--tokens=4",
+                          "--calls=40"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["benchmark"] == "page_call_cost" and out["run_step"] == 3 and out["calls"] == 40
+    assert 0 < out["p50_ms_1"] <= out["p99_ms_1"] and 0 < out["p50_ms_4"] <= out["p99_ms_4"]
+    assert abs(out["ratio_p50_4"] - out["p50_ms_4"] / out["p50_ms_1"]) < 5e-3

@@ -37,11 +37,11 @@ import json
 import math
 from typing import Any, Union
 
+from yoshimidi_jax.tokens.presses import MAX_KEYS  # noqa: F401  (keys one press may name; the page's too)
 from yoshimidi_jax.tokens.styles import STYLES
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE_BYTES = 4096
-MAX_KEYS = 10  # keys one press may name (the model plays at most MAX_NOTES of them)
 MAX_ID = 2**53 - 1  # a JavaScript safe integer
 MAX_T_MS = 1e12  # ~31 years of performance.now()
 TEMPERATURE_RANGE = (0.0, 10.0)

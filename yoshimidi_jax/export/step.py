@@ -397,12 +397,11 @@ def play_limits() -> dict[str, int]:
     keeps as the server does, from the library's own constants: keys one press
     may name, notes it plays, the most tokens one press may add to a cache
     (the refill ahead keeps room for two), and the piano's range."""
-    from yoshimidi_jax.app.protocol import MAX_KEYS
     from yoshimidi_jax.play.batch import JOB_TOKENS
     from yoshimidi_jax.play.press import MAX_NOTES, PlaySettings
 
     settings = PlaySettings()
-    return {"max_keys": MAX_KEYS, "max_notes": MAX_NOTES, "job_tokens": JOB_TOKENS,
+    return {"max_keys": presses.MAX_KEYS, "max_notes": MAX_NOTES, "job_tokens": JOB_TOKENS,
             "pitch_lo": settings.pitch_lo, "pitch_hi": settings.pitch_hi}
 
 

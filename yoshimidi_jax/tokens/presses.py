@@ -27,6 +27,7 @@ import numpy as np
 from yoshimidi_jax.tokens.vocab import NUM_CHORD_SIZES, NUM_INTERVAL_CLASSES, NUM_VELOCITY_BUCKETS
 
 PRESS_WINDOW_S = 0.035  # <= 40 ms: the instrument waits this long to count a chord
+MAX_KEYS = 10  # keys one press may name (the instrument plays at most play.press.MAX_NOTES of them)
 _INTERVAL_EDGES = np.array([1, 3, 6, 12])  # |semitones| -> 0 same, 1, 2, 3, 4 octave+
 _VELOCITY_EDGES = np.array([64, 96])
 ANY_INTERVAL = NUM_INTERVAL_CLASSES
