@@ -38,7 +38,8 @@ page times each note it starts (sound.js, `Sound.times`, always on):
 Each key is sent at once (zero-wait keys); --chord_window_ms sets the page's
 join window, within which a key joins the open press instead of starting one.
 The baseline in the same run is the server's own time for each of the page's
-presses (`server_ms` of its "notes" replies, read off the page's websocket):
+presses (`server_ms` of its "notes" replies, read off the page's websocket; with
+--engine=local, the local engine's own time for each, kept by the page):
 `page_over_server_p50_1` is the page's p50 over the server's, i.e. what the
 round trip and the page add to the model's own time.
 """
@@ -150,11 +151,30 @@ def figures(entries: list[dict], server: list[float], suffix: str) -> dict:
     return out
 
 
+# the local engine's replies never cross a websocket: its session's own time for each press
+# (`server_ms` of its "notes" replies) is kept in the page as the answers are made
+LOCAL_ENGINE_MS_JS = """() => {
+  const engine = window.yoshimidiLocal;
+  window.yoshimidiEngineMs = window.yoshimidiEngineMs || [];
+  const session = engine && engine.current;
+  if (!session || session.timed) return;
+  const handle = session.handle;
+  session.handle = async function (msg) {
+    const replies = await handle.call(this, msg);
+    for (const r of replies) if (r.type === "notes" && Number.isInteger(r.id)) window.yoshimidiEngineMs.push([r.id, r.server_ms]);
+    return replies;
+  };
+  session.timed = true;
+}"""
+
+
 async def measure(page, server_ms: dict, n: int, rate_hz: float, rng: random.Random, suffix: str) -> dict:
+    await page.evaluate(LOCAL_ENGINE_MS_JS)
     sent0 = await page.evaluate("window.yoshimidi.pressesSent")
     entries = await press_keys(page, n, rate_hz, rng)
     sent1 = await page.evaluate("window.yoshimidi.pressesSent")
     await asyncio.sleep(0.2)  # the last frames' events reach this process
+    server_ms.update({int(i): float(ms) for i, ms in await page.evaluate("window.yoshimidiEngineMs")})
     # the page numbers its presses 1, 2, ... (one per press here): this phase's are sent0+1..sent1
     server = [server_ms[i] for i in range(sent0 + 1, sent1 + 1) if i in server_ms]
     return figures(entries, server, suffix)

@@ -87,3 +87,19 @@ def test_page_call_cost_times_each_graph_against_the_one_token_graph(workdir):
     assert out["benchmark"] == "page_call_cost" and out["run_step"] == 3 and out["calls"] == 40
     assert 0 < out["p50_ms_1"] <= out["p99_ms_1"] and 0 < out["p50_ms_4"] <= out["p99_ms_4"]
     assert abs(out["ratio_p50_4"] - out["p50_ms_4"] / out["p50_ms_1"]) < 5e-3
+
+
+def test_page_latency_of_the_local_engine_holds_the_engines_own_time(workdir, tmp_path):
+    """--engine=local on an exported site: every key timed, and beside it the
+    local engine's own time for each press (kept by the page, as the
+    server's is read off its websocket), inside the wait for the model."""
+    from yoshimidi_jax.export import export_run
+
+    site = str(tmp_path / "site")
+    export_run(workdir, site, check_steps=0, page=True, log=lambda _: None)
+    res = subprocess.run([sys.executable, "-m", "benchmarks.page_latency", "--engine=local", f"--site={site}",
+                          "--presses=20", "--warmup=3"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["page_engine"] == "local" and out["model"]["step"] == 3 and out["notes_1"] == 20
+    assert 0 < out["server_p50_ms_1"] <= out["trip_p50_ms_1"] <= out["p50_ms_1"] <= out["p99_ms_1"], out
