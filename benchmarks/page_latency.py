@@ -37,9 +37,9 @@ page times each note it starts (sound.js, `Sound.times`, always on):
 - `_50`: the same while the other sessions play (--others of them).
 Each key is sent at once (zero-wait keys); --chord_window_ms sets the page's
 join window, within which a key joins the open press instead of starting one.
-The baseline in the same run is the server's own time for each of the page's
-presses (`server_ms` of its "notes" replies, read off the page's websocket; with
---engine=local, the local engine's own time for each, kept by the page):
+The baseline in the same run is the model's own time for each of the page's
+presses (`server_ms` of its "notes" replies, the server's or the local
+engine's, kept by the page beside each note's timing as `modelMs`):
 `page_over_server_p50_1` is the page's p50 over the server's, i.e. what the
 round trip and the page add to the model's own time.
 """
@@ -85,15 +85,6 @@ async def open_page(browser, url: str, instrument: str | None, chord_window_ms: 
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    server_ms: dict[int, float] = {}
-
-    def on_frame(payload) -> None:
-        if isinstance(payload, str) and '"notes"' in payload:
-            msg = json.loads(payload)
-            if msg.get("type") == "notes" and isinstance(msg.get("id"), int):
-                server_ms[msg["id"]] = float(msg["server_ms"])
-
-    page.on("websocket", lambda ws: ws.on("framereceived", on_frame))
     await page.goto(url + "/")
     await wait(page, "window.yoshimidi.connection === 'open' && window.yoshimidi.hello !== null", 60)
     await page.mouse.click(5, 5)  # a gesture: the audio context runs
@@ -109,7 +100,7 @@ async def open_page(browser, url: str, instrument: str | None, chord_window_ms: 
                             " e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }",
                             chord_window_ms)
     await page.evaluate("document.activeElement && document.activeElement.blur()")
-    return context, page, server_ms, errors
+    return context, page, errors
 
 
 async def press_keys(page, n: int, rate_hz: float, rng: random.Random, timeout_s: float = 120) -> list[dict]:
@@ -131,7 +122,8 @@ async def press_keys(page, n: int, rate_hz: float, rng: random.Random, timeout_s
     return await page.evaluate(f"n => {TIMES}.since(n)", count0)
 
 
-def figures(entries: list[dict], server: list[float], suffix: str) -> dict:
+def figures(entries: list[dict], suffix: str) -> dict:
+    server = [e["modelMs"] for e in entries if e.get("modelMs") is not None]
     started = [e["started"] - e["down"] for e in entries if e["down"] is not None]
     sounds = [e["sounds"] - e["down"] for e in entries if e["down"] is not None and e["sounds"] is not None]
     timed = [e for e in entries if None not in (e["down"], e.get("sent"), e.get("arrived"))]
@@ -151,33 +143,8 @@ def figures(entries: list[dict], server: list[float], suffix: str) -> dict:
     return out
 
 
-# the local engine's replies never cross a websocket: its session's own time for each press
-# (`server_ms` of its "notes" replies) is kept in the page as the answers are made
-LOCAL_ENGINE_MS_JS = """() => {
-  const engine = window.yoshimidiLocal;
-  window.yoshimidiEngineMs = window.yoshimidiEngineMs || [];
-  const session = engine && engine.current;
-  if (!session || session.timed) return;
-  const handle = session.handle;
-  session.handle = async function (msg) {
-    const replies = await handle.call(this, msg);
-    for (const r of replies) if (r.type === "notes" && Number.isInteger(r.id)) window.yoshimidiEngineMs.push([r.id, r.server_ms]);
-    return replies;
-  };
-  session.timed = true;
-}"""
-
-
-async def measure(page, server_ms: dict, n: int, rate_hz: float, rng: random.Random, suffix: str) -> dict:
-    await page.evaluate(LOCAL_ENGINE_MS_JS)
-    sent0 = await page.evaluate("window.yoshimidi.pressesSent")
-    entries = await press_keys(page, n, rate_hz, rng)
-    sent1 = await page.evaluate("window.yoshimidi.pressesSent")
-    await asyncio.sleep(0.2)  # the last frames' events reach this process
-    server_ms.update({int(i): float(ms) for i, ms in await page.evaluate("window.yoshimidiEngineMs")})
-    # the page numbers its presses 1, 2, ... (one per press here): this phase's are sent0+1..sent1
-    server = [server_ms[i] for i in range(sent0 + 1, sent1 + 1) if i in server_ms]
-    return figures(entries, server, suffix)
+async def measure(page, n: int, rate_hz: float, rng: random.Random, suffix: str) -> dict:
+    return figures(await press_keys(page, n, rate_hz, rng), suffix)
 
 
 def start_static(site: str, check_site: bool = True):
@@ -220,10 +187,10 @@ async def run(args) -> dict:
             browser = await pw.chromium.launch(
                 executable_path=find_chromium(), args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
             try:
-                context, page, server_ms, errors = await open_page(browser, url, args.instrument,
+                context, page, errors = await open_page(browser, url, args.instrument,
                                                                    args.chord_window_ms)
                 await press_keys(page, args.warmup, args.rate, rng)  # the first presses warm the connection
-                out = await measure(page, server_ms, args.presses, args.rate, rng, "1")
+                out = await measure(page, args.presses, args.rate, rng, "1")
 
                 lat_o: list[float] = []
                 srv_o: list[float] = []
@@ -236,7 +203,7 @@ async def run(args) -> dict:
                     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), timeout=120)
                     hold.set()
                     await asyncio.sleep(2.0)  # every other session pressing
-                    out.update(await measure(page, server_ms, args.presses, args.rate, rng, "50"))
+                    out.update(await measure(page, args.presses, args.rate, rng, "50"))
                     failed = [t for t in others if t.done() and t.exception() is not None]
                     if failed:
                         raise RuntimeError(f"another session failed: {failed[0].exception()!r}")

@@ -385,7 +385,7 @@ function onNotes(msg) {
     if (endS !== null) dur = Math.max(0.03, endS - startS);
     else if (!owned) dur = BRIEF_S;
     const voice = voices.noteOn(pitch, vel, { delay: startS, duration: dur, down: info?.down.get(n.key),
-                                                   sent: info?.sent, arrived });
+                                                   sent: info?.sent, arrived, modelMs: msg.server_ms });
     const t0 = arrived + startS * 1000;
     const rn = roll.addNote({ pitch, velocity: vel, start: t0, end: dur === null ? null : t0 + dur * 1000 });
     if (dur === null) {

@@ -53,8 +53,9 @@ const WARM_CHANNEL = 15;
 const WARM_VELOCITIES = [1, 16, 32, 48, 64, 80, 96, 112, 127];
 
 // Key-to-sound timing, always on: the last `size` notes started, each
-// {n, pitch, engine, down, sent, arrived, started, sounds}, all in page time
-// (ms on performance.now()'s clock): `down` is the time stamp of the key event
+// {n, pitch, engine, down, sent, arrived, modelMs, started, sounds}, all in page
+// time (ms on performance.now()'s clock) but `modelMs`, the model's own time for
+// the answer (its `server_ms`, null where not given): `down` is the time stamp of the key event
 // that asked for the note (null if none was given), `sent` when its message
 // left for the model and `arrived` when the model's answer came (null where
 // not given: the split of key -> sound into the page, the model's round trip
@@ -311,8 +312,10 @@ export class Sound {
   // Same contract as Synth.noteOn: starts `delay` s from now; with `duration`
   // it stops by itself, without it sounds until noteOff(voice). `down`: the
   // page time of the key event that asked for it, `sent` and `arrived` those of
-  // its message to the model and the answer, for this.times.
-  noteOn(pitch, velocity, { delay = 0, duration = null, down = null, sent = null, arrived = null } = {}) {
+  // its message to the model and the answer, `modelMs` the model's own time for
+  // the answer, for this.times.
+  noteOn(pitch, velocity, { delay = 0, duration = null, down = null, sent = null, arrived = null,
+                            modelMs = null } = {}) {
     const ctx = this.ensure();
     if (!ctx) return null;
     let voice = null;
@@ -326,8 +329,8 @@ export class Sound {
       // (the font's worklet applies an untimed note-on in the first render quantum after it gets it)
       const started = performance.now();
       const time = (x) => (Number.isFinite(x) ? x : null);
-      this.times.add({ pitch, engine: voice.engine, down: time(down), sent: time(sent), arrived: time(arrived), started,
-                       sounds: this.pageTime(Math.max(voice.t0, ctx.currentTime)) });
+      this.times.add({ pitch, engine: voice.engine, down: time(down), sent: time(sent), arrived: time(arrived),
+                       modelMs: time(modelMs), started, sounds: this.pageTime(Math.max(voice.t0, ctx.currentTime)) });
     }
     return voice;
   }
