@@ -214,9 +214,13 @@ class OnnxStep:
             self.track = self.advance(self.track, jnp.asarray([token], jnp.int32), jnp.asarray([t], jnp.float32))
         return out[0][0, : len(tokens)], out[1][0, : len(tokens)]
 
+    def run(self, tokens: list[int], times: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        """One call on 1..tokens_per_call tokens -> (logits [n, V], time logits [n, S]) after each."""
+        return self.take(self.session.run(None, self.feeds(tokens, times)), tokens, times)
+
     def feed(self, tokens: list[int], times: list[float]) -> tuple[np.ndarray, np.ndarray]:
         """-> (logits [V], time logits [S]) after the last of `tokens`."""
-        logits, time_logits = self.take(self.session.run(None, self.feeds(tokens, times)), tokens, times)
+        logits, time_logits = self.run(tokens, times)
         return logits[-1], time_logits[-1]
 
     def step(self, token: int, t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -294,7 +298,7 @@ def compare_with_jax(model: Transformer, params: Any, model_bytes: bytes, cache_
     while i < len(ids):
         n = n % onnx_step.tokens_per_call + 1
         tokens, ts = ids[i: i + n].tolist(), times[i: i + n].tolist()
-        got, got_time = onnx_step.take(onnx_step.session.run(None, onnx_step.feeds(tokens, ts)), tokens, ts)
+        got, got_time = onnx_step.run(tokens, ts)
         gots.extend(got)
         got_times.extend(got_time)
         i += len(tokens)
