@@ -65,6 +65,37 @@ def test_cached_decoding_matches_full_forward(few_midi_files, positional):
     np.testing.assert_allclose(got_time, np.asarray(full_time), rtol=1e-5, atol=1e-5)
 
 
+def test_decoding_beside_the_cache_matches_writing_into_it(few_midi_files):
+    """rows_only (the exported graph's decode: the cache read, the new rows
+    returned) gives the logits of writing the rows in place, calls of 1..4
+    tokens from a cache whose entries past the index hold stale rows."""
+    n = 64
+    cfg = small_config()
+    model, params = model_and_params(cfg)
+    ids, times = tokens_of(few_midi_files[0], n)
+    inputs, input_times = jnp.asarray(ids)[None], jnp.asarray(times)[None]
+    in_place = jax.jit(lambda c, x, t, i: model.apply({"params": params}, x, t, c, i, method=model.decode))
+    beside = jax.jit(lambda c, x, t, i: model.apply({"params": params}, x, t, c, i, rows_only=True,
+                                                    method=model.decode))
+    cache = cache_for(cfg.model, 1, n)
+    # what the caller keeps: rows written where they stand, the rest stale (here: noise)
+    kept = jax.tree.map(lambda x: jax.random.normal(jax.random.key(1), x.shape), cache)
+    i, size, diffs = 0, 0, []
+    while i < n:
+        size = size % 4 + 1
+        x, t = inputs[:, i: i + size], input_times[:, i: i + size]
+        want, want_time, cache = in_place(cache, x, t, jnp.int32(i))
+        got, got_time, rows = beside(kept, x, t, jnp.int32(i))
+        diffs.append(max(float(jnp.abs(got - want).max()), float(jnp.abs(got_time - want_time).max())))
+        kept = [{kv: layer[kv].at[:, :, i: i + x.shape[1]].set(new[kv]) for kv in ("k", "v")}
+                for layer, new in zip(kept, rows)]
+        i += x.shape[1]
+    assert max(diffs) < 1e-5, diffs
+    for got_layer, want_layer in zip(kept, cache):
+        for kv in ("k", "v"):
+            np.testing.assert_allclose(got_layer[kv], want_layer[kv], atol=1e-5)
+
+
 def test_segments_never_see_each_other(few_midi_files):
     cfg = small_config()
     model, params = model_and_params(cfg)

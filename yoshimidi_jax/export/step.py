@@ -12,12 +12,18 @@ by the next call's (a press's forced tokens, TIME CONTROL [NOTE_OFF...]
              index [] int32 (the first token's sequence index == cache entries filled),
              control, press_len, ref, vel_bin [1] int32, sounding [1, 128] bool,
              age [1, 128] float32 (Track.position_start), style [1] int32 (-1: none),
-             cache_k_0, cache_v_0, ... [1, H, T, K] float32 (one pair per layer)
+             cache_k_0, cache_v_0, ... [1, H, T, Dh] float32 (one pair per layer; read, entries
+             before `index`)
     outputs  logits [1, K, V], time_logits [1, K, S] (row n - 1: after the last real token),
-             new_k_0, new_v_0, ... (the cache with the tokens' keys/values from `index`)
+             new_k_0, new_v_0, ... [1, H, K, Dh] (the tokens' keys/values: the caller writes
+             the first n at `index`, OnnxStep.take and the page's model.js)
 
-A call writes K entries from `index`, so a cache of T entries holds T - K + 1
-tokens (`capacity`).
+The graph only reads the cache (Transformer.decode rows_only: attention over
+the entries before `index` and the call's own keys beside them), so a call
+neither copies the whole cache out nor allocates it anew: in onnxruntime-web a
+call of the tiny model at cache 256 costs ~0.6 x one that returns the cache,
+and its p99 drops with the garbage it no longer makes. A cache of T entries
+holds T tokens (`capacity`).
 
 The graph computes in float32 whatever the run's compute dtype (a browser's
 WASM backend has no bfloat16 matmul); the params are baked in as constants.
@@ -46,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from yoshimidi_jax.export.matmul import einsums_to_matmuls
 from yoshimidi_jax.model import Transformer, init_cache, init_params
 from yoshimidi_jax.model.position_context import PositionContext, age_edges
 from yoshimidi_jax.sample.constraints import bucket_bins
@@ -60,7 +67,7 @@ from yoshimidi_jax.tokens.vocab import NUM_CONTROLS, NUM_PITCHES, Family
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 FORMAT = "yoshimidi-decode-step"
-FORMAT_VERSION = 2  # 2: K tokens a call (tokens_per_call); 1: one
+FORMAT_VERSION = 3  # 3: the graph returns the new cache rows; 2: the whole cache, K tokens a call; 1: one
 # what a page can fetch and hold as one model: the float32 weights, in bytes
 MAX_WEIGHT_BYTES = 50_000_000
 # ONNX opset of the graph: 21 runs on onnxruntime >= 1.16 (and onnxruntime-web of the same releases)
@@ -98,7 +105,7 @@ def check_exportable(model: Transformer, cache_len: int, max_weight_bytes: int =
         raise ExportError(f"tokens_per_call={tokens_per_call}: at least 1")
     if cache_len < 2 * tokens_per_call:
         raise ExportError(f"cache_len={cache_len}: at least twice tokens_per_call ({tokens_per_call}), "
-                          "a call writes that many entries")
+                          "a press's forced tokens fill a call)")
     if model.positional == "learned" and cache_len > model.max_len:
         raise ExportError(f"cache_len={cache_len} is over the learned position table's {model.max_len} "
                           "(model.max_len)")
@@ -137,7 +144,8 @@ def step_function(model: Transformer, params: Any) -> Callable[..., tuple[jax.Ar
         cache = [{"k": kv[2 * i], "v": kv[2 * i + 1]} for i in range(model.num_layers)]
         start = PositionContext(control, press_len, ref, vel_bin, sounding, age)
         logits, time_logits, cache = model.apply({"params": params}, token, t, cache, index, start,
-                                                 style if model.num_styles else None, method=model.decode)
+                                                 style if model.num_styles else None, rows_only=True,
+                                                 method=model.decode)
         return (logits, time_logits, *[layer[kv] for layer in cache for kv in ("k", "v")])
 
     return step
@@ -155,6 +163,7 @@ def export_step(model: Transformer, params: Any, cache_len: int, tokens_per_call
     specs = step_inputs(model, cache_len, tokens_per_call)
     proto = to_onnx(step_function(model, params), [s for _, s in specs], model_name="yoshimidi_decode_step",
                     opset=OPSET, input_names=[n for n, _ in specs], output_names=step_outputs(model))
+    proto, _ = einsums_to_matmuls(proto)  # onnxruntime-web runs MatMul faster than Einsum
     return proto.SerializeToString()
 
 
@@ -177,7 +186,7 @@ class OnnxStep:
         self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         self.vocab = model.vocab
         self.tokens_per_call = int(self.session.get_inputs()[0].shape[1])
-        self.capacity = cache_len - self.tokens_per_call + 1  # a call writes tokens_per_call entries
+        self.capacity = cache_len  # the graph writes nothing: take() writes each call's rows
         specs = step_inputs(model, cache_len, self.tokens_per_call)
         self.names = [n for n, _ in specs]
         self.cache = [np.zeros(s.shape, np.float32) for n, s in specs if n.startswith("cache")]
@@ -207,9 +216,11 @@ class OnnxStep:
 
     def take(self, out: list[np.ndarray], tokens: list[int], times: list[float]) -> tuple[np.ndarray, np.ndarray]:
         """The graph's outputs for `tokens` -> (logits [n, V], time logits [n, S]) after each;
-        the cache, the index and the Track move on."""
-        self.cache = out[2:]
-        self.index += len(tokens)
+        the cache (its n new rows written at the index), the index and the Track move on."""
+        n = len(tokens)
+        for cache, rows in zip(self.cache, out[2:]):
+            cache[:, :, self.index:self.index + n] = rows[:, :, :n]
+        self.index += n
         for token, t in zip(tokens, times):
             self.track = self.advance(self.track, jnp.asarray([token], jnp.int32), jnp.asarray([t], jnp.float32))
         return out[0][0, : len(tokens)], out[1][0, : len(tokens)]
@@ -343,7 +354,7 @@ def manifest_for(model: Transformer, model_cfg: dict, model_bytes: bytes, cache_
         "context_inputs": list(CONTEXT_INPUTS),
         "tokens_per_call": tokens_per_call,
         "cache": {"layers": model.num_layers, "shape": [1, model.num_heads, cache_len, head_dim],
-                  "dtype": "float32", "length": cache_len, "capacity": cache_len - tokens_per_call + 1,
+                  "dtype": "float32", "length": cache_len, "capacity": cache_len,
                   "inputs": [f"cache_{kv}_{i}" for i in range(model.num_layers) for kv in ("k", "v")],
                   "outputs": [f"new_{kv}_{i}" for i in range(model.num_layers) for kv in ("k", "v")]},
         "vocab": {

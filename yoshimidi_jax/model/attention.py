@@ -70,6 +70,24 @@ def attend(q_BxLxHxK: jax.Array, k_BxHxTxK: jax.Array, v_BxHxTxK: jax.Array, mas
     return dots.einsum("bhlt,bhtk->blhk", probs_BxHxLxT, v_BxHxTxK, dtype)
 
 
+@jax.named_scope("attend")
+def attend_beside(q_BxLxHxK: jax.Array, cache: dict[str, jax.Array], k_BxLxHxK: jax.Array, v_BxLxHxK: jax.Array,
+                  index: jax.Array, dtype: Any) -> jax.Array:
+    """What `attend` gives after kv_cache.update wrote the L new keys/values at
+    `index`, without writing them: the queries over the cache's entries before
+    `index` and, causally, over the new keys beside them, one softmax across
+    both. The cache is only read, so an exported graph need not copy it out
+    (export/step.py: the page writes the new rows itself). -> [B, L, H, K]."""
+    T, L = cache["k"].shape[2], q_BxLxHxK.shape[1]
+    old_BxHxLxT = jnp.einsum("blhk,bhtk->bhlt", q_BxLxHxK, cache["k"], preferred_element_type=jnp.float32)
+    old_BxHxLxT = jnp.where((jnp.arange(T) < index)[None, None, None, :], old_BxHxLxT, NEG_INF)
+    new_BxHxLxL = jnp.einsum("blhk,bjhk->bhlj", q_BxLxHxK, k_BxLxHxK, preferred_element_type=jnp.float32)
+    new_BxHxLxL = jnp.where(jnp.tril(jnp.ones((L, L), bool))[None, None], new_BxHxLxL, NEG_INF)
+    probs_BxHxLxU = jax.nn.softmax(jnp.concatenate([old_BxHxLxT, new_BxHxLxL], axis=-1), axis=-1).astype(dtype)
+    return (dots.einsum("bhlt,bhtk->blhk", probs_BxHxLxU[..., :T], cache["v"], dtype)
+            + dots.einsum("bhlj,bjhk->blhk", probs_BxHxLxU[..., T:], v_BxLxHxK, dtype))
+
+
 def block_spans(length: int, block: int) -> list[tuple[int, int]]:
     """The query blocks [start, stop) of a sequence: blocks of `block` where
     use_blocks says so, else one block of the whole length."""
@@ -165,9 +183,13 @@ class Attention(nn.Module):
         cache: dict[str, jax.Array] | None = None,
         cache_index: jax.Array | None = None,
         segment_ids_BxL: jax.Array | None = None,
+        rows_only: bool = False,
     ) -> tuple[jax.Array, dict[str, jax.Array] | None]:
         """Training (cache None): causal and within segment_ids, mask unused.
-        Decoding: the new keys/values go into the cache; mask [B, 1, L, T]."""
+        Decoding: the new keys/values go into the cache; mask [B, 1, L, T].
+        rows_only (decoding): the cache is read, not written (attend_beside),
+        and what comes back in its place is the new rows {'k', 'v'} [B, H, L, K]
+        for the caller to write at cache_index; mask unused."""
         D = x_BxLxD.shape[-1]
         H, K = self.num_heads, D // self.num_heads
         w_query, w_key, w_value = (ProjectionKernel((D, H, K), 1, name=n)() for n in ("query", "key", "value"))
@@ -189,6 +211,9 @@ class Attention(nn.Module):
             out = library_attention(q, k, v, segment_ids_BxL, "xla" if self.implementation == "jax" else "cudnn")
         elif cache is None:
             out = causal_attention(q, k, v, segment_ids_BxL, self.block, self.dtype)
+        elif rows_only:
+            out = attend_beside(q, cache, k, v, cache_index, self.dtype)
+            cache = {"k": k.swapaxes(1, 2), "v": v.swapaxes(1, 2)}
         else:
             cache = kv_cache.update(cache, k, v, cache_index)
             out = attend(q, cache["k"], cache["v"], mask_Bx1xLxT, self.dtype)

@@ -102,12 +102,13 @@ class Block(nn.Module):
     attention: str = "blocks"
 
     @nn.compact
-    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxT, cache=None, cache_index=None, segment_ids_BxL=None):
+    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxT, cache=None, cache_index=None, segment_ids_BxL=None,
+                 rows_only=False):
         h_BxLxD = _norm(self.norm, self.dtype, "attn_norm")(x_BxLxD)
         h_BxLxD, cache = attn.Attention(
             self.num_heads, self.positional, self.rope_base, self.dtype, self.attention_block, self.attention,
             name="attn"
-        )(h_BxLxD, positions_BxL, mask_Bx1xLxT, cache, cache_index, segment_ids_BxL)
+        )(h_BxLxD, positions_BxL, mask_Bx1xLxT, cache, cache_index, segment_ids_BxL, rows_only)
         x_BxLxD = x_BxLxD + h_BxLxD
         h_BxLxD = _norm(self.norm, self.dtype, "mlp_norm")(x_BxLxD)
         x_BxLxD = x_BxLxD + Mlp(self.mlp_hidden, self.dtype, self.activation, name="mlp")(h_BxLxD)
@@ -324,13 +325,16 @@ class Transformer(nn.Module):
 
     def decode(
         self, inputs_BxL: jax.Array, times_BxL: jax.Array, cache: kv_cache.Cache, cache_index: jax.Array,
-        start: PositionContext | None = None, styles_B: jax.Array | None = None,
+        start: PositionContext | None = None, styles_B: jax.Array | None = None, rows_only: bool = False,
     ) -> tuple[jax.Array, jax.Array, kv_cache.Cache]:
         """L new tokens at sequence indices cache_index..cache_index+L-1 (one
         piece per row, position == index) -> (logits [B, L, V], time logits
         [B, L, S], updated cache). start: where the tokens before these stand,
         [B] each (Track.position_start); None: the start of a piece.
-        styles_B: the style of each row (NO_STYLE: none; None: none for any)."""
+        styles_B: the style of each row (NO_STYLE: none; None: none for any).
+        rows_only: the cache is read, not written, and the third value is
+        each layer's new rows {'k', 'v'} [B, H, L, K] (attention.attend_beside),
+        for a caller that writes them at cache_index itself (the exported graph)."""
         B, L = inputs_BxL.shape
         positions_BxL = jnp.broadcast_to(cache_index + jnp.arange(L, dtype=jnp.int32), (B, L))
         ctx = None
@@ -341,7 +345,7 @@ class Transformer(nn.Module):
         mask_1x1xLxT = attn.decode_mask(cache_index, L, cache[0]["k"].shape[2])
         new_cache = []
         for block, layer in zip(self.blocks, cache):
-            x_BxLxD, layer = block(x_BxLxD, positions_BxL, mask_1x1xLxT, layer, cache_index)
+            x_BxLxD, layer = block(x_BxLxD, positions_BxL, mask_1x1xLxT, layer, cache_index, rows_only=rows_only)
             new_cache.append(layer)
         logits_BxLxV, time_logits_BxLxS = self.heads(x_BxLxD, ctx)
         return logits_BxLxV, time_logits_BxLxS, new_cache

@@ -12,16 +12,17 @@
 // step() feeds one token (with its seconds at TIME) and returns the logits for
 // the next token ([V] Float32Array) and the time head's ([S]); run() feeds up
 // to tokensPerCall tokens in one call of the graph (export/step.py: the rest
-// of the call is PAD, written past them and overwritten by the next call) and
-// returns those after the last. A call writes tokensPerCall cache entries, so
-// the cache holds `capacity` = length - tokensPerCall + 1 tokens.
+// of the call is PAD) and returns those after the last. The graph reads the
+// cache and returns the call's new keys/values; the Model writes the real
+// tokens' rows into its cache at the index (the cache holds `capacity` ==
+// its length in tokens), so a call copies no whole cache out of WASM.
 
 import * as ort from "../vendor/onnxruntime-web/ort.wasm.min.mjs";
 import { Track } from "./track.js";
 import { Vocab } from "./vocab.js";
 
 export const FORMAT = "yoshimidi-decode-step";
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 
 /** Fetches manifest.json and model.onnx from `base` (a folder URL) and starts
  * an onnxruntime-web session on them (threads: WASM threads, 1 unless the page
@@ -56,7 +57,7 @@ export class Model {
     this.vocab = new Vocab(manifest);
     this.cacheLength = manifest.cache.length;
     this.tokensPerCall = manifest.tokens_per_call;
-    this.capacity = manifest.cache.capacity; // tokens the cache holds (cacheLength - tokensPerCall + 1)
+    this.capacity = manifest.cache.capacity; // tokens the cache holds (its length)
     this.pad = manifest.vocab.specials.PAD;
     this.style = style === null ? manifest.styles.none : style;
     this.inputNames = manifest.inputs.map((i) => i.name);
@@ -102,6 +103,15 @@ export class Model {
     return f;
   }
 
+  /** Writes the first n of a call's new rows (cache.outputs: [1, H, tokensPerCall, Dh])
+   * into a cache tensor's data ([1, H, length, Dh]) at the index. */
+  write(cache, rows, n) {
+    const [, heads, length, dh] = this.manifest.cache.shape, k = this.tokensPerCall;
+    for (let h = 0; h < heads; h++) {
+      cache.set(rows.subarray(h * k * dh, (h * k + n) * dh), (h * length + this.index) * dh);
+    }
+  }
+
   /** Feeds one token (seconds: its time value at TIME) -> { logits [V], timeLogits [S] }
    * for the next token; the cache, the index and the Track move on. */
   async step(token, seconds = 0) {
@@ -120,7 +130,7 @@ export class Model {
       throw new Error(`the cache is full (${this.capacity} tokens): reset() or start a new window`);
     }
     const out = await this.session.run(this.feeds(tokens, seconds));
-    this.cache = this.manifest.cache.outputs.map((name) => out[name]);
+    this.manifest.cache.outputs.forEach((name, i) => this.write(this.cache[i].data, out[name].data, n));
     this.index += n;
     for (let i = 0; i < n; i++) this.track.advance(tokens[i], seconds[i]);
     const logits = out[this.outputNames[0]].data, timeLogits = out[this.outputNames[1]].data;
