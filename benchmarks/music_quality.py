@@ -1,7 +1,7 @@
 r"""Music quality: do the samples read as music, by the field's measures?
 
-    python -m benchmarks.music_quality --workdir=runs/tiny [--samples=60 --events=400 --temperature=1.0 \
-        --top_p=1.0 --seed=0 --styles=all|none --player --window=N]
+    python -m benchmarks.music_quality --workdir=runs/tiny [--samples=60 --events=400 --temperature=0.8 \
+        --top_p=0.9 --seed=0 --styles=all|none --player --window=N]
 
 Unconditioned samples (and, under `player`, the notes the model chooses in a
 player-like walk: what a player hears) against excerpts of held-out pieces of
@@ -16,7 +16,7 @@ vs held-out); `mean_oa`, `mean_oa_train`; the melody's `melody_oa`,
 percentile: held-out about 5% by construction); `per_style` (each style
 given: monophonic share, polyphony, mean OA beside the style's held-out
 values, with n). Defaults are the issue's evaluation: 60 samples of 400
-events at experiments.sample's default temperature (1.0) and top-p (1.0),
+events at experiments.sample's default temperature (0.8) and top-p (0.9, per family),
 60 held-out and 40 training excerpts. Prints one JSON line.
 """
 
