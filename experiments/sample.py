@@ -39,7 +39,7 @@ from ml_collections import config_flags
 from yoshimidi_jax import compile_cache
 from yoshimidi_jax.midi import read_midi, write_midi
 from yoshimidi_jax.model import model_cost
-from yoshimidi_jax.sample import Constraints, generate, to_events
+from yoshimidi_jax.sample import Constraints, copying, generate, to_events
 from yoshimidi_jax.eval.adherence import score
 from yoshimidi_jax.play.player import Player
 from yoshimidi_jax.play.press import PlaySettings, Press
@@ -62,6 +62,9 @@ flags.DEFINE_integer("num_events", 512, "new token positions to sample (max even
 flags.DEFINE_float("temperature", 0.8, "softmax temperature (<= 0: greedy)")
 flags.DEFINE_float("top_p", 0.9, "nucleus sampling mass, within each token family (1: off)")
 flags.DEFINE_integer("top_k", 0, "keep the k most likely ids (0: off)")
+flags.DEFINE_integer("copy_context", copying.CONTEXT, "mix in what followed the last N tokens where they occurred "
+                     "before (sample/copying.py; 0: the model alone; off with --controls, which steer instead)")
+flags.DEFINE_float("copy_weight", copying.WEIGHT, "the copy's share of the next token's probability, in [0, 1)")
 flags.DEFINE_integer("seed", 0, "PRNG seed: the same seed gives the same music")
 flags.DEFINE_string("prompt", None, "a .mid file whose beginning is the prompt")
 flags.DEFINE_integer("prompt_tokens", 256, "how many tokens of --prompt to use")
@@ -150,6 +153,8 @@ def main(argv: list[str]) -> None:
         constraints=constraints,
         time_mode=FLAGS.time_mode,
         style=style,
+        copy_context=0 if controls else FLAGS.copy_context,
+        copy_weight=FLAGS.copy_weight,
     )
     used = controls[: int(np.asarray(out.forced[0]).sum())]
     _write_and_report(restored, seqs[0], used, complete=False, seconds=time.perf_counter() - t0, style=style)

@@ -29,6 +29,7 @@ import optax
 from yoshimidi_jax.data.pipeline import BatchSpec
 from yoshimidi_jax.eval.splits import split_arrays
 from yoshimidi_jax.model import Transformer
+from yoshimidi_jax.sample.copying import copy_distributions, mixed_log_probs
 from yoshimidi_jax.tokens import TIME, Vocab
 from yoshimidi_jax.tokens.sounding import ages_from_slots
 from yoshimidi_jax.tokens.sounding import unpack as unpack_sounding
@@ -75,8 +76,11 @@ def eval_spec(seq_len: int, batch_size: int, controls: str, time_shifts: int = 0
 
 
 def score_heldout(model: Transformer, params: Any, data_dir: str, spec: BatchSpec, time_bin_s: float = 0.01,
-                  count_controls: bool = False, max_batches: int | None = None) -> HeldoutScore:
-    """The model's HeldoutScore on the eval split of `data_dir`, batches as `spec` makes them."""
+                  count_controls: bool = False, max_batches: int | None = None, copy_context: int = 0,
+                  copy_weight: float = 0.0) -> HeldoutScore:
+    """The model's HeldoutScore on the eval split of `data_dir`, batches as `spec` makes them.
+    copy_context, copy_weight: the score of the model mixed with what followed
+    the same last tokens before in the window (sample/copying.py; 0: the model alone)."""
     vocab, codec = model.vocab, model.codec
     if spec.vocab != vocab:
         raise ValueError(f"the batches write time with {spec.vocab.time_shifts} shift ids ({spec.vocab.version}), "
@@ -89,6 +93,9 @@ def score_heldout(model: Transformer, params: Any, data_dir: str, spec: BatchSpe
                                           batch["sounding_start"], batch["age_start"])
         targets = batch["targets"]
         mask = batch["loss_mask"] & (count_controls | ~vocab.is_control(targets))
+        if copy_context > 0:
+            p_copy, matched = copy_distributions(batch["inputs"], batch["segment_ids"], copy_context, logits.shape[-1])
+            logits = mixed_log_probs(logits, p_copy, matched, copy_weight)
         token = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
         at_time = mask & (targets == TIME)
         time = -codec.grid_bin_log_prob(time_logits.astype(jnp.float32), batch["target_times"], time_bin_s, jnp)

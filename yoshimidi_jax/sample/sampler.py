@@ -34,6 +34,7 @@ from yoshimidi_jax.midi import NoteEvents
 from yoshimidi_jax.model import Transformer, init_cache
 from yoshimidi_jax.model.position_context import PositionContext, piece_start
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
+from yoshimidi_jax.sample.copying import mix_logits
 from yoshimidi_jax.sample.tracker import Track, advance, track_tokens
 from yoshimidi_jax.tokens import BOS, EOS, PAD, TIME, TokenSequence, Vocab, decode
 from yoshimidi_jax.tokens.vocab import Family
@@ -51,6 +52,10 @@ class SamplerConfig:
     # top-k/top-p over 'family': each token family apart, keeping its whole probability
     # (filter_logits_per_family: a chord's NOTE_OFFs are not cut); 'all': the whole vocabulary
     nucleus: str = "family"
+    # the model mixed with what followed the last copy_context tokens before (sample/copying.py;
+    # 0: the model alone), copy_weight of the next token's probability where they occurred
+    copy_context: int = 0
+    copy_weight: float = 0.0
 
 
 class SampleOutput(NamedTuple):
@@ -286,7 +291,22 @@ def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = N
         def step(state, _):
             return decode_step(model, cfg, params, state, temperature, top_p, top_k, controls_BxC, vocab)
 
-        end, (ids_NxB, times_NxB, forced_NxB, agreement_NxB) = jax.lax.scan(step, state, None, length=cfg.num_steps)
+        if cfg.copy_context > 0:  # the tokens so far ride along in the carry, for the copy's context
+            history_BxT = jnp.zeros((prompt_ids_BxP.shape[0], length), jnp.int32)
+            history_BxT = history_BxT.at[:, :prompt_ids_BxP.shape[1]].set(prompt_ids_BxP)
+
+            def step_copying(carry, _):
+                state, history_BxT = carry
+                mixed = mix_logits(state.logits, history_BxT, state.index, cfg.copy_context, cfg.copy_weight)
+                new, out = step(state._replace(logits=mixed), None)
+                history_BxT = jax.lax.dynamic_update_index_in_dim(history_BxT, out[0], state.index, axis=1)
+                return (new, history_BxT), out
+
+            (end, _), (ids_NxB, times_NxB, forced_NxB, agreement_NxB) = jax.lax.scan(
+                step_copying, (state, history_BxT), None, length=cfg.num_steps)
+        else:
+            end, (ids_NxB, times_NxB, forced_NxB, agreement_NxB) = jax.lax.scan(
+                step, state, None, length=cfg.num_steps)
         return (SampleOutput(ids_NxB.T, times_NxB.T, forced_NxB.T, agreement_NxB.T),
                 SampleEnd(end.track, end.ctrl, end.key))
 
@@ -346,6 +366,8 @@ def generate(
     style: int | np.ndarray = NO_STYLE,
     window: int | None = None,
     nucleus: str = "family",
+    copy_context: int = 0,
+    copy_weight: float = 0.0,
 ) -> tuple[list[TokenSequence], SampleOutput]:
     """Host-side convenience: -> (one TokenSequence per row: prompt + continuation
     up to and including EOS, the raw SampleOutput of the continuation).
@@ -355,10 +377,15 @@ def generate(
     the window is full, its recent half is prefilled into a fresh cache (the
     Track and the pitches sounding carry over) and sampling goes on. 0: never
     slide (one cache of prompt + num_events positions). nucleus: top-k/top-p
-    per token 'family' or over 'all' ids (SamplerConfig.nucleus)."""
+    per token 'family' or over 'all' ids (SamplerConfig.nucleus). copy_context,
+    copy_weight: the model mixed with what followed the same last tokens
+    before, in the window (sample/copying.py; 0: the model alone)."""
     vocab = model.vocab
     if nucleus not in NUCLEUS_SCOPES:
         raise ValueError(f"nucleus={nucleus!r}: one of {NUCLEUS_SCOPES}")
+    if copy_context < 0 or not 0.0 <= copy_weight < 1.0:
+        raise ValueError(f"copy_context={copy_context}, copy_weight={copy_weight}: a context >= 0 and a weight "
+                         "in [0, 1) (at 1 the model's own choices would vanish wherever the context recurs)")
     ids, times, track = prepare_prompt(prompt, batch, vocab)
     ctrl = np.full((batch, 1), -1, np.int32) if controls is None else np.asarray(controls, np.int32)
     if ctrl.ndim == 1:
@@ -374,7 +401,8 @@ def generate(
     prompt_ids, prompt_times = ids, times
     while left > 0:
         steps = left if not window else min(left, window - prompt_ids.shape[1])
-        sampler = _cached_sampler(model, SamplerConfig(steps, constraints, time_mode, nucleus))
+        sampler = _cached_sampler(model, SamplerConfig(steps, constraints, time_mode, nucleus, copy_context,
+                                                       copy_weight))
         out, end = sampler(params, prompt_ids, prompt_times, track, key, *knobs, ctrl, style_B, start, ctrl_B)
         out = SampleOutput(*(np.asarray(a) for a in out))
         outs.append(out)
