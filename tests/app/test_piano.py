@@ -131,10 +131,17 @@ def test_instrument_choice_sets_the_program_and_volume_sets_the_gain(page):
     # Every channel the page uses took GM program 48 (the synthesizer's own channel state).
     p.wait(f"{SOUND}.font.midiChannels.slice(0, 8).every(c => c.patch.program === 48)", 5)
     assert "strings" in p.page.text_content("#sound")
-    seen = p.y("sound")["fontNotesSeen"]
-    notes, peak = hold(p, "s", 0.3)
-    p.wait("n => window.yoshimidi.sound.fontNotesSeen > n", 5, arg=seen)
-    assert p.y("sound")["lastFontNote"]["pitch"] == notes[0]["pitch"] and peak > 3e-3
+    # The model picks the pitch; at the piano's top the string ensemble may not sound
+    # (a press that drew pitch 106 gave silence in one fresh-clone CI run): keys until
+    # a pitch in the middle of the range.
+    for key in "sdfg":
+        seen = p.y("sound")["fontNotesSeen"]
+        notes, peak = hold(p, key, 0.3)
+        p.wait("n => window.yoshimidi.sound.fontNotesSeen > n", 5, arg=seen)
+        if 36 <= notes[0]["pitch"] <= 96:
+            break
+    assert 36 <= notes[0]["pitch"] <= 96, notes
+    assert p.y("sound")["lastFontNote"]["pitch"] == notes[0]["pitch"] and peak > 3e-3, (notes, peak)
 
     # Volume: the slider sets the output gain (a squared curve), shown beside it.
     assert abs(p.y("sound")["gain"] - 0.64) < 1e-3  # the default, 80 %
