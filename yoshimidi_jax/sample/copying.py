@@ -70,22 +70,15 @@ def copy_distributions(inputs_BxL: jax.Array, segment_ids_BxL: jax.Array, contex
                        vocab_size: int) -> tuple[jax.Array, jax.Array]:
     """copy_distribution at every position of whole windows (teacher forcing:
     held-out scoring): position t's p_copy from the earlier occurrences of
-    inputs t - context + 1 .. t within the window and the same segment.
-    -> (p_copy [B, L, V], matched [B, L] bool)."""
-    B, L = inputs_BxL.shape
-    at_L = jnp.arange(L)
-    # [B, t, i]: the occurrence ending at i (its follower i + 1 <= t, in t's segment) matches t's context
-    match_BxLxL = ((at_L[None, :] + 1 <= at_L[:, None]) & (at_L[None, :] >= context - 1)
-                   & (at_L[:, None] >= context - 1))[None]
-    for j in range(context):
-        shifted_BxL = jnp.roll(inputs_BxL, j, axis=1)  # entry i holds inputs[i - j]
-        match_BxLxL &= shifted_BxL[:, :, None] == shifted_BxL[:, None, :]
-        seg_BxL = jnp.roll(segment_ids_BxL, j, axis=1)
-        match_BxLxL &= (seg_BxL[:, :, None] == segment_ids_BxL[:, :, None]) & (seg_BxL[:, None, :] ==
-                                                                               segment_ids_BxL[:, :, None])
-    follower_BxL = jnp.roll(inputs_BxL, -1, axis=1)
-    match_BxLxL &= (jnp.roll(segment_ids_BxL, -1, axis=1)[:, None, :] == segment_ids_BxL[:, :, None])
-    counts_BxLxV = jnp.einsum("bti,biv->btv", match_BxLxL.astype(jnp.float32),
-                              jax.nn.one_hot(follower_BxL, vocab_size, dtype=jnp.float32))
-    total_BxL = counts_BxLxV.sum(-1)
-    return counts_BxLxV / jnp.maximum(total_BxL, 1.0)[..., None], total_BxL > 0
+    inputs t - context + 1 .. t within the window and t's segment (tokens of
+    other segments replaced by ids no other position has, so nothing matches
+    them). -> (p_copy [B, L, V], matched [B, L] bool)."""
+    L = inputs_BxL.shape[1]
+    apart_L = -1 - jnp.arange(L, dtype=inputs_BxL.dtype)  # unique per position, never a token id
+
+    def at(t):
+        own_BxL = jnp.where(segment_ids_BxL == segment_ids_BxL[:, t, None], inputs_BxL, apart_L[None])
+        return copy_distribution(own_BxL, t + 1, context, vocab_size)
+
+    p_LxBxV, matched_LxB = jax.vmap(at)(jnp.arange(L))
+    return p_LxBxV.swapaxes(0, 1), matched_LxB.swapaxes(0, 1)
