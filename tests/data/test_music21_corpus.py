@@ -3,17 +3,21 @@ real worker processes)."""
 
 from __future__ import annotations
 
+import collections
+import io
 import json
 import os
 import pathlib
 
 import mido
 import pytest
-from music21 import bar, meter, midi, note, stream
+from music21 import bar, harmony, meter, midi, note, stream
 
+from tests.corpus_scores import parse_score
 from yoshimidi_jax.data.sources import music21_corpus as mc
 from yoshimidi_jax.data.sources.music21_corpus.worker import _abc_tunes
 from yoshimidi_jax.files import write_atomic
+from yoshimidi_jax.midi import read_midi
 
 CHORALES = ("bach/bwv66.6.mxl", "bach/bwv1.6.mxl", "bach/bwv244.3.mxl")
 # a short piece of each other default collection (.mxl, .xml, .abc; josquin's
@@ -133,6 +137,48 @@ def test_shared_time_signature_cure_on_real_tune() -> None:
     data, reason, cure = mc.score_to_midi(_first_oneills_tune())
     assert reason is None and cure == ""
     assert len(data) > 100
+
+
+def offs_without_a_note(data: bytes) -> int:
+    """NOTE_OFFs (or velocity-0 NOTE_ONs) that find no note of their pitch
+    sounding on their track: a note written off-before-on, which every reader
+    then holds until the next event of its pitch."""
+    count = 0
+    for track in mido.MidiFile(file=io.BytesIO(data)).tracks:
+        sounding: collections.Counter = collections.Counter()
+        for m in track:
+            if m.type == "note_on" and m.velocity > 0:
+                sounding[(m.channel, m.note)] += 1
+            elif m.type in ("note_on", "note_off"):
+                if sounding[(m.channel, m.note)]:
+                    sounding[(m.channel, m.note)] -= 1
+                else:
+                    count += 1
+    return count
+
+
+def test_chord_symbol_cure_on_real_madrigal() -> None:
+    """A Monteverdi madrigal carries its harmonic analysis as chord symbols:
+    music21 writes each as a chord whose NOTE_OFFs come first, and the piece
+    read back holds those pitches for minutes. Cured, the file has the
+    score's notes only, and its longest note is the score's."""
+    path = mc.corpus_root() / "monteverdi" / "madrigal.3.6.mxl"
+    score = parse_score(path)
+    symbols = list(score.recurse().getElementsByClass(harmony.ChordSymbol))
+    symbol_pitches = sum(len(s.pitches) for s in symbols)
+    longest_quarters = max(n.duration.quarterLength for n in parse_score(path).stripTies().recurse().notes
+                           if not isinstance(n, harmony.Harmony))
+    uncured = midi.translate.streamToMidiFile(score).writestr()
+    assert len(symbols) == 14 and offs_without_a_note(uncured) > 0
+    held = read_midi(uncured).events
+    assert held.duration_s.max() > 60  # a chord symbol's pitch held for a minute and more
+
+    data, reason, cure = mc.score_to_midi(parse_score(path))
+    assert reason is None and cure == ""
+    assert offs_without_a_note(data) == 0
+    events = read_midi(data).events
+    assert len(events.pitch) == len(held.pitch) - symbol_pitches
+    assert events.duration_s.max() == pytest.approx(longest_quarters * 0.5)  # 120 bpm: the score names no tempo
 
 
 def _part_with_two_start_repeats() -> stream.Score:

@@ -97,7 +97,7 @@ def save_failures(cache_dir: str, failed: dict[str, dict]) -> None:
     write_atomic(pathlib.Path(cache_dir) / FAILURES_FILE, json.dumps(data, indent=1).encode())
 
 
-CURES_VERSION = 2  # 2: grace notes dropped
+CURES_VERSION = 3  # 2: grace notes dropped; 3: chord symbols dropped
 CONVERSION_FILE = "conversion.json"
 
 
