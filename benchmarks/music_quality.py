@@ -1,7 +1,8 @@
 r"""Music quality: do the samples read as music, by the field's measures?
 
     python -m benchmarks.music_quality --workdir=runs/tiny [--samples=60 --events=400 --temperature=0.8 \
-        --top_p=0.9 --copy_context=6 --copy_weight=0.6 --seed=0 --styles=all|none --player --window=N]
+        --top_p=0.9 --copy_context=7 --copy_weight=0.7 --style_guidance=2 --seed=0 --styles=all|none \
+        --player --window=N]
 
 Unconditioned samples (and, under `player`, the notes the model chooses in a
 player-like walk: what a player hears) against excerpts of held-out pieces of
@@ -14,11 +15,12 @@ and the overlapping areas `oa` (samples vs held-out) and `oa_train` (train
 vs held-out); `mean_oa`, `mean_oa_train`; the melody's `melody_oa`,
 `melody_oa_train`; `stuck_share` (longest note beyond the held-out 95th
 percentile: held-out about 5% by construction); `per_style` (each style
-given: monophonic share, polyphony, mean OA beside the style's held-out
-values, with n). Defaults are the issue's evaluation: 60 samples of 400
-events at experiments.sample's defaults (temperature 0.8, top-p 0.9 per family, the copy of
-context 6 at weight 0.6: sample/copying.py; the player's walks do not copy),
-60 held-out and 40 training excerpts. Prints one JSON line.
+given, guided by --style_guidance: monophonic share, polyphony, mean OA
+beside the style's held-out values, with n). Defaults are the issue's
+evaluation: 60 samples of 400 events at experiments.sample's defaults
+(temperature 0.8, top-p 0.9 per family, the copy of context 7 at weight 0.7:
+sample/copying.py, the player's walks do not copy; a style asked at guidance
+2: sample/guidance.py), 60 held-out and 40 training excerpts. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ flags.DEFINE_float("top_p", mq.TOP_P, "nucleus mass (1: off)")
 flags.DEFINE_integer("copy_context", mq.COPY_CONTEXT, "the samples mix in what followed the last N tokens before "
                      "(sample/copying.py; 0: the model alone)")
 flags.DEFINE_float("copy_weight", mq.COPY_WEIGHT, "the copy's share where the context occurred before")
+flags.DEFINE_float("style_guidance", mq.STYLE_GUIDANCE, "the samples asked for a style lean into it by this "
+                   "weight (classifier-free guidance, sample/guidance.py; 1: the style as the model takes it)")
 flags.DEFINE_integer("seed", 0, "PRNG seed (samples, walks and excerpts)")
 flags.DEFINE_enum("styles", "all", ["all", "none"], "all: also sample each style and compare per style")
 flags.DEFINE_bool("player", True, "also measure player-like walks through the play API")
@@ -65,7 +69,7 @@ def main(argv):
         events=FLAGS.events, heldout_excerpts=FLAGS.heldout, train_excerpts=FLAGS.train,
         temperature=FLAGS.temperature, top_p=FLAGS.top_p, seed=FLAGS.seed, styles=FLAGS.styles,
         player=FLAGS.player, walks=FLAGS.walks, window=FLAGS.window, copy_context=FLAGS.copy_context,
-        copy_weight=FLAGS.copy_weight)
+        copy_weight=FLAGS.copy_weight, style_guidance=FLAGS.style_guidance)
     print(json.dumps({"step": restored.step, **result, "seconds": round(time.perf_counter() - t0, 1)}))
 
 

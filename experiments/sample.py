@@ -22,7 +22,9 @@ the model picks the pitches. Both print the piece's adherence.
 --style: the texture asked of the whole piece (tokens/styles.py): chorale,
 classical, renaissance, fiddle, or any (the default: none asked); for a
 sample and for --player_walk alike. A run trained without styles
-(model.num_styles = 0) takes only 'any'.
+(model.num_styles = 0) takes only 'any'. A sample asked for a style leans
+into it by --style_guidance (classifier-free guidance, sample/guidance.py:
+2 by default, 1 takes the style as the model does, at half the work).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from ml_collections import config_flags
 from yoshimidi_jax import compile_cache
 from yoshimidi_jax.midi import read_midi, write_midi
 from yoshimidi_jax.model import model_cost
-from yoshimidi_jax.sample import Constraints, copying, generate, to_events
+from yoshimidi_jax.sample import Constraints, copying, generate, guidance, to_events
 from yoshimidi_jax.eval.adherence import score
 from yoshimidi_jax.play.player import Player
 from yoshimidi_jax.play.press import PlaySettings, Press
@@ -71,6 +73,8 @@ flags.DEFINE_integer("prompt_tokens", 256, "how many tokens of --prompt to use")
 flags.DEFINE_list("controls", [], "per-press controls INTERVAL/CHORD/VELOCITY (numbers or names, '*' = any)")
 flags.DEFINE_bool("strict", False, "mask choices so that every given control attribute holds")
 flags.DEFINE_string("style", "any", f"the piece's style: any (none asked) or one of {', '.join(STYLES)}")
+flags.DEFINE_float("style_guidance", guidance.WEIGHT, "with --style: sample from the logits without the style plus "
+                   "this weight times its difference (classifier-free guidance; 1: the style as the model takes it)")
 flags.DEFINE_integer("player_walk", 0, "play this many presses of a seeded player-like script (play API)")
 flags.DEFINE_integer("pitch_lo", 0, "lowest NOTE_ON pitch")
 flags.DEFINE_integer("pitch_hi", 127, "highest NOTE_ON pitch")
@@ -155,6 +159,7 @@ def main(argv: list[str]) -> None:
         style=style,
         copy_context=0 if controls else FLAGS.copy_context,
         copy_weight=FLAGS.copy_weight,
+        style_guidance=FLAGS.style_guidance,
     )
     used = controls[: int(np.asarray(out.forced[0]).sum())]
     _write_and_report(restored, seqs[0], used, complete=False, seconds=time.perf_counter() - t0, style=style)

@@ -48,8 +48,8 @@ piece with no note is not stuck), so held-out scores about 5% by
 construction (at most 5%, less where longest notes tie).
 
 Per style (`per_style`, with `styles="all"` and a model that takes a style):
-for every style with pieces in the data, rows sampled with that style given,
-against that style's held-out excerpts (and training excerpts as the
+for every style with pieces in the data, rows sampled with that style given
+(guided: sample/guidance.py), against that style's held-out excerpts (and training excerpts as the
 ceiling): `monophonic_share` (the share of pieces never sounding two
 pitches at once on music_metrics' clock: at most one distinct pitch at every
 step), `polyphony` (muspy's) and `mean_oa`, each beside the held-out value
@@ -79,7 +79,7 @@ from yoshimidi_jax.play.batch import BatchPlayer, FlushJob, PressJob
 from yoshimidi_jax.play.host import SessionHost
 from yoshimidi_jax.play.press import PlaySettings, Press
 from yoshimidi_jax.play.walk import player_walk
-from yoshimidi_jax.sample import copying
+from yoshimidi_jax.sample import copying, guidance
 from yoshimidi_jax.sample.constraints import Constraints
 from yoshimidi_jax.sample.sampler import generate
 from yoshimidi_jax.tokens import BOS, EOS, PAD, SEP, TokenSequence, Vocab, decode
@@ -95,6 +95,7 @@ TEMPERATURE = 0.8  # experiments.sample's defaults
 TOP_P = 0.9
 COPY_CONTEXT = copying.CONTEXT
 COPY_WEIGHT = copying.WEIGHT
+STYLE_GUIDANCE = guidance.WEIGHT  # the samples asked for a style
 
 STUCK_QUANTILE = 95.0  # percent
 FEW_HELDOUT = 5  # a style with fewer held-out pieces is also compared with its training excerpts
@@ -283,12 +284,14 @@ def rounded(tree: Any, digits: int = 4) -> Any:
 
 def sample_rows(model: Transformer, params, key: jax.Array, styles: np.ndarray, events: int, temperature: float,
                 top_p: float, window: int | None, copy_context: int = 0,
-                copy_weight: float = 0.0) -> list[TokenSequence]:
+                copy_weight: float = 0.0, style_guidance: float = 1.0) -> list[TokenSequence]:
     """One row per entry of `styles` (NO_STYLE: unconditioned), `events` new
-    tokens each from BOS, EOS masked -> each row's music tokens. copy_*: generate's."""
+    tokens each from BOS, EOS masked -> each row's music tokens. copy_*,
+    style_guidance: generate's."""
     seqs, _ = generate(model, params, key, num_events=events, batch=len(styles), temperature=temperature,
                        top_p=top_p, constraints=Constraints(allow_eos=False), style=np.asarray(styles, np.int32),
-                       window=window, copy_context=copy_context, copy_weight=copy_weight)
+                       window=window, copy_context=copy_context, copy_weight=copy_weight,
+                       style_guidance=style_guidance)
     return [music_tokens(s.ids, s.times, model.vocab) for s in seqs]
 
 
@@ -382,14 +385,15 @@ def measure_music_quality(model: Transformer, params, data_dir: str, *, samples:
                           train_excerpts: int = TRAIN_EXCERPTS, temperature: float = TEMPERATURE,
                           top_p: float = TOP_P, seed: int = 0, styles: str = "all", player: bool = True,
                           walks: int = 0, window: int | None = None, copy_context: int = COPY_CONTEXT,
-                          copy_weight: float = COPY_WEIGHT) -> dict:
+                          copy_weight: float = COPY_WEIGHT, style_guidance: float = STYLE_GUIDANCE) -> dict:
     """The music-quality report (module docstring): unconditioned samples'
     figures at the top level, `player` (the walk's; None when off or the
     model cannot be played) and `per_style` (None with styles="none"; {} and
     `per_style_note` when the model or the data has no styles).
     walks: player sessions (0: as many as samples). copy_context, copy_weight:
     the samples' copy of what followed the same context before (sample/copying.py;
-    not the player's walks: the player steers). Values are rounded, NaN as None."""
+    not the player's walks: the player steers). style_guidance: the samples
+    asked for a style lean into it (sample/guidance.py). Values are rounded, NaN as None."""
     if styles not in ("all", "none"):
         raise ValueError(f"styles must be 'all' or 'none', got {styles!r}")
     if samples < 1 or events < 1:
@@ -412,14 +416,16 @@ def measure_music_quality(model: Transformer, params, data_dir: str, *, samples:
             if not style_ids:
                 style_note = "no piece of the data has a style"
 
-    # one sampler call: the unconditioned rows, then `samples` rows per style
-    row_styles = np.repeat(np.array([NO_STYLE] + style_ids, np.int32), samples)
-    rows = sample_rows(model, params, jax.random.fold_in(key, 0), row_styles, events, temperature, top_p, window,
-                       copy_context, copy_weight)
+    # two sampler calls: the unconditioned rows, then `samples` rows per style (guided)
+    rows = sample_rows(model, params, jax.random.fold_in(key, 0), np.full(samples, NO_STYLE, np.int32), events,
+                       temperature, top_p, window, copy_context, copy_weight)
+    if style_ids:
+        rows += sample_rows(model, params, jax.random.fold_in(key, 2), np.repeat(np.array(style_ids, np.int32), samples),
+                            events, temperature, top_p, window, copy_context, copy_weight, style_guidance)
 
     result: dict[str, Any] = {
         "temperature": temperature, "top_p": top_p, "events": events, "seed": seed, "window": window,
-        "copy_context": copy_context, "copy_weight": copy_weight,
+        "copy_context": copy_context, "copy_weight": copy_weight, "style_guidance": style_guidance,
         "pieces": {"heldout": len(held.pieces), "train": len(train.pieces)},
     }
     sets = _block(rows[:samples], held.of_style(None), train.of_style(None), heldout_excerpts, train_excerpts,

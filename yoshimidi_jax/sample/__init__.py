@@ -1,7 +1,8 @@
 """Decoding only: the jitted scan sampler with a KV cache (sampler.py), its
 grammar and strict masks (constraints.py), the Track of what the tokens so far
 imply (tracker.py), the copy of what followed the same context before
-(copying.py), and the samples written at each eval (step_sample.py)."""
+(copying.py), classifier-free guidance of the style (guidance.py), and the
+samples written at each eval (step_sample.py)."""
 
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens, violations
 from yoshimidi_jax.sample.sampler import (

@@ -34,6 +34,7 @@ from yoshimidi_jax.midi import NoteEvents
 from yoshimidi_jax.model import Transformer, init_cache
 from yoshimidi_jax.model.position_context import PositionContext, piece_start
 from yoshimidi_jax.sample.constraints import Constraints, allowed_tokens
+from yoshimidi_jax.sample import guidance
 from yoshimidi_jax.sample.copying import mix_logits
 from yoshimidi_jax.sample.tracker import Track, advance, track_tokens
 from yoshimidi_jax.tokens import BOS, EOS, PAD, TIME, TokenSequence, Vocab, decode
@@ -56,6 +57,10 @@ class SamplerConfig:
     # 0: the model alone), copy_weight of the next token's probability where they occurred
     copy_context: int = 0
     copy_weight: float = 0.0
+    # classifier-free guidance of the style (sample/guidance.py): None, the rows as they
+    # are; a weight, the batch is pairs (rows [0, B) with the style, [B, 2B) without), both
+    # rows of a pair sample from the guided logits and are fed the same tokens
+    style_guidance: float | None = None
 
 
 class SampleOutput(NamedTuple):
@@ -248,6 +253,9 @@ def decode_step(
     mask_BxV = mask_BxV & (is_control_V[None] <= (has_ctrl_B | constraints.allow_controls)[:, None])
     tok_B = sample_token(k_tok, state.logits, mask_BxV, temperature, top_p, top_k,
                          vocab if cfg.nucleus == "family" else None)
+    paired = cfg.style_guidance is not None
+    if paired:
+        tok_B = guidance.tie(tok_B)
     agreement_B = -jnp.ones(tok_B.shape, jnp.float32)
     if constraints.strict:
         loose_BxV = allowed_tokens(track, dataclasses.replace(constraints, strict=False, allow_controls=True), vocab)
@@ -261,6 +269,8 @@ def decode_step(
     tok_B = jnp.where(insert_B, next_ctrl_B, tok_B)
     seconds_B = jnp.where(tok_B == TIME, time_value(k_time, state.time_logits, model, cfg.time_mode, temperature),
                           vocab.shift_seconds(tok_B))
+    if paired:
+        seconds_B = guidance.tie(seconds_B)
     new = feed(model, params, state._replace(ctrl=state.ctrl + insert_B, key=key), tok_B[:, None],
                seconds_B[:, None], vocab)
     return new, (tok_B, seconds_B.astype(jnp.float32), insert_B, agreement_B)
@@ -288,8 +298,14 @@ def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = N
         if ctrl_B is not None:
             state = state._replace(ctrl=ctrl_B)
 
+        def guide(state):
+            if cfg.style_guidance is None:
+                return state
+            return state._replace(logits=guidance.guided(state.logits, cfg.style_guidance),
+                                  time_logits=guidance.guided(state.time_logits, cfg.style_guidance))
+
         def step(state, _):
-            return decode_step(model, cfg, params, state, temperature, top_p, top_k, controls_BxC, vocab)
+            return decode_step(model, cfg, params, guide(state), temperature, top_p, top_k, controls_BxC, vocab)
 
         if cfg.copy_context > 0:  # the tokens so far ride along in the carry, for the copy's context
             history_BxT = jnp.zeros((prompt_ids_BxP.shape[0], length), jnp.int32)
@@ -297,8 +313,10 @@ def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = N
 
             def step_copying(carry, _):
                 state, history_BxT = carry
+                state = guide(state)  # the style's guidance first, then the copy mixed in
                 mixed = mix_logits(state.logits, history_BxT, state.index, cfg.copy_context, cfg.copy_weight)
-                new, out = step(state._replace(logits=mixed), None)
+                new, out = decode_step(model, cfg, params, state._replace(logits=mixed), temperature, top_p, top_k,
+                                       controls_BxC, vocab)
                 history_BxT = jax.lax.dynamic_update_index_in_dim(history_BxT, out[0], state.index, axis=1)
                 return (new, history_BxT), out
 
@@ -368,6 +386,7 @@ def generate(
     nucleus: str = "family",
     copy_context: int = 0,
     copy_weight: float = 0.0,
+    style_guidance: float = 1.0,
 ) -> tuple[list[TokenSequence], SampleOutput]:
     """Host-side convenience: -> (one TokenSequence per row: prompt + continuation
     up to and including EOS, the raw SampleOutput of the continuation).
@@ -379,18 +398,27 @@ def generate(
     slide (one cache of prompt + num_events positions). nucleus: top-k/top-p
     per token 'family' or over 'all' ids (SamplerConfig.nucleus). copy_context,
     copy_weight: the model mixed with what followed the same last tokens
-    before, in the window (sample/copying.py; 0: the model alone)."""
+    before, in the window (sample/copying.py; 0: the model alone).
+    style_guidance: where a row asks a style, sample from the logits without
+    it plus this weight times the style's difference (sample/guidance.py:
+    classifier-free guidance; 1: the style as the model takes it, no extra
+    work; else each row is run twice)."""
     vocab = model.vocab
     if nucleus not in NUCLEUS_SCOPES:
         raise ValueError(f"nucleus={nucleus!r}: one of {NUCLEUS_SCOPES}")
     if copy_context < 0 or not 0.0 <= copy_weight < 1.0:
         raise ValueError(f"copy_context={copy_context}, copy_weight={copy_weight}: a context >= 0 and a weight "
                          "in [0, 1) (at 1 the model's own choices would vanish wherever the context recurs)")
+    style_guidance = guidance.check_weight(style_guidance)
     ids, times, track = prepare_prompt(prompt, batch, vocab)
     ctrl = np.full((batch, 1), -1, np.int32) if controls is None else np.asarray(controls, np.int32)
     if ctrl.ndim == 1:
         ctrl = np.repeat(ctrl[None], batch, axis=0)
-    style_B = jnp.asarray(np.broadcast_to(np.asarray(style, np.int32), (batch,)))
+    style_B = np.broadcast_to(np.asarray(style, np.int32), (batch,))
+    guided = style_guidance != 1.0 and bool((style_B != NO_STYLE).any())
+    if guided:  # each row twice: with its style, then without (sample/guidance.py)
+        (ids, times, track, ctrl), style_B = guidance.pair_rows((ids, times, track, ctrl), style_B)
+    style_B = jnp.asarray(style_B)
     knobs = (jnp.float32(temperature), jnp.float32(top_p), jnp.int32(top_k))
     window = model.max_len if window is None else int(window)
     keep = window // 2
@@ -402,7 +430,7 @@ def generate(
     while left > 0:
         steps = left if not window else min(left, window - prompt_ids.shape[1])
         sampler = _cached_sampler(model, SamplerConfig(steps, constraints, time_mode, nucleus, copy_context,
-                                                       copy_weight))
+                                                       copy_weight, style_guidance if guided else None))
         out, end = sampler(params, prompt_ids, prompt_times, track, key, *knobs, ctrl, style_B, start, ctrl_B)
         out = SampleOutput(*(np.asarray(a) for a in out))
         outs.append(out)
@@ -415,7 +443,8 @@ def generate(
         prompt_ids, prompt_times = all_ids[:, -keep:], all_times[:, -keep:]
         track, key, ctrl_B = end.track, end.key, end.ctrl
         start = window_start(jnp.asarray(prompt_ids), jnp.asarray(prompt_times), track, vocab)
-    out = SampleOutput(*(np.concatenate([o[i] for o in outs], axis=1) for i in range(len(SampleOutput._fields))))
+    out = SampleOutput(*(np.concatenate([o[i] for o in outs], axis=1)[:batch]
+                         for i in range(len(SampleOutput._fields))))
     seqs = []
     for r in range(batch):
         new_ids, new_times = out.ids[r], out.times[r]
