@@ -10,7 +10,7 @@ each occurrence gets a share; the next token's distribution is
 
 with p_copy(w) the fraction of the earlier occurrences followed by w. On the
 held-out split of the main job's data it lowers the main job's model's nats
-per note from 4.933 to 4.864 at the defaults below (no controls, 256-token
+per note from 4.830 to 4.778 at the defaults below (no controls, 256-token
 windows; benchmarks.heldout_copy, docs/benchmarks.md), and its samples repeat
 their motifs as held-out music does. Grammar masks, temperature and top-p
 apply to the mixture as to the model's own distribution.
