@@ -125,6 +125,10 @@ def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it restores; our own lines are printed
     parse_style_flag(FLAGS.style)  # a bad name fails before the model is restored
+    try:
+        guidance.check_weight(FLAGS.style_guidance)
+    except ValueError as e:
+        raise app.UsageError(f"--{e}") from None
     compile_cache.enable()  # a second run loads the sampler instead of compiling it (docs/sampling.md, "Compile once")
     restored = restore(FLAGS.workdir, FLAGS.config, seed=FLAGS.seed)
     print(restored.message)

@@ -57,13 +57,17 @@ def _sample(tmp_path, *flags: str) -> subprocess.CompletedProcess:
 
 
 def test_sample_cli_style(tmp_path):
-    """--style: a bad name is a usage error naming the allowed ones (before the
-    model is restored); a good one plays a --player_walk session in it; a run
+    """--style: a bad name (or a negative --style_guidance) is a usage error
+    naming the allowed ones (before the model is restored); a good one plays a --player_walk session in it; a run
     trained without styles takes only 'any'."""
     bad = _sample(tmp_path, "--style=jazz")
     assert bad.returncode != 0
     assert "--style" in bad.stderr and all(name in bad.stderr for name in (*STYLES, "any")), bad.stderr[-2000:]
     assert "params" not in bad.stdout  # refused before restoring a model
+    negative = _sample(tmp_path, "--style=fiddle", "--style_guidance=-1")
+    assert negative.returncode != 0 and "--style_guidance=-1.0: a finite weight >= 0" in negative.stderr, \
+        negative.stderr[-2000:]
+    assert "params" not in negative.stdout
     good = _sample(tmp_path, "--style=fiddle", "--player_walk=6", "--seed=1")
     assert good.returncode == 0, good.stderr[-3000:]
     report = json.loads(good.stdout.strip().splitlines()[-1])
