@@ -58,8 +58,8 @@ def _sample(tmp_path, *flags: str) -> subprocess.CompletedProcess:
 
 def test_sample_cli_style(tmp_path):
     """--style: a bad name (or a negative --style_guidance) is a usage error
-    naming the allowed ones (before the model is restored); a good one plays a --player_walk session in it; a run
-    trained without styles takes only 'any'."""
+    naming the allowed ones (before the model is restored); a good one plays a
+    --player_walk session in it; a run trained without styles takes only 'any'."""
     bad = _sample(tmp_path, "--style=jazz")
     assert bad.returncode != 0
     assert "--style" in bad.stderr and all(name in bad.stderr for name in (*STYLES, "any")), bad.stderr[-2000:]

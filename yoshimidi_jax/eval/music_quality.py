@@ -49,8 +49,8 @@ construction (at most 5%, less where longest notes tie).
 
 Per style (`per_style`, with `styles="all"` and a model that takes a style):
 for every style with pieces in the data, rows sampled with that style given
-(guided: sample/guidance.py), against that style's held-out excerpts (and training excerpts as the
-ceiling): `monophonic_share` (the share of pieces never sounding two
+(guided: sample/guidance.py), against that style's held-out excerpts (and
+training excerpts as the ceiling): `monophonic_share` (the share of pieces never sounding two
 pitches at once on music_metrics' clock: at most one distinct pitch at every
 step), `polyphony` (muspy's) and `mean_oa`, each beside the held-out value
 (mean_oa beside `mean_oa_train`). `n` says how many held-out and training

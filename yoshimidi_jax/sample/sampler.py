@@ -304,8 +304,8 @@ def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = N
             return state._replace(logits=guidance.guided(state.logits, cfg.style_guidance),
                                   time_logits=guidance.guided(state.time_logits, cfg.style_guidance))
 
-        def step(state, _):
-            return decode_step(model, cfg, params, guide(state), temperature, top_p, top_k, controls_BxC, vocab)
+        def step(state, _):  # one new position, sampled from the state's logits as they are
+            return decode_step(model, cfg, params, state, temperature, top_p, top_k, controls_BxC, vocab)
 
         if cfg.copy_context > 0:  # the tokens so far ride along in the carry, for the copy's context
             history_BxT = jnp.zeros((prompt_ids_BxP.shape[0], length), jnp.int32)
@@ -315,8 +315,7 @@ def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = N
                 state, history_BxT = carry
                 state = guide(state)  # the style's guidance first, then the copy mixed in
                 mixed = mix_logits(state.logits, history_BxT, state.index, cfg.copy_context, cfg.copy_weight)
-                new, out = decode_step(model, cfg, params, state._replace(logits=mixed), temperature, top_p, top_k,
-                                       controls_BxC, vocab)
+                new, out = step(state._replace(logits=mixed), None)
                 history_BxT = jax.lax.dynamic_update_index_in_dim(history_BxT, out[0], state.index, axis=1)
                 return (new, history_BxT), out
 
@@ -324,7 +323,7 @@ def make_sampler(model: Transformer, cfg: SamplerConfig, vocab: Vocab | None = N
                 step_copying, (state, history_BxT), None, length=cfg.num_steps)
         else:
             end, (ids_NxB, times_NxB, forced_NxB, agreement_NxB) = jax.lax.scan(
-                step, state, None, length=cfg.num_steps)
+                lambda state, _: step(guide(state), None), state, None, length=cfg.num_steps)
         return (SampleOutput(ids_NxB.T, times_NxB.T, forced_NxB.T, agreement_NxB.T),
                 SampleEnd(end.track, end.ctrl, end.key))
 

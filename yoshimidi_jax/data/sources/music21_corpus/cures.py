@@ -38,10 +38,7 @@ def drop_grace_notes(score: Any) -> int:
     fiddle tunes (ryansMammoth), whose ornaments are grace notes, 16% of
     400-token excerpts held a note longer than 4 s (up to 36 s) that the
     score never asked for: drones the model learned to play."""
-    graces = [n for n in score.recurse().notes if n.duration.isGrace]
-    for n in graces:
-        n.activeSite.remove(n)
-    return len(graces)
+    return _remove_all([n for n in score.recurse().notes if n.duration.isGrace])
 
 
 def drop_chord_symbols(score: Any) -> int:
@@ -58,10 +55,14 @@ def drop_chord_symbols(score: Any) -> int:
     renaissance pieces sounded with low drones the score never asks for."""
     from music21 import harmony
 
-    symbols = list(score.recurse().getElementsByClass(harmony.Harmony))
-    for symbol in symbols:
-        symbol.activeSite.remove(symbol)
-    return len(symbols)
+    return _remove_all(list(score.recurse().getElementsByClass(harmony.Harmony)))
+
+
+def _remove_all(elements: list) -> int:
+    """Removes each element from the stream that holds it; returns how many."""
+    for element in elements:
+        element.activeSite.remove(element)
+    return len(elements)
 
 
 def has_repeat_marks(score: Any) -> bool:
