@@ -44,6 +44,9 @@ def base_config(
     c.data.p_drop_control_attribute = 0.15  # one attribute of a CONTROL is ANY
     c.data.p_drop_style = 0.2  # a piece's style is not given (the unconditioned mode; tokens/styles.py)
     c.data.augment_velocity = True  # seeded per-piece dynamics (data/augment.py), train and eval
+    # training only: a longer piece gives each epoch a random crop of this many
+    # tokens, so a few long pieces do not outweigh many short ones (0: whole pieces)
+    c.data.max_piece_tokens = 1024
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 10_000  # optimizer micro-steps

@@ -82,6 +82,9 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
     for name in ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "p_drop_style"):
         if not 0.0 <= d[name] <= 1.0:
             errors.append(f"data.{name}={d[name]!r}: a probability in [0, 1]")
+    crop = d.get("max_piece_tokens", 0)
+    if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0:
+        errors.append(f"data.max_piece_tokens={crop!r}: an integer >= 0 (0: whole pieces)")
     vocab, records = model_vocab(m), Vocab()
     if not isinstance(m.time_shifts, int) or not 0 <= m.time_shifts <= 1000:
         errors.append(f"model.time_shifts={m.time_shifts!r}: an integer in [0, 1000] (0: continuous time)")
@@ -126,7 +129,8 @@ ADDED_FIELDS = {"data.streams": 0, "model.rope_base": 10_000.0, "model.norm": "r
                 "model.factored_controls": False, "model.control_reference": False, "model.control_bias": False,
                 "model.control_bias_scale": 1.0, "model.activation": "gelu", "model.attention_block": 0,
                 "model.attention": "blocks", "model.time_shifts": 0, "model.time_shift_s": 0.01,
-                "model.sounding_input": False, "model.note_age_input": False, "model.age_edges_scale": 1.0, "model.num_styles": 0, "data.p_drop_style": 0.0}
+                "model.sounding_input": False, "model.note_age_input": False, "model.age_edges_scale": 1.0, "model.num_styles": 0, "data.p_drop_style": 0.0,
+                "data.max_piece_tokens": 0}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

@@ -201,3 +201,41 @@ def test_styles_are_given_dropped_and_kept_per_piece(tmp_path, few_midi_files):
                     for seg in np.unique(batch["segment_ids"][r][real[r]]):
                         assert len(set(styles[r][batch["segment_ids"][r] == seg].tolist())) == 1
     assert seen == {STYLES.index("chorale"), STYLES.index("fiddle")}
+
+
+def test_a_long_piece_gives_one_crop_an_epoch_that_carries_its_sounding_notes(dataset):
+    """max_piece_tokens: each longer piece is cut to that many consecutive
+    tokens of itself (every per-token feature from the same start, so the
+    pitches sounding at the cut are the whole piece's), at another start each
+    epoch; a shorter one stays whole; max_piece_tokens=None changes nothing."""
+    from yoshimidi_jax.data.manifest import shard_paths
+    from yoshimidi_jax.data.pipeline import piece_dataset
+
+    paths = shard_paths(dataset, "train")
+    spec = BatchSpec(seq_len=64, batch_size=1, seed=2, shuffle=False, num_epochs=2)
+    whole = piece_dataset(paths, spec)
+    cut = piece_dataset(paths, BatchSpec(seq_len=64, batch_size=1, seed=2, shuffle=False, num_epochs=2,
+                                         max_piece_tokens=300))
+    starts = []
+    for i in range(2 * 5):  # the 5 pieces, two epochs
+        a, b = whole[i], cut[i]
+        n = len(a["ids"])
+        assert n > 300  # every test piece is longer: each is cut
+        assert len(b["ids"]) == 300
+        found = [s for s in range(n - 299) if np.array_equal(a["ids"][s:s + 300], b["ids"])]
+        assert found, i
+        s = found[0]
+        for key in a:
+            np.testing.assert_array_equal(b[key], a[key][s:s + 300], err_msg=key)
+        starts.append(s)
+    assert starts[:5] != starts[5:]  # another crop the next epoch
+    assert len(set(starts)) > 3
+    uncut = piece_dataset(paths, BatchSpec(seq_len=64, batch_size=1, seed=2, shuffle=False, num_epochs=2,
+                                           max_piece_tokens=10**6))
+    assert all(_equal(uncut[i], whole[i]) for i in range(5))
+    # through the batches: no segment longer than the crop
+    batches = _take(make_batches(dataset, "train", BatchSpec(seq_len=256, batch_size=2, seed=0,
+                                                             max_piece_tokens=100)), 8)
+    for batch in batches:
+        for row in batch["segment_ids"]:
+            assert max(np.bincount(row[row > 0])) <= 100

@@ -30,7 +30,9 @@ RTOL = 1e-5
 def _flags(data: str, workdir: str, extra=()) -> list[str]:
     return [sys.executable, "-m", "experiments.train", "--config=configs/tiny.py", f"--workdir={workdir}",
             *small_config_overrides(data, STEPS), "--config.data.streams=2", "--config.train.eval_every=12",
-            *extra]
+            # whole pieces (every test piece is longer than the default crop, and cropped they would all be
+            # as long: the two processes' iterator states would then look alike)
+            "--config.data.max_piece_tokens=0", *extra]
 
 
 def _env(port: int, pid: int, n: int = 2, **more) -> dict:

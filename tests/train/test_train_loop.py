@@ -89,6 +89,7 @@ def test_non_finite_loss_stops_with_step_and_batch(tmp_path, train_data):
         ("model.positional", "alibi", "'rope' or 'learned'"),
         ("data.p_drop_control_press", 1.5, "probability"),
         ("data.p_drop_control_sequence", -0.1, "probability"),
+        ("data.max_piece_tokens", -1, "an integer >= 0"),
         ("data.path", "/nonexistent/data", "run `python -m experiments.prepare"),
     ],
 )

@@ -62,6 +62,10 @@ class BatchSpec:
     p_drop_style: float = 0.2  # a piece's style is not given (tokens/styles.py: the unconditioned mode)
     augment_velocity: bool = False  # per-piece gain/offset and swells (data/augment.py)
     drop_remainder: bool = True
+    # a piece longer than this gives, each epoch, a random crop of this many
+    # tokens (None: every token): the model then learns the mix of pieces,
+    # not the mix of tokens, in which a few long pieces weigh as many short ones
+    max_piece_tokens: int | None = None
     # the vocabulary the batches are written in: with time_shifts > 0, time as
     # TIME_SHIFT tokens (tokens/time_shifts.py) instead of the records' TIME positions
     vocab: Vocab = Vocab()
@@ -97,10 +101,24 @@ class _PieceToArrays(grain.transforms.RandomMap):
         if self.spec.vocab.time_shifts:
             ids, times = to_time_shifts(ids, times, self.spec.vocab)
         style = NO_STYLE if rng.random() < self.spec.p_drop_style else record.style
-        return {"ids": ids.astype(np.int32), "times": times.astype(np.float32),
-                "style": np.full(ids.shape, style, np.int32),
-                "sounding": pack_sounding(sounding_before(ids, self.spec.vocab)),
-                "age": sounding_ages(ids, times, self.spec.vocab)}
+        piece = {"ids": ids.astype(np.int32), "times": times.astype(np.float32),
+                 "style": np.full(ids.shape, style, np.int32),
+                 "sounding": pack_sounding(sounding_before(ids, self.spec.vocab)),
+                 "age": sounding_ages(ids, times, self.spec.vocab)}
+        return crop_piece(piece, self.spec.max_piece_tokens, rng)
+
+
+def crop_piece(piece: dict[str, np.ndarray], max_tokens: int | None,
+               rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A piece's per-token arrays, cut to `max_tokens` consecutive tokens at a
+    random start where it is longer (None: whole). The sounding notes and
+    their ages were computed on the whole piece, so a crop that starts with
+    notes sounding carries them, as a window that starts mid-piece does."""
+    n = piece["ids"].shape[0]
+    if max_tokens is None or n <= max_tokens:
+        return piece
+    start = int(rng.integers(n - max_tokens + 1))
+    return {k: v[start:start + max_tokens] for k, v in piece.items()}
 
 
 def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -60,7 +60,7 @@ def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:
     per_process = cfg.data.batch_size // jax.process_count()
     spec = BatchSpec(seq_len=cfg.data.seq_len, batch_size=per_process, seed=cfg.seed, **control_fields(cfg))
     if split == "train":
-        return spec
+        return dataclasses.replace(spec, max_piece_tokens=cfg.data.get("max_piece_tokens", 0) or None)
     # eval: a fixed order and fixed control dropout, the same every eval
     return dataclasses.replace(spec, seed=cfg.seed + 1, shuffle=False)
 
