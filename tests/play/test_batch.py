@@ -93,6 +93,11 @@ def test_each_press_plays_in_the_pitch_range_of_its_settings(model_params, batch
         bp.close(slot)
 
 
+def _index(bp, slot) -> int:
+    """Tokens in the slot's cache."""
+    return int(np.asarray(bp.pool.index)[slot].reshape(-1)[0])
+
+
 def test_releases_wait_for_the_next_press_and_then_come_first(model_params, batch_player):
     bp = batch_player
     bp.open(0, jax.random.key(0))
@@ -101,7 +106,11 @@ def test_releases_wait_for_the_next_press_and_then_come_first(model_params, batc
     assert bp.release(0, 0.3, n1.pitches) is False  # few tokens: nothing to feed now
     assert len(bp.host[0].ids) == before and len(bp.pending[0][0]) == 1 + 2
     assert bp.host[0].sounding == frozenset()
+    # the press's last note is answered before it is stepped: the cache holds every token but it
+    assert bp.unfed[0] == n1.pitches[-1] + VOCAB.note_on
+    assert _index(bp, 0) == before - 1 and bp.host[0].ids[-1] == bp.unfed[0]
     (n2,) = bp.run([PressJob(0, Press(0.1, 90, 1, interval=1))])
+    assert _index(bp, 0) == len(bp.host[0].ids) - 1  # it went first into this press; this one waits
     new = bp.host[0].ids[before:]
     times = bp.host[0].times[before:]
     # TIME(0.3) OFF OFF, then the press: TIME(0.1) CONTROL NOTE_ON
@@ -132,6 +141,7 @@ def test_many_pending_releases_are_flushed(model_params, batch_player):
     assert pending == 2 * len(sounding)
     assert bp.run([FlushJob(1)]) == [None]
     assert len(bp.host[1].ids) == fed + pending and len(bp.pending[1][0]) == 0
+    assert bp.unfed[1] is None and _index(bp, 1) == len(bp.host[1].ids)  # a flush steps the unfed note too
     assert bp.host[1].sounding == frozenset()
     bp.close(1)
 
@@ -226,6 +236,8 @@ def test_refill_ahead_leaves_room_for_any_next_press(batch_player):
         done = bp.refill_ahead([0])
         refilled += len(done)
         assert len(bp.host[0].ids) + FORCED_BUCKETS[-1] + MAX_NOTES + 1 <= bp.cache_len
-        assert (len(bp.host[0].ids) == bp.cache_len // 2) == bool(done)
+        # refilled: the recent half of the tokens stepped, the press's last note still unfed behind them
+        assert bp.unfed[0] == notes.pitches[-1] + VOCAB.note_on
+        assert (len(bp.host[0].ids) - 1 == bp.cache_len // 2) == bool(done)
     assert refilled >= 2
     bp.close(0)

@@ -28,7 +28,14 @@ function: 0 or 1 forced tokens, then its notes), so it batches with them.
 A release needs no answer, so its tokens (TIME NOTE_OFF..) wait on the host
 and are fed as the first forced tokens of the session's next press: one
 decode row per press, none per release, and the model sees exactly the
-tokens it would have seen had they been fed at once.
+tokens it would have seen had they been fed at once. The same holds for a
+press's last NOTE_ON: nothing of the press needs what follows it, so it is
+sampled, answered and left unstepped (make_press_row feed_last=False;
+`unfed`), and goes first into the session's next row (press, join or
+flush): a press of one key costs one decode call of its forced tokens and
+one sampling before its answer, not two calls. The host's tokens
+(SessionHost.ids) count it from its press on; a refill prefills the tokens
+before it and leaves it unfed.
 
 The tokens are exactly those of play.Player (same row function, same token
 layout), so a session played here and one played with Player from the same
@@ -142,6 +149,8 @@ class BatchPlayer:
         self.host: list[SessionHost | None] = [None] * num_slots
         # per slot: release tokens (TIME OFF..) not fed yet; its next press feeds them first
         self.pending: list[tuple[np.ndarray, np.ndarray]] = [_NOTHING] * num_slots
+        # per slot: the last NOTE_ON of its last press or join, answered but not stepped (None: none)
+        self.unfed: list[int | None] = [None] * num_slots
         self.generation = [0] * num_slots  # bumped by each open: a refill begun before it is stale
         self.refills_in_batch = 0  # refills that ran inside run() (the Batcher refills outside it)
 
@@ -172,6 +181,7 @@ class BatchPlayer:
         self.pool = self.programs.reset(self.params, self.pool, jnp.int32(slot), key, jnp.int32(style))
         self.host[slot] = SessionHost.start(keep_history=False)  # a server records notes, not tokens
         self.pending[slot] = _NOTHING
+        self.unfed[slot] = None
         self.generation[slot] += 1
 
     def style(self, slot: int) -> int:
@@ -183,6 +193,7 @@ class BatchPlayer:
         self._check_slot(slot)
         self.host[slot] = None
         self.pending[slot] = _NOTHING
+        self.unfed[slot] = None
         self.generation[slot] += 1
 
     def _check_slot(self, slot: int) -> None:
@@ -195,15 +206,32 @@ class BatchPlayer:
             raise ValueError(f"slot {slot} is not open")
         return host
 
+    def _fed(self, slot: int) -> SessionHost:
+        """The slot's host as its cache holds it: without the unfed note. A
+        refill prefills the recent half of these (the device Track, which a
+        refill carries over, has not seen the unfed note either), and the
+        unfed note stays unfed, to go first into the next row."""
+        host = self.host[slot]
+        if self.unfed[slot] is None:
+            return host
+        return dataclasses.replace(host, ids=host.ids[:-1], times=host.times[:-1])
+
+    def _with_unfed(self, slot: int, host: SessionHost) -> SessionHost:
+        """A refilled host (`_fed`'s window) with the slot's unfed note back at its end."""
+        if self.unfed[slot] is None:
+            return host
+        return dataclasses.replace(host, ids=np.append(host.ids, np.int32(self.unfed[slot])),
+                                   times=np.append(host.times, np.float32(0.0)))
+
     def _room(self, slot: int, needed: int) -> bool:
         """Refills slot's cache now if `needed` more tokens would not fit -> whether it did."""
-        host = self.host[slot].refilled(needed, self.cache_len)
+        host = self._fed(slot).refilled(needed + (self.unfed[slot] is not None), self.cache_len)
         if host is None:
             return False
         p = self.programs
         row = p.refill_row(self.params, p.get_row(self.pool, jnp.int32(slot)), host.ids[None], host.times[None])
         self.pool = p.set_row(self.pool, jnp.int32(slot), row)
-        self.host[slot] = host
+        self.host[slot] = self._with_unfed(slot, host)
         return True
 
     def release(self, slot: int, dt_s: float, pitches) -> bool:
@@ -243,7 +271,7 @@ class BatchPlayer:
         """A refill of slot's cache to do: its row and the recent half of its
         tokens. Nothing of the slot may run until refill_end."""
         host = self._open_host(slot)
-        window = host.refilled(self.cache_len, self.cache_len)  # always a window: the recent half
+        window = self._fed(slot).refilled(self.cache_len, self.cache_len)  # always a window: the recent half
         row = self.programs.get_row(self.pool, jnp.int32(slot))
         return Refill(slot, self.generation[slot], host.ids, row, window.ids, window.times)
 
@@ -260,7 +288,8 @@ class BatchPlayer:
         if self.generation[refill.slot] != refill.generation or host is None or host.ids is not refill.source_ids:
             return False
         self.pool = self.programs.set_row(self.pool, jnp.int32(refill.slot), refill.row)
-        self.host[refill.slot] = dataclasses.replace(host, ids=refill.ids, times=refill.times)
+        self.host[refill.slot] = self._with_unfed(refill.slot, dataclasses.replace(host, ids=refill.ids,
+                                                                                   times=refill.times))
         return True
 
     # -- one batch ---------------------------------------------------------------
@@ -288,7 +317,7 @@ class BatchPlayer:
                 ids, times, vel_bin = press_tokens(job.press, host.vel_bin, self.model, ending)
                 rows.append(_Row(np.concatenate([pending_ids, ids]), np.concatenate([pending_times, times]),
                                  job.press.num_keys, job.settings, vel_bin, ending))
-            elif len(pending_ids):
+            elif len(pending_ids) or self.unfed[job.slot] is not None:
                 rows.append(_Row(pending_ids, pending_times, vel_bin=host.vel_bin))
             else:
                 rows.append(_Row(None, None, vel_bin=host.vel_bin))
@@ -302,6 +331,9 @@ class BatchPlayer:
                 results.append(None)
                 continue
             self.pending[job.slot] = _NOTHING
+            self.unfed[job.slot] = None
+            if isinstance(job, (PressJob, JoinJob)):  # its last note waits for the next row
+                self.unfed[job.slot] = int(pitches[i, row.num_keys - 1]) + self.model.vocab.note_on
             if row.joined:
                 played = pitches[i, :row.num_keys]
                 self.host[job.slot] = host.joined(row.ids, row.times, played, row.vel_bin, self.model.vocab)
@@ -335,9 +367,14 @@ class BatchPlayer:
     def _decode(self, pitch_range: tuple[int, int], slots: list[int], rows: list[_Row]) -> np.ndarray:
         """One jitted call for rows of one pitch range -> their pitches [rows, MAX_NOTES]."""
         n_rows = bucket(len(rows), self.row_buckets)
-        width = bucket(max(len(row.ids) for row in rows), FORCED_BUCKETS)
+        width = bucket(max(len(row.ids) + (self.unfed[slot] is not None) for slot, row in zip(slots, rows)),
+                       FORCED_BUCKETS)
         for slot in slots:  # the padded forced tokens and every note step must fit the cache
             self.refills_in_batch += self._room(slot, width + MAX_NOTES + 1)
+        # each row's unfed note first
+        rows = [row if self.unfed[slot] is None else dataclasses.replace(
+            row, ids=np.concatenate([[self.unfed[slot]], row.ids]).astype(np.int32),
+            times=np.concatenate([[0.0], row.times]).astype(np.float32)) for slot, row in zip(slots, rows)]
         b_slots = np.full(n_rows, self.scratch, np.int32)
         b_ids = np.zeros((n_rows, 1, width), np.int32)
         b_times = np.zeros((n_rows, 1, width), np.float32)
@@ -419,7 +456,7 @@ class _Programs:
         temperature, top-p and strictness are traced, per row."""
         if pitch_range not in self.batch_fns:
             lo, hi = pitch_range
-            row = make_press_row(self.model, PlaySettings(pitch_lo=lo, pitch_hi=hi).constraints)
+            row = make_press_row(self.model, PlaySettings(pitch_lo=lo, pitch_hi=hi).constraints, feed_last=False)
             vrow = jax.vmap(row, in_axes=(None, 0, 0, 0, 0, 0, None, 0, 0, 0))
 
             def batch(params, pool, slots, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict):

@@ -7,7 +7,9 @@ A press is
     TIME(seconds since the previous event)  CONTROL  [VELOCITY]  NOTE_ON x num_keys
     \\______________ forced, fed in one decode call ______/     \\__ sampled __/
 
-so it costs 1 + num_keys decode steps, in one jitted call. A press may grow
+so it costs 1 + num_keys decode steps, in one jitted call (the server's
+BatchPlayer answers before stepping the last NOTE_ON, which goes first into
+the session's next call: 1 + num_keys - 1 before the answer). A press may grow
 key by key (zero-wait keys): its first key is played at once as a press that
 `grows` (its CONTROL asks chord ANY, the value the training's attribute
 dropout taught, since how many keys will come is not known yet), and each
@@ -144,7 +146,7 @@ def release_tokens(dt_s: float, ending, model: Transformer) -> tuple[np.ndarray,
     return ids, times
 
 
-def make_press_row(model: Transformer, constraints: Constraints):
+def make_press_row(model: Transformer, constraints: Constraints, feed_last: bool = True):
     """The press of one session (a DecodeState of batch 1), as a pure function
 
         row(params, state, ids [1, F], times [1, F], n_forced, num_keys, max_keys, temperature, top_p, strict)
@@ -154,15 +156,19 @@ def make_press_row(model: Transformer, constraints: Constraints):
     high. The loop runs max_keys times (a bound shared by a batch: jax.vmap of
     row over sessions with max_keys unbatched); a row past its num_keys feeds a
     throw-away token without moving its index, so its state is unchanged.
-    strict (traced) masks pitches so the CONTROL's interval holds."""
+    strict (traced) masks pitches so the CONTROL's interval holds.
+    feed_last=False: the last NOTE_ON is sampled (its PRNG key spent) but not
+    stepped: nothing of the press needs what comes after it, so the caller
+    answers first and feeds it as the first forced token of the session's
+    next row (play/batch.py: one decode step less before each answer)."""
     vocab = model.vocab
     is_on = vocab.is_note_on(jnp.arange(vocab.size))
     loose = dataclasses.replace(constraints, strict=False)
     tight = dataclasses.replace(constraints, strict=True)
     pitches = jnp.arange(128)
 
-    def one_note(params, temperature, top_p, strict, num_keys, i, carry):
-        state, out = carry
+    def choose(temperature, top_p, strict, num_keys, i, state):
+        """Note i of the press, sampled under the masks -> (its token [1], the state's next PRNG key)."""
         key, k_tok = jax.random.split(state.key)
         track = state.track
         # leave room above for the keys still to come (a press goes low to high)
@@ -175,21 +181,42 @@ def make_press_row(model: Transformer, constraints: Constraints):
         above = (pitches > track.last_on[:, None]) & (pitches >= constraints.pitch_lo) & room
         fallback = jnp.zeros_like(mask).at[:, vocab.note_on:vocab.note_off].set(above)
         mask = jnp.where(mask.any(-1, keepdims=True), mask, fallback)
-        tok = sample_token(k_tok, state.logits, mask, temperature, top_p, jnp.int32(0))
+        return sample_token(k_tok, state.logits, mask, temperature, top_p, jnp.int32(0)), key
+
+    def one_note(params, temperature, top_p, strict, num_keys, i, carry):
+        """Note i sampled and stepped (not stepped past num_keys, or as the
+        last note with feed_last=False: its index stays, its state is unchanged)."""
+        state, out = carry
+        tok, key = choose(temperature, top_p, strict, num_keys, i, state)
         fed = feed(model, params, state._replace(key=key), tok[:, None], jnp.zeros((1, 1)), vocab)
         active = i < num_keys
-        keep = functools.partial(jnp.where, active)
+        stepped = active if feed_last else i < num_keys - 1
+        keep = functools.partial(jnp.where, stepped)
         state = fed._replace(index=keep(fed.index, state.index), logits=keep(fed.logits, state.logits),
                              time_logits=keep(fed.time_logits, state.time_logits),
                              track=jax.tree.map(keep, fed.track, state.track),
-                             key=jax.tree.map(keep, fed.key, state.key))
+                             key=jax.tree.map(functools.partial(jnp.where, active), fed.key, state.key))
+        return state, out.at[i].set(jnp.where(active, tok[0] - vocab.note_on, -1))
+
+    def last_note(temperature, top_p, strict, num_keys, i, carry):
+        """Note i (the batch's last) sampled, not stepped: no decode step at all."""
+        state, out = carry
+        tok, key = choose(temperature, top_p, strict, num_keys, i, state)
+        active = i < num_keys
+        state = state._replace(key=jax.tree.map(functools.partial(jnp.where, active), key, state.key))
         return state, out.at[i].set(jnp.where(active, tok[0] - vocab.note_on, -1))
 
     def row(params, state, ids, times, n_forced, num_keys, max_keys, temperature, top_p, strict):
         state = feed(model, params, state, ids, times, vocab, count=n_forced)
         out = jnp.full((MAX_NOTES,), -1, jnp.int32)
         body = functools.partial(one_note, params, temperature, top_p, strict, num_keys)
-        return jax.lax.fori_loop(0, max_keys, body, (state, out))[::-1]
+        if feed_last:
+            return jax.lax.fori_loop(0, max_keys, body, (state, out))[::-1]
+        # every note but the batch's last is stepped where its row has one after it; the last is only sampled
+        carry = jax.lax.fori_loop(0, max_keys - 1, body, (state, out))
+        carry = jax.lax.cond(max_keys > 0, functools.partial(last_note, temperature, top_p, strict, num_keys,
+                                                             max_keys - 1), lambda c: c, carry)
+        return carry[::-1]
 
     return row
 
