@@ -203,31 +203,49 @@ def test_styles_are_given_dropped_and_kept_per_piece(tmp_path, few_midi_files):
     assert seen == {STYLES.index("chorale"), STYLES.index("fiddle")}
 
 
-def test_a_long_piece_gives_one_crop_an_epoch_that_carries_its_sounding_notes(dataset):
+def test_a_long_piece_gives_one_crop_an_epoch_that_starts_silent(dataset):
     """max_piece_tokens: each longer piece is cut to that many consecutive
-    tokens of itself (every per-token feature from the same start, so the
-    pitches sounding at the cut are the whole piece's), at another start each
-    epoch; a shorter one stays whole; max_piece_tokens=None changes nothing."""
+    tokens of itself, less the NOTE_OFFs of notes begun before the cut, at
+    another start each epoch: every NOTE_OFF of a crop ends a note of the
+    crop, and its sounding features are its own (nothing sounds at its
+    start, as the model's features assume of a segment that starts inside a
+    window); a shorter piece stays whole; a bound past every piece changes nothing."""
     from yoshimidi_jax.data.manifest import shard_paths
     from yoshimidi_jax.data.pipeline import piece_dataset
+    from yoshimidi_jax.tokens.sounding import pack, sounding_ages, sounding_before
 
     paths = shard_paths(dataset, "train")
     spec = BatchSpec(seq_len=64, batch_size=1, seed=2, shuffle=False, num_epochs=2)
     whole = piece_dataset(paths, spec)
     cut = piece_dataset(paths, BatchSpec(seq_len=64, batch_size=1, seed=2, shuffle=False, num_epochs=2,
                                          max_piece_tokens=300))
-    starts = []
+    starts, dropped = [], 0
     for i in range(2 * 5):  # the 5 pieces, two epochs
         a, b = whole[i], cut[i]
         n = len(a["ids"])
         assert n > 300  # every test piece is longer: each is cut
-        assert len(b["ids"]) == 300
-        found = [s for s in range(n - 299) if np.array_equal(a["ids"][s:s + 300], b["ids"])]
+        ids = b["ids"]
+        assert 250 < len(ids) <= 300
+        # the crop is 300 tokens of the piece less the NOTE_OFFs that find no note sounding in them
+        found = []
+        for s in range(n - 299):
+            window = a["ids"][s:s + 300]
+            off = VOCAB.is_note_off(window)
+            orphan = off & ~sounding_before(window)[np.arange(300), np.where(off, window - VOCAB.note_off, 0)]
+            if np.array_equal(window[~orphan], ids):
+                found.append(s)
+                dropped += int(orphan.sum())
+                break
         assert found, i
-        s = found[0]
-        for key in a:
-            np.testing.assert_array_equal(b[key], a[key][s:s + 300], err_msg=key)
-        starts.append(s)
+        starts.append(found[0])
+        # every NOTE_OFF ends a note the crop started; nothing sounds at its start or after its last OFF
+        sounding = sounding_before(ids)
+        offs = np.flatnonzero(VOCAB.is_note_off(ids))
+        assert sounding[offs, ids[offs] - VOCAB.note_off].all()
+        assert not sounding[0].any()
+        np.testing.assert_array_equal(b["sounding"], pack(sounding))
+        np.testing.assert_allclose(b["age"], sounding_ages(ids, b["times"]))
+    assert dropped > 0  # some crops began with notes sounding: their NOTE_OFFs went
     assert starts[:5] != starts[5:]  # another crop the next epoch
     assert len(set(starts)) > 3
     uncut = piece_dataset(paths, BatchSpec(seq_len=64, batch_size=1, seed=2, shuffle=False, num_epochs=2,

@@ -101,24 +101,34 @@ class _PieceToArrays(grain.transforms.RandomMap):
         if self.spec.vocab.time_shifts:
             ids, times = to_time_shifts(ids, times, self.spec.vocab)
         style = NO_STYLE if rng.random() < self.spec.p_drop_style else record.style
-        piece = {"ids": ids.astype(np.int32), "times": times.astype(np.float32),
-                 "style": np.full(ids.shape, style, np.int32),
-                 "sounding": pack_sounding(sounding_before(ids, self.spec.vocab)),
-                 "age": sounding_ages(ids, times, self.spec.vocab)}
-        return crop_piece(piece, self.spec.max_piece_tokens, rng)
+        ids, times = crop_piece(ids.astype(np.int32), times.astype(np.float32), self.spec.max_piece_tokens, rng,
+                                self.spec.vocab)
+        return {"ids": ids, "times": times,
+                "style": np.full(ids.shape, style, np.int32),
+                "sounding": pack_sounding(sounding_before(ids, self.spec.vocab)),
+                "age": sounding_ages(ids, times, self.spec.vocab)}
 
 
-def crop_piece(piece: dict[str, np.ndarray], max_tokens: int | None,
-               rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A piece's per-token arrays, cut to `max_tokens` consecutive tokens at a
-    random start where it is longer (None: whole). The sounding notes and
-    their ages were computed on the whole piece, so a crop that starts with
-    notes sounding carries them, as a window that starts mid-piece does."""
-    n = piece["ids"].shape[0]
+def crop_piece(ids: np.ndarray, times: np.ndarray, max_tokens: int | None, rng: np.random.Generator,
+               vocab: Vocab = Vocab()) -> tuple[np.ndarray, np.ndarray]:
+    """A piece's tokens cut to `max_tokens` consecutive tokens at a random
+    start where it is longer (None: whole), less the NOTE_OFFs of notes that
+    began before the cut: a crop starts with nothing sounding, as a piece
+    does. (Packed after other pieces, a crop mostly begins inside a window,
+    where the model's features start a segment silent; only a window's first
+    token is told what sounds, `sounding_start`.) The notes sounding across
+    the cut are left out of the crop, not held."""
+    n = ids.shape[0]
     if max_tokens is None or n <= max_tokens:
-        return piece
+        return ids, times
     start = int(rng.integers(n - max_tokens + 1))
-    return {k: v[start:start + max_tokens] for k, v in piece.items()}
+    ids, times = ids[start:start + max_tokens], times[start:start + max_tokens]
+    carried = sounding_before(ids, vocab)  # [n, pitches]: what sounds before each token, in the crop alone
+    is_off = vocab.is_note_off(ids)
+    pitch = np.where(is_off, ids - vocab.note_off, 0)
+    # a NOTE_OFF whose pitch does not sound before it (in the crop alone) ends a note of before the cut
+    orphan = is_off & ~carried[np.arange(len(ids)), pitch]
+    return ids[~orphan], times[~orphan]
 
 
 def _to_example(window: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
