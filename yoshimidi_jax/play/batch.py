@@ -39,7 +39,8 @@ before it and leaves it unfed.
 
 The tokens are exactly those of play.Player (same row function, same token
 layout), so a session played here and one played with Player from the same
-key agree (tested).
+key agree (tested) until the first cache refill: the unfed note stays out of
+a refill's window, so the kept half starts one token earlier than Player's.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def refill_window(ids: np.ndarray, times: np.ndarray, needed: int,
 
 @dataclasses.dataclass(frozen=True)
 class SessionHost:
-    ids: np.ndarray  # the session's recent tokens: those in its cache
+    ids: np.ndarray  # the session's recent tokens: those in its cache (a BatchPlayer's unfed note after them)
     times: np.ndarray
     vel_bin: int = -1  # the VELOCITY bin in force (-1: none yet)
     sounding: frozenset = frozenset()  # pitches the model's presses left sounding
