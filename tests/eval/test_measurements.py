@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from tests.model.helpers import model_and_params, small_config
-from yoshimidi_jax.midi import read_midi
-from yoshimidi_jax.eval.adherence import heldout_controls, measure_adherence
+from yoshimidi_jax.midi import NoteEvents, read_midi
+from yoshimidi_jax.eval.adherence import heldout_controls, measure_adherence, score
 from yoshimidi_jax.eval.sample_stats import FIGURES, gaps, on_grid, sample_statistics, window_stats
 from yoshimidi_jax.tokens import TIME, Vocab, decode, encode
+from yoshimidi_jax.tokens.controls import Control
+from yoshimidi_jax.tokens.presses import ANY_CHORD, ANY_INTERVAL
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,25 @@ def test_window_stats_of_a_real_piece(few_midi_files):
     assert 1.0 <= figures["polyphony"] <= 10 and figures["onsets_per_press"] >= 1.0
     assert 0 < figures["pitch_class_entropy"] <= np.log2(12) + 1e-9
     assert gap_values.size > 0 and (gap_values > 0).all()
+
+
+def test_an_interval_with_no_room_for_its_chord_is_infeasible_not_a_miss():
+    """Up 3-5 from 105 on a piano (top key 108) leaves one key, 108: a chord of
+    three asked with it has no room for its other two notes above, so nothing
+    could obey it; from 100 the same press fits (103 104 105) and is scored."""
+    def two_presses(ref, chord):
+        return NoteEvents.from_arrays(onset_s=[0.0] + [1.0] * len(chord), duration_s=[0.5] * (1 + len(chord)),
+                                      pitch=[ref] + chord, velocity=[80] * (1 + len(chord)))
+    asked = [Control(ANY_INTERVAL, 0, 1), Control(2, 2, 1)]  # then: up-skip, three notes, medium
+    missed = score(two_presses(105, [70, 99, 101]), asked, pitch_range=(21, 108))
+    assert missed.infeasible == 1 and missed.given["interval"] == 0
+    assert missed.hits["chord"] == missed.given["chord"] == 2  # the chord is still scored
+    fits = score(two_presses(100, [70, 99, 101]), asked, pitch_range=(21, 108))
+    assert fits.infeasible == 0 and fits.given["interval"] == 1 and fits.hits["interval"] == 0
+    kept = score(two_presses(100, [103, 104, 105]), asked, pitch_range=(21, 108))
+    assert kept.hits["all"] == kept.given["all"] == 2
+    alone = score(two_presses(105, [108]), [asked[0], Control(2, ANY_CHORD, 1)], pitch_range=(21, 108))
+    assert alone.infeasible == 0 and alone.hits["interval"] == 1  # one note fits at 108
 
 
 def test_heldout_controls_come_from_the_eval_split(few_prepared):

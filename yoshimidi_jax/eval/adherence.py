@@ -80,7 +80,8 @@ def score(
     """The k-th press of `events` against the k-th control. complete=False: the
     last press may have been cut off by the end of sampling and is not scored.
     An interval that has no room in pitch_range from the previous press's
-    reference note (asked to go down from the lowest key) is counted as
+    reference note (asked to go down from the lowest key, or up to the top
+    key with a chord asked, whose other notes go above it) is counted as
     infeasible, not scored."""
     attrs = attributes_of_notes(events.onset_s, events.pitch, events.velocity)
     n = min(len(attrs.onset_s) - (0 if complete else 1), len(controls))
@@ -92,7 +93,9 @@ def score(
     given = want != np.array([ANY_INTERVAL, ANY_CHORD, ANY_VELOCITY])
     prev = np.append(-1, attrs.reference_pitch[: n - 1])
     bounds = np.array([interval_bounds(int(c)) if c < ANY_INTERVAL else (-127, 127) for c in want[:, 0]])
-    room = (prev + bounds[:, 1] >= pitch_range[0]) & (prev + bounds[:, 0] <= pitch_range[1])
+    # a chord of n goes up from its lowest note: that note needs n - 1 keys above it
+    above = np.where(want[:, 1] != ANY_CHORD, want[:, 1], 0)
+    room = (prev + bounds[:, 1] >= pitch_range[0]) & (prev + bounds[:, 0] <= pitch_range[1] - above)
     infeasible = given[:, 0] & (prev >= 0) & ~room
     given[:, 0] &= ~infeasible
     hit = (want == got) & given
