@@ -33,6 +33,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import gc
 import logging
 import mimetypes
 import os
@@ -156,7 +157,9 @@ class Hub:
                 # for no other session's refill (refills_in_press: refills inside a batch, 0 when all is well)
                 "refill_s": round(sum(b.refill_s for b in bs), 3), "refill_waits": sum(b.refill_waits for b in bs),
                 "refills_in_press": sum(p.refills_in_batch for p in self.players),
-                "kv_bytes_per_session": self.players[0].kv_bytes_per_slot}
+                "kv_bytes_per_session": self.players[0].kv_bytes_per_slot,
+                # objects out of the garbage collector's reach (experiments/serve.py freeze_heap)
+                "gc_frozen": gc.get_freeze_count()}
 
     def hello(self, session: Session) -> dict:
         o = self.options
