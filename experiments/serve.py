@@ -47,6 +47,8 @@ flags.DEFINE_float("messages_per_s", 60.0, "per-session message rate (sustained)
 flags.DEFINE_integer("burst", 120, "per-session burst of messages allowed above the rate")
 flags.DEFINE_integer("flood_close_after", 2000, "a client that floods on after its rate error is disconnected "
                      "(close code 1008, with the reason) once this many more of its messages were dropped")
+flags.DEFINE_float("flood_cooldown_s", 10.0, "for this long after a flooder is closed, new sessions from its address "
+                   "start with no burst (the rate only), so reconnecting buys it no burst of decoded presses")
 flags.DEFINE_float("temperature", 1.0, "a new session's temperature (the page can change it)")
 flags.DEFINE_float("top_p", 0.95, "a new session's nucleus mass")
 flags.DEFINE_bool("strict", False, "a new session's strictness (every press gets exactly the kind asked)")
@@ -92,7 +94,8 @@ def main(argv: list[str]) -> None:
                                 pitch_lo=FLAGS.pitch_lo, pitch_hi=FLAGS.pitch_hi)
         options = ServerOptions(max_sessions=FLAGS.max_sessions, idle_timeout_s=FLAGS.idle_timeout_s,
                                 messages_per_s=FLAGS.messages_per_s, burst=FLAGS.burst,
-                                flood_close_after=FLAGS.flood_close_after, seed=FLAGS.seed,
+                                flood_close_after=FLAGS.flood_close_after,
+                                flood_cooldown_s=FLAGS.flood_cooldown_s, seed=FLAGS.seed,
                                 settings=settings, style=style_id(FLAGS.style),
                                 allowed_origins=tuple(FLAGS.allow_origin), hosts=(FLAGS.host,))
     except StyleError as e:

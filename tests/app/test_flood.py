@@ -14,7 +14,8 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.app.conftest import Client
 
-FLAGS = ("--max_sessions=4", "--messages_per_s=60", "--burst=120", "--flood_close_after=500")
+FLAGS = ("--max_sessions=4", "--messages_per_s=60", "--burst=120", "--flood_close_after=500",
+         "--flood_cooldown_s=600")
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +87,37 @@ def test_a_flooder_is_closed_with_its_reason_while_a_neighbour_plays(flood_serve
         flooder.close()
 
 
+def test_a_flooders_address_connecting_again_gets_the_rate_but_no_burst(flood_server):
+    """After the flood above (from this address), a new session's first
+    messages sent at once are not a burst of 120 decoded presses: at 60 per
+    second from its start, 20 pings sent at once are mostly dropped (one rate
+    error), and it is served at the rate afterwards."""
+    c = Client(flood_server.ws_url)
+    try:
+        for i in range(20):
+            c.send({"type": "ping", "t": 1.0 + i})
+        replies = []
+        try:
+            while True:
+                replies.append(c.recv(timeout_s=1.5))
+        except TimeoutError:
+            pass
+        assert sum(r["type"] == "error" and r["field"] == "rate" for r in replies) == 1, replies
+        assert sum(r["type"] == "pong" for r in replies) < 10, replies  # a fresh address: all 20
+        c.t = 10_000.0
+        c.ping()  # 1.5 s later: tokens enough
+        stats = flood_server.wait_stats(lambda s: s["counters"].get("burst_withheld", 0) >= 1)
+        assert stats["counters"]["burst_withheld"] == 1, stats["counters"]
+    finally:
+        c.close()
+
+
 def test_a_short_flood_is_not_closed(flood_server):
     """A flood that stops before flood_close_after more messages are dropped
     costs only its rate error: the session goes on."""
     c = Client(flood_server.ws_url)
     try:
-        for i in range(400):  # 120 pass, 280 dropped: below --flood_close_after=500
+        for i in range(400):  # (no burst: this address flooded above) dropped: below --flood_close_after=500
             c.send({"type": "ping", "t": 1.0 + i})
         replies = []
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from yoshimidi_jax.app.rate_limit import TokenBucket
+from yoshimidi_jax.app.rate_limit import FloodMemory, TokenBucket, bucket_for
 
 
 def takes(bucket: TokenBucket, now_s: float, n: int) -> list[bool]:
@@ -63,3 +63,25 @@ def test_starts_full_and_checks_its_arguments():
     for rate, burst in [(0.0, 5), (-1.0, 5), (1.0, 0), (1.0, 0.5)]:
         with pytest.raises(ValueError):
             TokenBucket(rate=rate, burst=burst)
+
+
+def test_an_address_closed_for_flooding_cools_down_then_is_forgotten():
+    memory = FloodMemory(cooldown_s=10.0, max_addresses=2)
+    memory.closed("10.0.0.1", now_s=100.0)
+    assert memory.cooling("10.0.0.1", 109.9) and not memory.cooling("10.0.0.1", 110.0)
+    assert not memory.cooling("10.0.0.2", 105.0) and not memory.cooling(None, 105.0)
+    memory.closed("10.0.0.2", 101.0)
+    memory.closed("10.0.0.3", 102.0)  # past max_addresses: the oldest is forgotten
+    assert len(memory) == 2 and not memory.cooling("10.0.0.1", 105.0) and memory.cooling("10.0.0.3", 105.0)
+    memory.closed(None, 103.0)  # an unknown address is not kept
+    assert len(memory) == 2
+    with pytest.raises(ValueError, match="cooldown_s"):
+        FloodMemory(cooldown_s=-1.0)
+
+
+def test_a_cooling_address_gets_the_rate_but_no_burst():
+    full = bucket_for(rate=60.0, burst=120, cooling=False, now_s=0.0)
+    assert sum(full.take(0.0) for _ in range(200)) == 120
+    empty = bucket_for(rate=60.0, burst=120, cooling=True, now_s=0.0)
+    assert not empty.take(0.0)  # at once: nothing
+    assert sum(empty.take(0.5) for _ in range(200)) == 30  # half a second at 60/s, from its start

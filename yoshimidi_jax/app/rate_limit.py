@@ -3,6 +3,7 @@ of up to `burst`. Pure: the caller passes the clock."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 
@@ -28,3 +29,42 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+
+class FloodMemory:
+    """The client addresses whose sessions were closed for flooding, and
+    when: a new session from one of them within `cooldown_s` starts with an
+    empty bucket (the rate, no burst), so that reconnecting buys a flooder no
+    new burst of decoded presses. Bounded: past `max_addresses` the oldest is
+    forgotten. Pure: the caller passes the clock."""
+
+    def __init__(self, cooldown_s: float, max_addresses: int = 4096):
+        if cooldown_s < 0 or max_addresses < 1:
+            raise ValueError(f"cooldown_s={cooldown_s} must be >= 0 and max_addresses={max_addresses} >= 1")
+        self.cooldown_s, self.max_addresses = cooldown_s, max_addresses
+        self._closed_at: collections.OrderedDict[str, float] = collections.OrderedDict()
+
+    def closed(self, address: str | None, now_s: float) -> None:
+        """A session from `address` was closed for flooding at now_s."""
+        if address is None:
+            return
+        self._closed_at.pop(address, None)
+        self._closed_at[address] = now_s
+        while len(self._closed_at) > self.max_addresses:
+            self._closed_at.popitem(last=False)
+
+    def cooling(self, address: str | None, now_s: float) -> bool:
+        """True if `address` was closed for flooding less than cooldown_s ago."""
+        at = self._closed_at.get(address) if address is not None else None
+        return at is not None and now_s - at < self.cooldown_s
+
+    def __len__(self) -> int:
+        return len(self._closed_at)
+
+
+def bucket_for(rate: float, burst: float, cooling: bool, now_s: float) -> TokenBucket:
+    """A new session's bucket: full, or (cooling: its address flooded lately)
+    empty from now_s on, filling at the rate."""
+    if not cooling:
+        return TokenBucket(rate, burst)
+    return TokenBucket(rate, burst, tokens=0.0, last_s=now_s)

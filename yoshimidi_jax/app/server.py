@@ -15,7 +15,9 @@ one "rate" error per flood, the excess dropped) before it costs any decoding;
 a client that keeps flooding after its rate error (ServerOptions.flood_close_after
 more messages dropped in the same flood) is disconnected: a "bye" saying why,
 then websocket close code 1008 with the reason, counted as flood_closed, so the
-event loop spends no more time on it.
+event loop spends no more time on it; for flood_cooldown_s after that, new
+sessions from its address start with an empty bucket (the rate, no burst:
+reconnecting buys no burst of decoded presses; app/rate_limit.py FloodMemory).
 The websocket takes connections whose Origin is the page's own (a page on
 another site cannot drive the instrument); clients that send no Origin
 (not browsers: scripts, benchmarks) are let in. The page, the API and the
@@ -53,7 +55,7 @@ from yoshimidi_jax.app import hosts, protocol
 from yoshimidi_jax.app.protocol import (AddMsg, PingMsg, PressMsg, ProtocolError, RecordMsg, ReleaseMsg, ResetMsg,
                                         SettingsMsg)
 from yoshimidi_jax.app.batcher import Batcher
-from yoshimidi_jax.app.rate_limit import TokenBucket
+from yoshimidi_jax.app.rate_limit import FloodMemory, bucket_for
 from yoshimidi_jax.app.session import Session
 from yoshimidi_jax.play.batch import BatchPlayer, FlushJob
 from yoshimidi_jax.play.press import MAX_NOTES
@@ -79,6 +81,7 @@ class ServerOptions:
     messages_per_s: float = 60.0  # per session, sustained
     burst: int = 120  # per session
     flood_close_after: int = 2000  # messages dropped in one flood after its rate error: then the socket closes
+    flood_cooldown_s: float = 10.0  # an address closed for flooding: its new sessions start with no burst this long
     seed: int = 0  # sessions' PRNG keys are fold_in(key(seed), session number)
     settings: PlaySettings = PlaySettings(temperature=1.0, top_p=0.95)  # a new session's
     style: int = NO_STYLE  # a new session's style (tokens/styles.py); a reset may change it
@@ -89,6 +92,8 @@ class ServerOptions:
         for name in ("max_sessions", "idle_timeout_s", "messages_per_s", "burst", "flood_close_after"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
+        if not self.flood_cooldown_s >= 0:
+            raise ValueError(f"flood_cooldown_s={self.flood_cooldown_s!r} must be >= 0")
 
 
 def origin_allowed(headers, extra: tuple[str, ...] = ()) -> bool:
@@ -139,6 +144,7 @@ class Hub:
                  if s < p.num_slots]
         self.free_slots = collections.deque(slots[: options.max_sessions])
         self.counters: collections.Counter = collections.Counter()
+        self.flood_memory = FloodMemory(options.flood_cooldown_s)  # addresses closed for flooding lately
         self.opened = 0
         self.boot = secrets.token_hex(3)  # session ids differ across restarts
         self.batchers = [Batcher(p) for p in players]  # one decode thread per shard
@@ -253,10 +259,16 @@ async def refuse_socket_host(hub: Hub, ws: WebSocket, why: str) -> None:
         await ws.close(code=CLOSE_POLICY, reason=why[:120])
 
 
+def client_address(ws: WebSocket) -> str | None:
+    """The address a websocket came from (None where the server cannot tell)."""
+    return ws.client.host if ws.client is not None else None
+
+
 async def close_flooder(hub: Hub, ws: WebSocket, session: Session, dropped: int) -> None:
     """Disconnects a client that kept flooding after its rate error: a "bye"
     saying why, then close code 1008 with the reason (at most 123 bytes)."""
     hub.counters["flood_closed"] += 1
+    hub.flood_memory.closed(client_address(ws), time.monotonic())
     reason = (f"flooding: {dropped} messages dropped after the rate error "
               f"(more than {hub.options.messages_per_s:g} messages/s)")
     log.warning("session %s closed: %s", session.id, reason)
@@ -285,7 +297,10 @@ async def serve_socket(hub: Hub, ws: WebSocket) -> None:
     try:
         session = await hub.open_session()
         await _send(ws, hub.hello(session))
-        bucket = TokenBucket(hub.options.messages_per_s, hub.options.burst)
+        now = time.monotonic()
+        cooling = hub.flood_memory.cooling(client_address(ws), now)
+        hub.counters["burst_withheld"] += cooling  # its address flooded lately: the rate, no burst
+        bucket = bucket_for(hub.options.messages_per_s, hub.options.burst, cooling, now)
         warned = False  # one "rate" error per flood
         dropped = 0  # messages dropped in this flood
         while True:
