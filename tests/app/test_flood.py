@@ -18,6 +18,18 @@ FLAGS = ("--max_sessions=4", "--messages_per_s=60", "--burst=120", "--flood_clos
          "--flood_cooldown_s=600")
 
 
+def pings_at_once(client: Client, n: int) -> list[dict]:
+    """n pings sent back to back -> every reply until none comes for 1.5 s."""
+    for i in range(n):
+        client.send({"type": "ping", "t": 1.0 + i})
+    replies = []
+    try:
+        while True:
+            replies.append(client.recv(timeout_s=1.5))
+    except TimeoutError:
+        return replies
+
+
 @pytest.fixture(scope="module")
 def flood_server(server_factory):
     return server_factory(*FLAGS, name="flood")
@@ -94,14 +106,7 @@ def test_a_flooders_address_connecting_again_gets_the_rate_but_no_burst(flood_se
     error), and it is served at the rate afterwards."""
     c = Client(flood_server.ws_url)
     try:
-        for i in range(20):
-            c.send({"type": "ping", "t": 1.0 + i})
-        replies = []
-        try:
-            while True:
-                replies.append(c.recv(timeout_s=1.5))
-        except TimeoutError:
-            pass
+        replies = pings_at_once(c, 20)
         assert sum(r["type"] == "error" and r["field"] == "rate" for r in replies) == 1, replies
         assert sum(r["type"] == "pong" for r in replies) < 10, replies  # a fresh address: all 20
         c.t = 10_000.0
@@ -117,14 +122,8 @@ def test_a_short_flood_is_not_closed(flood_server):
     costs only its rate error: the session goes on."""
     c = Client(flood_server.ws_url)
     try:
-        for i in range(400):  # (no burst: this address flooded above) dropped: below --flood_close_after=500
-            c.send({"type": "ping", "t": 1.0 + i})
-        replies = []
-        try:
-            while True:
-                replies.append(c.recv(timeout_s=1.5))
-        except TimeoutError:
-            pass
+        # (no burst: this address flooded above) all but a few dropped: below --flood_close_after=500
+        replies = pings_at_once(c, 400)
         assert sum(r["type"] == "error" and r["field"] == "rate" for r in replies) == 1
         assert not any(r["type"] == "bye" for r in replies)
         time.sleep(0.5)
