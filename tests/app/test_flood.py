@@ -19,14 +19,18 @@ FLAGS = ("--max_sessions=4", "--messages_per_s=60", "--burst=120", "--flood_clos
 
 
 def pings_at_once(client: Client, n: int) -> list[dict]:
-    """n pings sent back to back -> every reply until none comes for 1.5 s."""
-    for i in range(n):
-        client.send({"type": "ping", "t": 1.0 + i})
+    """n pings sent back to back -> every reply until none comes for 1.5 s
+    (or the server closes the connection)."""
+    try:
+        for i in range(n):
+            client.send({"type": "ping", "t": 1.0 + i})
+    except ConnectionClosed:
+        pass  # closed while sending: what came before the close is still read
     replies = []
     try:
         while True:
             replies.append(client.recv(timeout_s=1.5))
-    except TimeoutError:
+    except (TimeoutError, ConnectionClosed):
         return replies
 
 
@@ -100,10 +104,16 @@ def test_a_flooder_is_closed_with_its_reason_while_a_neighbour_plays(flood_serve
 
 
 def test_a_flooders_address_connecting_again_gets_the_rate_but_no_burst(flood_server):
-    """After the flood above (from this address), a new session's first
-    messages sent at once are not a burst of 120 decoded presses: at 60 per
-    second from its start, 20 pings sent at once are mostly dropped (one rate
-    error), and it is served at the rate afterwards."""
+    """Once a session from this address was closed for flooding, a new
+    session's first messages sent at once are not a burst: a few pass (what a
+    page sends on connecting), the rest of 20 pings sent at once is dropped
+    (one rate error), and it is served at the rate afterwards."""
+    flooder = Client(flood_server.ws_url)
+    try:  # a flood of pings (nothing decoded), on past --flood_close_after
+        replies = pings_at_once(flooder, 1500)
+        assert replies and replies[-1]["type"] == "bye", replies[-3:]
+    finally:
+        flooder.close()
     c = Client(flood_server.ws_url)
     try:
         replies = pings_at_once(c, 20)
@@ -112,7 +122,7 @@ def test_a_flooders_address_connecting_again_gets_the_rate_but_no_burst(flood_se
         c.t = 10_000.0
         c.ping()  # 1.5 s later: tokens enough
         stats = flood_server.wait_stats(lambda s: s["counters"].get("burst_withheld", 0) >= 1)
-        assert stats["counters"]["burst_withheld"] == 1, stats["counters"]
+        assert stats["counters"]["burst_withheld"] >= 1, stats["counters"]
     finally:
         c.close()
 

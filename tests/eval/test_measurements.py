@@ -58,6 +58,8 @@ def test_an_interval_with_no_room_for_its_chord_is_infeasible_not_a_miss():
     assert fits.infeasible == 0 and fits.given["interval"] == 1 and fits.hits["interval"] == 0
     kept = score(two_presses(100, [103, 104, 105]), asked, pitch_range=(21, 108))
     assert kept.hits["all"] == kept.given["all"] == 2
+    edge = score(two_presses(103, [106, 107, 108]), asked, pitch_range=(21, 108))  # just fits
+    assert edge.infeasible == 0 and edge.hits["all"] == edge.given["all"] == 2
     alone = score(two_presses(105, [108]), [asked[0], Control(2, ANY_CHORD, 1)], pitch_range=(21, 108))
     assert alone.infeasible == 0 and alone.hits["interval"] == 1  # one note fits at 108
 

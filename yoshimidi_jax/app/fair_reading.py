@@ -20,7 +20,11 @@ with its session.
 
 from __future__ import annotations
 
+import logging
+
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+log = logging.getLogger("yoshimidi.serve")
 
 SLICE_BYTES = 16 * 1024  # ~180 press messages: ~2 ms of parsing a turn
 HOLD_BYTES = 256 * 1024  # unparsed bytes above which the socket's reading pauses
@@ -47,6 +51,18 @@ class FairWebSocketsProtocol(WebSocketsSansIOProtocol):
         if self._next_slice is None:
             self._parse_slice(deferred=False)  # the first slice now: no wait for a normal message
 
+    async def receive(self):
+        """uvicorn's receive, except that a socket held for its backlog stays
+        paused until the backlog is parsed (uvicorn's own would resume reading
+        as soon as the app has read its queue, letting in another 256 KB read
+        each time: the backlog would grow with all the client sends)."""
+        message = await self.queue.get()
+        if self.read_paused and self.queue.empty():
+            self.read_paused = False
+            if not self._holding:
+                self.transport.resume_reading()
+        return message
+
     def _parse_slice(self, deferred: bool = True) -> None:
         self._next_slice = None
         if self.transport is None or self.transport.is_closing():
@@ -55,7 +71,13 @@ class FairWebSocketsProtocol(WebSocketsSansIOProtocol):
         chunk = bytes(self._unparsed[:SLICE_BYTES])
         del self._unparsed[:SLICE_BYTES]
         self.slices_deferred += deferred
-        super().data_received(chunk)
+        try:
+            super().data_received(chunk)
+        except Exception:  # noqa: BLE001  as uvicorn would, at once: the connection ends, not the server
+            log.exception("websocket input could not be parsed: the connection is closed")
+            self._unparsed.clear()
+            self.transport.close()
+            return
         if self._unparsed:
             self._next_slice = self.loop.call_soon(self._parse_slice)
         elif self._holding:

@@ -34,7 +34,7 @@ class TokenBucket:
 class FloodMemory:
     """The client addresses whose sessions were closed for flooding, and
     when: a new session from one of them within `cooldown_s` starts with an
-    empty bucket (the rate, no burst), so that reconnecting buys a flooder no
+    almost empty bucket (the rate, no burst), so that reconnecting buys a flooder no
     new burst of decoded presses. Bounded: past `max_addresses` the oldest is
     forgotten. Pure: the caller passes the clock."""
 
@@ -62,9 +62,13 @@ class FloodMemory:
         return len(self._closed_at)
 
 
+COOLING_TOKENS = 4  # what a session from a cooling address starts with: the page's first messages
+
+
 def bucket_for(rate: float, burst: float, cooling: bool, now_s: float) -> TokenBucket:
     """A new session's bucket: full, or (cooling: its address flooded lately)
-    empty from now_s on, filling at the rate."""
+    with COOLING_TOKENS from now_s on, filling at the rate: enough for what
+    a page sends on connecting (its settings, a reset), no burst to flood."""
     if not cooling:
         return TokenBucket(rate, burst)
-    return TokenBucket(rate, burst, tokens=0.0, last_s=now_s)
+    return TokenBucket(rate, burst, tokens=float(min(burst, COOLING_TOKENS)), last_s=now_s)
