@@ -34,7 +34,14 @@ page times each note it starts (sound.js, `Sound.times`, always on):
   server's queue and its decode); `in_page_p50_ms_1`, `in_page_p99_ms_1`: the
   rest (key event -> message sent, plus answer -> note started), the page's
   own share;
-- `_50`: the same while the other sessions play (--others of them).
+- `_50`: the same while the other sessions play (--others of them);
+- `routed_1`, ...: notes the page's socket worker started itself (the
+  default: the server's websocket lives in a worker that starts a press's
+  notes on the synthesizer as the answer arrives; `--socket=page` keeps it
+  on the page's main thread, where Chromium hands the page the answer only
+  after the next frame it renders after a key event). For a routed note
+  `started` is the worker's time, before the page had the answer, so its
+  "in page" share is negative.
 Each key is sent at once (zero-wait keys); --chord_window_ms sets the page's
 join window, within which a key joins the open press instead of starting one.
 The baseline in the same run is the model's own time for each of the page's
@@ -80,12 +87,12 @@ async def wait(page, expression: str, timeout_s: float, arg=None) -> None:
         raise RuntimeError(f"waited {timeout_s} s for {expression} ({arg}): {e}\npage: {state[:3000]}") from None
 
 
-async def open_page(browser, url: str, instrument: str | None, chord_window_ms: int | None):
+async def open_page(browser, url: str, instrument: str | None, chord_window_ms: int | None, query: str = ""):
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     page = await context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    await page.goto(url + "/")
+    await page.goto(url + "/" + query)
     await wait(page, "window.yoshimidi.connection === 'open' && window.yoshimidi.hello !== null", 60)
     await page.mouse.click(5, 5)  # a gesture: the audio context runs
     if instrument is not None:
@@ -140,6 +147,7 @@ def figures(entries: list[dict], suffix: str) -> dict:
         out.update({f"server_p50_ms_{suffix}": pct(server, 50), f"server_p99_ms_{suffix}": pct(server, 99),
                     f"page_over_server_p50_{suffix}": round(pct(started, 50) / max(pct(server, 50), 1e-6), 2)})
     out[f"notes_{suffix}"] = len(started)
+    out[f"routed_{suffix}"] = sum(bool(e.get("routed")) for e in entries)  # started by the socket's worker
     return out
 
 
@@ -187,8 +195,8 @@ async def run(args) -> dict:
             browser = await pw.chromium.launch(
                 executable_path=find_chromium(), args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
             try:
-                context, page, errors = await open_page(browser, url, args.instrument,
-                                                                   args.chord_window_ms)
+                query = "?socket=page" if args.socket == "page" else ""
+                context, page, errors = await open_page(browser, url, args.instrument, args.chord_window_ms, query)
                 await press_keys(page, args.warmup, args.rate, rng)  # the first presses warm the connection
                 out = await measure(page, args.presses, args.rate, rng, "1")
 
@@ -237,7 +245,7 @@ async def run(args) -> dict:
             out["model_bytes"] = json.load(f)["model_bytes"]
         out["site_bytes"] = sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(args.site) for n in ns)
     return {
-        "benchmark": "page_latency", "page_engine": args.engine, "presses": args.presses, "others": args.others,
+        "benchmark": "page_latency", "page_engine": args.engine, "socket": args.socket if args.engine == "server" else None, "presses": args.presses, "others": args.others,
         "presses_per_s": args.rate, "chord_window_ms": info["window"],
         "engine": info["sound"]["engine"], "instrument": info["sound"]["instrument"],
         "model": {"name": model.get("name"), "step": model.get("step")},
@@ -265,6 +273,9 @@ def main() -> None:
                         help="the page's instrument (sound.js INSTRUMENTS id: piano, synth = the own synth, ...; "
                              "default: the page's own, piano)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed presses first")
+    parser.add_argument("--socket", choices=("worker", "page"), default="worker",
+                        help="the server's websocket in a worker that starts the notes itself (the page's default), "
+                             "or on the page's main thread (?socket=page)")
     parser.add_argument("--server_flag", action="append", default=[],
                         help="a flag for experiments.serve, e.g. --server_flag=--decode_threads=1")
     args = parser.parse_args()

@@ -4,8 +4,10 @@ down, and is one press), and the page's own defects: the model's notes light
 the lettered keys, the reconnect text counts down, the "new session" label
 stays clear of the roll's legend.
 
-The page's websocket goes through the test (Playwright's route_web_socket):
-to the real server and back, except that the test may choose the model's
+The page's websocket goes through the test (Playwright's route_web_socket,
+which sees the page's own sockets: the page is opened with ?socket=page, its
+socket on the main thread, not in the worker that test_worker_socket.py
+tests): to the real server and back, except that the test may choose the model's
 pitch in a reply (a random-init model's pitches are random), drop the
 connection, and refuse reconnects (the page then sees a failed connection,
 as when the server is down)."""
@@ -86,7 +88,7 @@ def routed(browser, request):  # noqa: F811
     pages: list[RoutedPage] = []
 
     def make(**kw) -> RoutedPage:
-        p = RoutedPage(browser, server.url + "/", **kw)
+        p = RoutedPage(browser, server.url + "/?socket=page", **kw)
         pages.append(p)
         return p
 

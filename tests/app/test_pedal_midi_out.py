@@ -139,7 +139,7 @@ def midi_page(browser, request):  # noqa: F811
     pages: list[MidiPage] = []
 
     def make() -> MidiPage:
-        p = MidiPage(browser, server.url + "/")
+        p = MidiPage(browser, server.url + "/?socket=page")  # its socket where route_web_socket sees it
         pages.append(p)
         return p
 

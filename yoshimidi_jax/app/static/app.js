@@ -9,6 +9,7 @@ import { initMidi } from "./midi.js";
 import { Pedal } from "./pedal.js";
 import { MidiOut, Voices, bindMidiOutControls, savedMidiOutSettings } from "./midiout.js";
 import { localEngine } from "./engine/session.js";
+import { WorkerSocket } from "./worker_socket.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,6 +34,8 @@ const Y = (window.yoshimidi = {
   settingsAck: null,
   styles: [],     // the model's styles (hello); none: a model trained without them
   style: "any",   // the style the session's context plays in (hello, reset acks)
+  socketIn: null,     // where the connection lives: "worker" (the default), "page" (?socket=page) or "local"
+  soundRouted: false, // the socket's worker starts the model's notes on the sound itself
 });
 
 const BRIEF_S = 0.15;        // a note whose key is already up when it arrives
@@ -52,6 +55,7 @@ synth.onChange = (s) => {
   Y.sound = s.info();
   renderAudio();
   renderSound();
+  if (s.fontState === "ready") queueMicrotask(() => offerSound(ws));  // the font is there: the socket's worker may use it
 };
 renderSound = bindSoundControls(synth, {
   select: $("instrument"), volume: $("volume"), volumeValue: $("volume-value"), status: $("sound"),
@@ -161,6 +165,19 @@ function setConnection(state, detail = "") {
   document.body.dataset.connection = state;
 }
 
+const workerSocket = WorkerSocket.supported() && new URLSearchParams(location.search).get("socket") !== "page";
+
+// Hands an open worker socket a port into the soundfont's synthesizer once
+// both are there (again after a reconnect: each worker gets its own).
+function offerSound(sock) {
+  if (!sock || sock.yAudio || typeof sock.audio !== "function" || sock.readyState !== WebSocket.OPEN) return;
+  const port = synth.notePort();
+  if (port === null) return;
+  sock.onaudioready = () => { if (ws === sock) Y.soundRouted = true; };
+  sock.audio(port);
+  sock.yAudio = true;
+}
+
 function wsUrl() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
   return `${proto}://${location.host}/ws`;
@@ -174,13 +191,17 @@ function connect() {
   if (Y.connection !== "refused") setConnection(everOpened ? "reconnecting" : "connecting");
   let sock;
   try {
-    sock = local ? local.open() : new WebSocket(wsUrl());  // local: the model in the page (engine.json)
+    // local: the model in the page (engine.json); else the socket lives in a worker, which starts a press's
+    // notes on the sound itself the moment they arrive (worker_socket.js; ?socket=page: here, as before)
+    sock = local ? local.open() : workerSocket ? new WorkerSocket(wsUrl()) : new WebSocket(wsUrl());
   } catch (err) {
     logLine("local", `cannot open websocket: ${err.message || err}`);
     scheduleRetry(5000);
     return;
   }
   ws = sock;
+  Y.socketIn = local ? "local" : workerSocket ? "worker" : "page";
+  Y.soundRouted = false;  // true once this socket's worker can start notes on the sound itself
   sock.yRefused = false;
   sock.yBye = false;
   sock.onopen = () => {
@@ -188,12 +209,13 @@ function connect() {
     everOpened = true;
     backoffMs = 500;
     setConnection("open");
+    offerSound(sock);
     setTimeout(() => { if (ws === sock) send({ type: "ping", t: now1() }); }, 1000);
   };
   sock.onmessage = (ev) => {
     if (ws !== sock) return;
     try {
-      handle(ev.data, sock);
+      handle(ev.data, sock, ev.route || null);
     } catch (err) {
       console.warn("yoshimidi: bad message", ev.data, err);
     }
@@ -246,10 +268,12 @@ function isOpen() {
   return ws !== null && ws.readyState === WebSocket.OPEN;
 }
 
-function send(msg) {
+// route: {id, channel}: the worker starts this press's notes itself (worker_socket.js).
+function send(msg, route = null) {
   if (!isOpen()) return false;
   try {
-    ws.send(JSON.stringify(msg));
+    if (route) ws.send(JSON.stringify(msg), route);
+    else ws.send(JSON.stringify(msg));
     return true;
   } catch (err) {
     console.warn("yoshimidi: send failed", err);
@@ -274,7 +298,7 @@ setInterval(() => {
 
 // ---------------------------------------------------------------- messages in
 
-function handle(data, sock) {
+function handle(data, sock, route = null) {
   if (typeof data !== "string") return;
   let msg;
   try {
@@ -286,7 +310,7 @@ function handle(data, sock) {
   if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
   switch (msg.type) {
     case "hello": return onHello(msg, sock);
-    case "notes": return onNotes(msg);
+    case "notes": return onNotes(msg, route);
     case "settings": return onSettingsAck(msg);
     case "reset": return onResetAck(msg);
     case "recording": return onRecording(msg);
@@ -344,7 +368,8 @@ function formatCount(n) {
 }
 
 const latencies = [];
-function onNotes(msg) {
+// route: where the socket's worker started this answer's notes itself ({channel, pitches, started}).
+function onNotes(msg, route = null) {
   const arrived = performance.now();
   const notes = Array.isArray(msg.notes) ? msg.notes.filter((n) => n && typeof n === "object") : [];
   Y.notesReceived += notes.length;
@@ -353,6 +378,7 @@ function onNotes(msg) {
   if (Y.recentNotes.length > 64) Y.recentNotes.splice(0, Y.recentNotes.length - 64);
   const info = inflight.get(msg.id);
   inflight.delete(msg.id);
+  if (info) synth.returnRoute(info.route);  // the notes started on it get their voices below
   if (info) {
     const ms = arrived - info.t;
     Y.lastLatencyMs = Math.round(ms * 10) / 10;
@@ -384,8 +410,10 @@ function onNotes(msg) {
     let dur = null;
     if (endS !== null) dur = Math.max(0.03, endS - startS);
     else if (!owned) dur = BRIEF_S;
+    const routed = route !== null && startS === 0 && route.pitches.includes(pitch);
     const voice = voices.noteOn(pitch, vel, { delay: startS, duration: dur, down: info?.down.get(n.key),
-                                                   sent: info?.sent, arrived, modelMs: msg.server_ms });
+                                              sent: info?.sent, arrived, modelMs: msg.server_ms,
+                                              ...(routed ? { started: route.started, channel: route.channel } : {}) });
     const t0 = arrived + startS * 1000;
     const rn = roll.addNote({ pitch, velocity: vel, start: t0, end: dur === null ? null : t0 + dur * 1000 });
     if (dur === null) {
@@ -434,7 +462,7 @@ function onError(msg) {
   const field = msg.field == null ? "" : `${String(msg.field)}: `;
   const id = msg.id == null ? "" : ` (id ${msg.id})`;
   logLine("server", `${field}${String(msg.error ?? "error")}${id}`);
-  if (msg.id != null) inflight.delete(msg.id);
+  if (msg.id != null) forget(msg.id);
   if (msg.field === "style") showStyle(Y.style);  // the server kept the style: show it again
   if (recordState === "starting" || recordState === "stopping") {
     if (msg.field === "action" || msg.field === "record") setRecordState(recordState === "starting" ? "idle" : "recording");
@@ -488,13 +516,17 @@ function keyDown(pitch, velocity) {
     : { type: "press", id, keys: [pitch], velocity: vel, t: stamp(t), grows: true };
   held.set(pitch, { pressId: id, voices: [], rollNotes: [] });
   screen.setHeld(pitch, true);
-  const ok = send(msg);
+  // a channel of the sound lent to this press: its notes start in the socket's worker as they arrive
+  const route = ws && ws.audioReady && midiOut.local ? synth.lendRoute() : null;
+  const ok = send(msg, route && { id, channel: route.channel });
   if (ok) {
     const sent = performance.now();
     if (join) Y.addsSent += 1;
     else Y.pressesSent += 1;
-    inflight.set(id, { t, sent, keys: [pitch], down: new Map([[pitch, down]]) });
-    if (inflight.size > 500) inflight.delete(inflight.keys().next().value);
+    inflight.set(id, { t, sent, keys: [pitch], down: new Map([[pitch, down]]), route });
+    if (inflight.size > 500) forget(inflight.keys().next().value);
+  } else {
+    synth.returnRoute(route);
     setText("presses", String(Y.pressesSent));
   }
   roll.addPress({ t, keys: [pitch], velocity: vel, ok });
@@ -512,10 +544,20 @@ function keyUp(pitch) {
   send({ type: "release", keys: [pitch], t: stamp(t) });
 }
 
+// Press `id` will not be answered: its sound route (if any) goes back.
+function forget(id) {
+  const info = inflight.get(id);
+  inflight.delete(id);
+  if (info && info.route) {
+    synth.returnRoute(info.route);
+    if (ws && typeof ws.unroute === "function") ws.unroute(id);
+  }
+}
+
 // The session is gone: what is in flight will never be answered.
 function sessionEnded() {
   joinable = null;
-  inflight.clear();
+  for (const id of [...inflight.keys()]) forget(id);
   if (recordState !== "idle") {
     if (recordState !== "starting") logLine("local", "the recording was lost with the connection");
     setRecordState("idle");

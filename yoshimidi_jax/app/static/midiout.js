@@ -176,7 +176,8 @@ export class Voices {
   }
 
   noteOn(pitch, velocity, opts = {}) {
-    const local = this.midiOut.local ? this.sound.noteOn(pitch, velocity, opts) : null;
+    // a note the socket's worker already started (opts.started) keeps its voice, muted since or not
+    const local = this.midiOut.local || opts.started != null ? this.sound.noteOn(pitch, velocity, opts) : null;
     const midi = this.midiOut.noteOn(pitch, velocity, opts);
     return local || midi ? { local, midi } : null;
   }

@@ -16,6 +16,7 @@ export const FONT_URL = new URL("soundfont/FluidR3Mono_GM_yoshimidi.sf3", VENDOR
 export const FONT_NAME = "FluidR3 Mono GM";
 const LIB_URL = new URL("spessasynth/spessasynth_lib.min.js", VENDOR).href;
 const PROCESSOR_URL = new URL("spessasynth/spessasynth_processor.min.js", VENDOR).href;
+const PORT_SHIM_URL = new URL("./audio_port_shim.js", import.meta.url).href;
 const LOAD_TIMEOUT_MS = 20000;
 // The synthesizer plays ~12 dB below the own synth (a single note's RMS,
 // measured in Chromium): lifted by this much, then softly limited.
@@ -43,6 +44,10 @@ const BY_ID = new Map(INSTRUMENTS.map((i) => [i.id, i]));
 // note-off never cuts another note of the same pitch (channel 9, the drums,
 // is left out). All of them play the chosen program.
 const CHANNELS = [0, 1, 2, 3, 4, 5, 6, 7];
+// Channels for notes the websocket's worker starts itself (a "route",
+// worker_socket.js): each is lent to one press at a time, from the key
+// going down until its notes are over, so no two notes share a key on one.
+const ROUTE_CHANNELS = [8, 10, 11, 12, 13, 14];
 // The font's samples are Ogg Vorbis: the synthesizer decodes each one the
 // first time a note needs it, in the audio thread (up to tens of ms for one
 // sample on a busy 2-core machine), which would delay that note and break the
@@ -99,9 +104,11 @@ export class Sound {
     this.instrument = BY_ID.has(instrument) ? instrument : "piano";
     this.volume = volume;        // 0..100 (the slider)
     this.fontVoices = new Set(); // font notes not yet released
-    this.owners = CHANNELS.map(() => new Map());  // channel -> pitch -> the voice that owns the key
+    this.owners = Array.from({ length: 16 }, () => new Map());  // channel -> pitch -> the voice that owns the key
+    this.routesLent = new Set();  // route channels lent to a press not answered yet (lendRoute)
     this.fontScheduled = 0;
     this.fontNotesSeen = 0;      // note-ons the synthesizer reported back (the player's channels)
+    this.channelPrograms = new Array(16).fill(null);  // each channel's program, as the synthesizer reports it
     this.warmNotesSeen = 0;      // ... and on the warm-up channel
     this.warmed = new Set();     // programs whose samples are decoded
     this.lastFontNote = null;
@@ -150,7 +157,8 @@ export class Sound {
       engine: this.engine, instrument: this.instrument, program: inst.program, fontState: this.fontState,
       fontError: this.fontError, fontBytes: this.fontBytes, volume: this.volume,
       gain: this.master ? this.master.gain.value : this.gain, text: this.describe(),
-      fontScheduled: this.fontScheduled, fontNotesSeen: this.fontNotesSeen, lastFontNote: this.lastFontNote,
+      fontScheduled: this.fontScheduled, fontNotesSeen: this.fontNotesSeen,
+      lastFontNote: this.lastFontNote, channelPrograms: [...this.channelPrograms],
       warmNotesSeen: this.warmNotesSeen, warmed: [...this.warmed],
     };
   }
@@ -226,7 +234,9 @@ export class Sound {
       if (!r.ok) throw new Error(`HTTP ${r.status}`);
       return r.arrayBuffer();
     });
-    const [lib, buffer] = await Promise.all([import(LIB_URL), bytes, ctx.audioWorklet.addModule(PROCESSOR_URL)]);
+    // the shim first: the processor registers through it (audio_port_shim.js)
+    const modules = ctx.audioWorklet.addModule(PORT_SHIM_URL).then(() => ctx.audioWorklet.addModule(PROCESSOR_URL));
+    const [lib, buffer] = await Promise.all([import(LIB_URL), bytes, modules]);
     const synth = new lib.WorkletSynthesizer(ctx);
     this.opening = synth;
     const trim = ctx.createGain();
@@ -248,6 +258,9 @@ export class Sound {
       this.lastFontNote = { pitch: e.midiNote, velocity: e.velocity, channel: e.channel };
       this._changed();
     });
+    synth.eventHandler.addEvent("programChange", "yoshimidi", (e) => {
+      this.channelPrograms[e.channel] = e.program;
+    });
     if (this.fontState !== "loading") return;  // timed out meanwhile: stays on the own synth
     this.font = synth;
     this._program();
@@ -256,7 +269,7 @@ export class Sound {
   _program() {
     const inst = BY_ID.get(this.instrument);
     if (!this.font || inst.program === null) return;
-    for (const ch of CHANNELS) this.font.programChange(ch, inst.program);
+    for (const ch of [...CHANNELS, ...ROUTE_CHANNELS]) this.font.programChange(ch, inst.program);
     this._warm(inst.program);
   }
 
@@ -307,6 +320,38 @@ export class Sound {
     return Math.sqrt(sum / buf.length);
   }
 
+  // -------------------------------------------------------------- routes
+
+  // A port into the synthesizer's processor (audio_port_shim.js), for the
+  // websocket's worker; null while the soundfont does not play.
+  notePort() {
+    if (!this.font || typeof MessageChannel !== "function") return null;
+    const { port1, port2 } = new MessageChannel();
+    this.font.post({ type: "yoshimidiNotePort", port: port2 }, [port2]);
+    return port1;
+  }
+
+  // A channel for the notes of one press that the worker will start itself
+  // ({channel}), or null (the font does not play, or every route channel is
+  // lent): then its answer plays here, as any other.
+  lendRoute() {
+    if (this.engine !== "font" || !this.ctx || this.ctx.state !== "running") return null;
+    const now = this.ctx.currentTime;
+    for (const channel of ROUTE_CHANNELS) {
+      if (this.routesLent.has(channel)) continue;
+      const busy = [...this.owners[channel].values()].some((v) => !v.released || v.until + 0.05 > now);
+      if (busy) continue;
+      this.routesLent.add(channel);
+      return { channel };
+    }
+    return null;
+  }
+
+  // The press lent `route` is answered (its notes, if any, now have voices) or never will be.
+  returnRoute(route) {
+    if (route) this.routesLent.delete(route.channel);
+  }
+
   // -------------------------------------------------------------- notes
 
   // Same contract as Synth.noteOn: starts `delay` s from now; with `duration`
@@ -314,12 +359,16 @@ export class Sound {
   // page time of the key event that asked for it, `sent` and `arrived` those of
   // its message to the model and the answer, `modelMs` the model's own time for
   // the answer, for this.times.
+  // `started`: the page time the worker started this note itself on channel
+  // `channel` (a route: only its voice is kept here, for the note-off).
   noteOn(pitch, velocity, { delay = 0, duration = null, down = null, sent = null, arrived = null,
-                            modelMs = null } = {}) {
+                            modelMs = null, started = null, channel = null } = {}) {
     const ctx = this.ensure();
     if (!ctx) return null;
     let voice = null;
-    if (this.engine !== "font") {
+    if (started !== null && this.font) {
+      voice = this._fontNoteOn(pitch, velocity, 0, duration, channel);
+    } else if (this.engine !== "font") {
       const v = this.own.noteOn(pitch, velocity, { delay, duration });
       if (v) voice = { engine: "synth", v, t0: v.t0 };
     } else {
@@ -327,9 +376,9 @@ export class Sound {
     }
     if (voice) {
       // (the font's worklet applies an untimed note-on in the first render quantum after it gets it)
-      const started = performance.now();
+      if (started === null) started = performance.now();
       const time = (x) => (Number.isFinite(x) ? x : null);
-      this.times.add({ pitch, engine: voice.engine, down: time(down), sent: time(sent), arrived: time(arrived),
+      this.times.add({ pitch, engine: voice.engine, routed: channel !== null, down: time(down), sent: time(sent), arrived: time(arrived),
                        modelMs: time(modelMs), started, sounds: this.pageTime(Math.max(voice.t0, ctx.currentTime)) });
     }
     return voice;
@@ -348,14 +397,15 @@ export class Sound {
     return performance.now() + (t - ctx.currentTime + latency) * 1000;
   }
 
-  _fontNoteOn(pitch, velocity, delay, duration) {
+  // routed: the channel the worker started the note on (no note-on sent from here).
+  _fontNoteOn(pitch, velocity, delay, duration, routed = null) {
     const now = this.ctx.currentTime;
     const t0 = now + Math.max(0, delay);
     const vel = Math.max(1, Math.min(127, Math.round(velocity)));
     // A channel whose key is free (or frees before t0); else the one that frees first.
-    let ch = CHANNELS[0];
+    let ch = routed === null ? CHANNELS[0] : routed;
     let best = Infinity;
-    for (const c of CHANNELS) {
+    for (const c of routed === null ? CHANNELS : []) {
       const owner = this.owners[c].get(pitch);
       // (with a margin: a timed note-off still queued in the worklet must not hit the new note)
       const until = owner ? owner.until + 0.05 : -Infinity;
@@ -366,7 +416,7 @@ export class Sound {
     const prev = this.owners[ch].get(pitch);
     if (prev && !prev.released) this._forget(prev);   // stolen: its own note-off must not cut this one
     this.owners[ch].set(pitch, voice);
-    this.font.noteOn(ch, pitch, vel, delay > 0 ? { time: t0 } : undefined);
+    if (routed === null) this.font.noteOn(ch, pitch, vel, delay > 0 ? { time: t0 } : undefined);
     this.fontScheduled += 1;
     this.fontVoices.add(voice);
     while (this.fontVoices.size > this.maxVoices) {  // too many held: the oldest is let go
