@@ -109,6 +109,7 @@ def test_a_chord_typed_key_by_key_gets_a_channel_per_key(organ):
     for k in "sfh":
         kb.up(k)
     assert all(e["routed"] for e in entries), entries
+    assert len({e["channel"] for e in entries}) == 3 and {e["channel"] for e in entries} <= ROUTE_CHANNELS, entries
     assert quiet_within(p, 1.5, 0.002), f"a note still sounds after the keys went up ({level(p)})"
     p.wait("window.yoshimidi.activeVoices === 0", 5)
 
@@ -120,3 +121,29 @@ def test_the_socket_on_the_main_thread_routes_nothing(organ):
     p.page.keyboard.up("s")
     assert not timing["routed"] and timing["started"] >= timing["arrived"], timing
     assert not p.y("soundRouted")
+
+
+def test_presses_the_server_drops_give_their_channels_back(browser, server_factory):  # noqa: F811
+    """Keys typed faster than the session's rate (a server allowing 1 message
+    a second after a burst of 10: it drops the excess and sends one "rate"
+    error naming no press): the channels lent to the dropped presses come
+    back after 10 s, and a key is routed again."""
+    srv = server_factory("--max_sessions=2", "--messages_per_s=1", "--burst=10", name="slow")
+    p = Page(browser, srv.url + "/")
+    try:
+        p.page.mouse.click(5, 5)
+        p.wait("window.yoshimidi.sound && window.yoshimidi.sound.fontState === 'ready'", 60)
+        p.page.evaluate("document.activeElement && document.activeElement.blur()")
+        p.wait("window.yoshimidi.soundRouted && window.yoshimidi.audioState === 'running'", 30)
+        kb = p.page.keyboard
+        for k in "asdfghjkasdfghjk":  # 32 messages in 4 s: the first 10 pass, then 1 a second
+            kb.down(k)
+            kb.up(k)
+            time.sleep(0.25)  # the last note's channel is free again: the next press is lent one
+        p.wait("window.yoshimidi.errors.some((e) => e.field === 'rate')", 20)
+        time.sleep(11.5)  # unanswered for 10 s, swept every second; the bucket refills meanwhile
+        timing = press(p, "s")
+        p.page.keyboard.up("s")
+        assert timing["routed"], timing
+    finally:
+        p.close()

@@ -166,6 +166,7 @@ function setConnection(state, detail = "") {
 }
 
 const workerSocket = WorkerSocket.supported() && new URLSearchParams(location.search).get("socket") !== "page";
+let workerSocketBroken = false;  // its worker failed to start: the socket is made here from then on
 
 // Hands an open worker socket a port into the soundfont's synthesizer once
 // both are there (again after a reconnect: each worker gets its own).
@@ -193,14 +194,14 @@ function connect() {
   try {
     // local: the model in the page (engine.json); else the socket lives in a worker, which starts a press's
     // notes on the sound itself the moment they arrive (worker_socket.js; ?socket=page: here, as before)
-    sock = local ? local.open() : workerSocket ? new WorkerSocket(wsUrl()) : new WebSocket(wsUrl());
+    sock = local ? local.open() : workerSocket && !workerSocketBroken ? new WorkerSocket(wsUrl()) : new WebSocket(wsUrl());
   } catch (err) {
     logLine("local", `cannot open websocket: ${err.message || err}`);
     scheduleRetry(5000);
     return;
   }
   ws = sock;
-  Y.socketIn = local ? "local" : workerSocket ? "worker" : "page";
+  Y.socketIn = local ? "local" : workerSocket && !workerSocketBroken ? "worker" : "page";
   Y.soundRouted = false;  // true once this socket's worker can start notes on the sound itself
   sock.yRefused = false;
   sock.yBye = false;
@@ -228,6 +229,7 @@ function connect() {
   sock.onclose = (ev) => {
     if (ws !== sock) return;
     ws = null;
+    if (sock.workerFailed) workerSocketBroken = true;
     sessionEnded();
     if (sock.yRefused || ev.code === 1013) {
       setConnection("refused", "retrying every 5 s");
@@ -296,6 +298,16 @@ setInterval(() => {
   if (isOpen() && performance.now() - lastPressAt < 2 * PING_EVERY_MS) send({ type: "ping", t: now1() });
 }, PING_EVERY_MS);
 
+// A press the server dropped (over its rate: the one "rate" error names no
+// press) is never answered: after ROUTE_WAIT_MS its sound route goes back,
+// so routing never runs out of channels. (Longer than a first press takes
+// while a server still compiles: its answer would then play here.)
+const ROUTE_WAIT_MS = 10000;
+setInterval(() => {
+  const now = performance.now();
+  for (const [id, info] of [...inflight]) if (info.route && now - info.sent > ROUTE_WAIT_MS) forget(id);
+}, 1000);
+
 // ---------------------------------------------------------------- messages in
 
 function handle(data, sock, route = null) {
@@ -337,7 +349,7 @@ function onHello(msg, sock) {
   if (reconnected) Y.reconnects += 1;
   Y.hello = msg;
   Y.session = msg.session ?? null;
-  inflight.clear();
+  for (const id of [...inflight.keys()]) forget(id);
   const m = msg.model && typeof msg.model === "object" ? msg.model : {};
   const parts = [String(m.name ?? "model")];
   if (m.step != null) parts.push(`step ${Number(m.step).toLocaleString()}`);
@@ -525,9 +537,9 @@ function keyDown(pitch, velocity) {
     else Y.pressesSent += 1;
     inflight.set(id, { t, sent, keys: [pitch], down: new Map([[pitch, down]]), route });
     if (inflight.size > 500) forget(inflight.keys().next().value);
+    setText("presses", String(Y.pressesSent));
   } else {
     synth.returnRoute(route);
-    setText("presses", String(Y.pressesSent));
   }
   roll.addPress({ t, keys: [pitch], velocity: vel, ok });
 }

@@ -176,8 +176,10 @@ export class Voices {
   }
 
   noteOn(pitch, velocity, opts = {}) {
-    // a note the socket's worker already started (opts.started) keeps its voice, muted since or not
-    const local = this.midiOut.local || opts.started != null ? this.sound.noteOn(pitch, velocity, opts) : null;
+    let local = null;
+    if (this.midiOut.local) local = this.sound.noteOn(pitch, velocity, opts);
+    else if (opts.started != null) this.sound.noteOff(this.sound.noteOn(pitch, velocity, opts));  // the worker
+    // started it before the local sound was muted: it ends now
     const midi = this.midiOut.noteOn(pitch, velocity, opts);
     return local || midi ? { local, midi } : null;
   }

@@ -235,7 +235,9 @@ export class Sound {
       return r.arrayBuffer();
     });
     // the shim first: the processor registers through it (audio_port_shim.js)
-    const modules = ctx.audioWorklet.addModule(PORT_SHIM_URL).then(() => ctx.audioWorklet.addModule(PROCESSOR_URL));
+    const modules = ctx.audioWorklet.addModule(PORT_SHIM_URL)
+      .catch((err) => console.warn("yoshimidi: no second port into the synthesizer (the page plays every note)", err))
+      .then(() => ctx.audioWorklet.addModule(PROCESSOR_URL));
     const [lib, buffer] = await Promise.all([import(LIB_URL), bytes, modules]);
     const synth = new lib.WorkletSynthesizer(ctx);
     this.opening = synth;
@@ -378,7 +380,8 @@ export class Sound {
       // (the font's worklet applies an untimed note-on in the first render quantum after it gets it)
       if (started === null) started = performance.now();
       const time = (x) => (Number.isFinite(x) ? x : null);
-      this.times.add({ pitch, engine: voice.engine, routed: channel !== null, down: time(down), sent: time(sent), arrived: time(arrived),
+      this.times.add({ pitch, engine: voice.engine, routed: channel !== null, channel: voice.channel ?? null,
+                       down: time(down), sent: time(sent), arrived: time(arrived),
                        modelMs: time(modelMs), started, sounds: this.pageTime(Math.max(voice.t0, ctx.currentTime)) });
     }
     return voice;

@@ -19,8 +19,10 @@ export class WorkerSocket {
     this.audioReady = false;
     this.worker = new Worker(WORKER_URL);
     this.worker.onmessage = (e) => this._event(e.data);
+    this.workerFailed = false;  // the worker itself failed (the page then makes its sockets itself)
     this.worker.onerror = (e) => {
       console.warn("yoshimidi: the socket's worker failed", e.message);
+      this.workerFailed = true;
       this._event({ type: "close", code: 1006, reason: "the socket's worker failed", wasClean: false });
     };
     this.worker.postMessage({ type: "open", url });
