@@ -102,6 +102,9 @@ async def open_page(browser, url: str, instrument: str | None, chord_window_ms: 
                      " && window.yoshimidi.sound.fontState !== 'idle'", 60)
     await wait(page, "window.yoshimidiSound.engine !== 'font' || window.yoshimidiSound.warmNotesSeen >= 88 * 9", 60)
     await wait(page, "window.yoshimidi.audioState === 'running'", 30)
+    # the socket's worker starts the notes itself once its port into the synthesizer answered
+    await wait(page, "window.yoshimidi.socketIn !== 'worker' || window.yoshimidiSound.engine !== 'font'"
+                     " || window.yoshimidi.soundRouted", 30)
     if chord_window_ms is not None:
         await page.evaluate("v => { const e = document.getElementById('chord-window'); e.value = String(v);"
                             " e.dispatchEvent(new Event('input')); e.dispatchEvent(new Event('change')); }",
