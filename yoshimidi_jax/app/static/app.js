@@ -167,6 +167,7 @@ function setConnection(state, detail = "") {
 
 const workerSocket = WorkerSocket.supported() && new URLSearchParams(location.search).get("socket") !== "page";
 let workerSocketBroken = false;  // its worker failed to start: the socket is made here from then on
+const inWorker = () => workerSocket && !workerSocketBroken;
 
 // Hands an open worker socket a port into the soundfont's synthesizer once
 // both are there (again after a reconnect: each worker gets its own).
@@ -194,14 +195,14 @@ function connect() {
   try {
     // local: the model in the page (engine.json); else the socket lives in a worker, which starts a press's
     // notes on the sound itself the moment they arrive (worker_socket.js; ?socket=page: here, as before)
-    sock = local ? local.open() : workerSocket && !workerSocketBroken ? new WorkerSocket(wsUrl()) : new WebSocket(wsUrl());
+    sock = local ? local.open() : inWorker() ? new WorkerSocket(wsUrl()) : new WebSocket(wsUrl());
   } catch (err) {
     logLine("local", `cannot open websocket: ${err.message || err}`);
     scheduleRetry(5000);
     return;
   }
   ws = sock;
-  Y.socketIn = local ? "local" : workerSocket && !workerSocketBroken ? "worker" : "page";
+  Y.socketIn = local ? "local" : sock instanceof WorkerSocket ? "worker" : "page";
   Y.soundRouted = false;  // true once this socket's worker can start notes on the sound itself
   sock.yRefused = false;
   sock.yBye = false;
@@ -390,8 +391,8 @@ function onNotes(msg, route = null) {
   if (Y.recentNotes.length > 64) Y.recentNotes.splice(0, Y.recentNotes.length - 64);
   const info = inflight.get(msg.id);
   inflight.delete(msg.id);
-  if (info) synth.returnRoute(info.route);  // the notes started on it get their voices below
   if (info) {
+    synth.returnRoute(info.route);  // the notes started on it get their voices below
     const ms = arrived - info.t;
     Y.lastLatencyMs = Math.round(ms * 10) / 10;
     latencies.push(ms);

@@ -405,16 +405,7 @@ export class Sound {
     const now = this.ctx.currentTime;
     const t0 = now + Math.max(0, delay);
     const vel = Math.max(1, Math.min(127, Math.round(velocity)));
-    // A channel whose key is free (or frees before t0); else the one that frees first.
-    let ch = routed === null ? CHANNELS[0] : routed;
-    let best = Infinity;
-    for (const c of routed === null ? CHANNELS : []) {
-      const owner = this.owners[c].get(pitch);
-      // (with a margin: a timed note-off still queued in the worklet must not hit the new note)
-      const until = owner ? owner.until + 0.05 : -Infinity;
-      if (until <= t0) { ch = c; best = until; break; }
-      if (until < best) { ch = c; best = until; }
-    }
+    const ch = routed ?? this._freeChannel(pitch, t0);
     const voice = { engine: "font", pitch, channel: ch, t0, until: Infinity, released: false, timer: null };
     const prev = this.owners[ch].get(pitch);
     if (prev && !prev.released) this._forget(prev);   // stolen: its own note-off must not cut this one
@@ -430,6 +421,20 @@ export class Sound {
     if (duration != null) this._fontOff(voice, t0 + Math.max(0.02, duration));
     this._changed();
     return voice;
+  }
+
+  // A channel whose key `pitch` is free (or frees before t0); else the one that frees first.
+  _freeChannel(pitch, t0) {
+    let ch = CHANNELS[0];
+    let best = Infinity;
+    for (const c of CHANNELS) {
+      const owner = this.owners[c].get(pitch);
+      // (with a margin: a timed note-off still queued in the worklet must not hit the new note)
+      const until = owner ? owner.until + 0.05 : -Infinity;
+      if (until <= t0) return c;
+      if (until < best) { ch = c; best = until; }
+    }
+    return ch;
   }
 
   _fontOff(voice, at) {
