@@ -1,7 +1,7 @@
 r"""Music quality: do the samples read as music, by the field's measures?
 
     python -m benchmarks.music_quality --workdir=runs/tiny [--samples=60 --events=400 --temperature=0.8 \
-        --top_p=0.9 --copy_context=7 --copy_weight=0.7 --style_guidance=2 --seed=0 --styles=all|none \
+        --top_p=0.9 --copy_context=7 --copy_weight=0.7 [--style_guidance=W] --seed=0 --styles=all|none \
         --player --window=N]
 
 Unconditioned samples (and, under `player`, the notes the model chooses in a
@@ -19,8 +19,8 @@ given, guided by --style_guidance: monophonic share, polyphony, mean OA
 beside the style's held-out values, with n). Defaults are the issue's
 evaluation: 60 samples of 400 events at experiments.sample's defaults
 (temperature 0.8, top-p 0.9 per family, the copy of context 7 at weight 0.7:
-sample/copying.py, the player's walks do not copy; a style asked at guidance
-2: sample/guidance.py), 60 held-out and 40 training excerpts. Prints one JSON line.
+sample/copying.py, the player's walks do not copy; a style asked at its own
+guidance weight, sample/guidance.py WEIGHTS, unless --style_guidance gives one), 60 held-out and 40 training excerpts. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ flags.DEFINE_integer("copy_context", mq.COPY_CONTEXT, "the samples mix in what f
                      "(sample/copying.py; 0: the model alone)")
 flags.DEFINE_float("copy_weight", mq.COPY_WEIGHT, "the copy's share where the context occurred before")
 flags.DEFINE_float("style_guidance", mq.STYLE_GUIDANCE, "the samples asked for a style lean into it by this "
-                   "weight (classifier-free guidance, sample/guidance.py; 1: the style as the model takes it)")
+                   "weight (classifier-free guidance, sample/guidance.py; 1: the style as the model takes it; "
+                   "default: each style's own weight, guidance.WEIGHTS)")
 flags.DEFINE_integer("seed", 0, "PRNG seed (samples, walks and excerpts)")
 flags.DEFINE_enum("styles", "all", ["all", "none"], "all: also sample each style and compare per style")
 flags.DEFINE_bool("player", True, "also measure player-like walks through the play API")

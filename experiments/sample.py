@@ -24,7 +24,9 @@ classical, renaissance, fiddle, or any (the default: none asked); for a
 sample and for --player_walk alike. A run trained without styles
 (model.num_styles = 0) takes only 'any'. A sample asked for a style leans
 into it by --style_guidance (classifier-free guidance, sample/guidance.py:
-2 by default, 1 takes the style as the model does, at half the work).
+by default each style's own weight, guidance.WEIGHTS: 2 for chorale and
+fiddle, 3.5 for renaissance, 1 for classical; 1 takes the style as the model
+does, at half the work).
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ flags.DEFINE_integer("prompt_tokens", 256, "how many tokens of --prompt to use")
 flags.DEFINE_list("controls", [], "per-press controls INTERVAL/CHORD/VELOCITY (numbers or names, '*' = any)")
 flags.DEFINE_bool("strict", False, "mask choices so that every given control attribute holds")
 flags.DEFINE_string("style", "any", f"the piece's style: any (none asked) or one of {', '.join(STYLES)}")
-flags.DEFINE_float("style_guidance", guidance.WEIGHT, "with --style: sample from the logits without the style plus "
-                   "this weight times its difference (classifier-free guidance; 1: the style as the model takes it)")
+flags.DEFINE_float("style_guidance", None, "with --style: sample from the logits without the style plus this "
+                   "weight times its difference (classifier-free guidance; 1: the style as the model takes it; "
+                   "default: the style's own weight, sample/guidance.py WEIGHTS)")
 flags.DEFINE_integer("player_walk", 0, "play this many presses of a seeded player-like script (play API)")
 flags.DEFINE_integer("pitch_lo", 0, "lowest NOTE_ON pitch")
 flags.DEFINE_integer("pitch_hi", 127, "highest NOTE_ON pitch")
@@ -125,10 +128,11 @@ def main(argv: list[str]) -> None:
     del argv
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it restores; our own lines are printed
     parse_style_flag(FLAGS.style)  # a bad name fails before the model is restored
-    try:
-        guidance.check_weight(FLAGS.style_guidance)
-    except ValueError as e:
-        raise app.UsageError(f"--{e}") from None
+    if FLAGS.style_guidance is not None:
+        try:
+            guidance.check_weight(FLAGS.style_guidance)
+        except ValueError as e:
+            raise app.UsageError(f"--{e}") from None
     compile_cache.enable()  # a second run loads the sampler instead of compiling it (docs/sampling.md, "Compile once")
     restored = restore(FLAGS.workdir, FLAGS.config, seed=FLAGS.seed)
     print(restored.message)
@@ -163,7 +167,7 @@ def main(argv: list[str]) -> None:
         style=style,
         copy_context=0 if controls else FLAGS.copy_context,
         copy_weight=FLAGS.copy_weight,
-        style_guidance=FLAGS.style_guidance,
+        style_guidance=guidance.weight_for(style) if FLAGS.style_guidance is None else FLAGS.style_guidance,
     )
     used = controls[: int(np.asarray(out.forced[0]).sum())]
     _write_and_report(restored, seqs[0], used, complete=False, seconds=time.perf_counter() - t0, style=style)

@@ -190,6 +190,8 @@ def test_the_report_from_a_tiny_model(styled_prepared):
     assert result["player"]["tokens"]["samples"] >= 40  # a walk plays until it holds 40
     styles = result["per_style"]
     assert set(styles) == {"chorale", "fiddle", "classical"} and set(STYLES) >= set(styles)
+    # each style sampled at its own guidance weight (sample/guidance.py WEIGHTS): classical unguided
+    assert result["style_guidance"] == {"chorale": 2.0, "fiddle": 2.0, "classical": 1.0}
     held_pieces = {"chorale": 1, "fiddle": 2, "classical": 0}
     train_pieces = {"chorale": 1, "fiddle": 0, "classical": 1}
     for name, entry in styles.items():

@@ -10,7 +10,7 @@ import pytest
 
 from tests.model.helpers import model_and_params, small_config
 from yoshimidi_jax.sample import SamplerConfig, generate, make_sampler, prepare_prompt, violations
-from yoshimidi_jax.sample.guidance import check_weight, guided, pair_rows, tie
+from yoshimidi_jax.sample.guidance import WEIGHTS, check_weight, guided, pair_rows, tie, weight_for
 from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES
 
 STEPS = 48
@@ -31,6 +31,13 @@ def test_guided_logits_and_tied_draws():
     for bad in (-0.5, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="style_guidance"):
             check_weight(bad)
+
+
+def test_each_style_has_its_own_default_weight():
+    assert weight_for(NO_STYLE) == 1.0  # nothing asked: nothing to lean into, no second row
+    assert weight_for(STYLES.index("renaissance")) == 3.5 and weight_for(STYLES.index("classical")) == 1.0
+    assert weight_for(STYLES.index("fiddle")) == weight_for(STYLES.index("chorale")) == 2.0
+    assert set(WEIGHTS) == set(STYLES) and all(check_weight(w) == w for w in WEIGHTS.values())
 
 
 @pytest.fixture(scope="module")

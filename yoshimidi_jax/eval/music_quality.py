@@ -95,7 +95,7 @@ TEMPERATURE = 0.8  # experiments.sample's defaults
 TOP_P = 0.9
 COPY_CONTEXT = copying.CONTEXT
 COPY_WEIGHT = copying.WEIGHT
-STYLE_GUIDANCE = guidance.WEIGHT  # the samples asked for a style
+STYLE_GUIDANCE = None  # the samples asked for a style: each style's own weight (guidance.weight_for)
 
 STUCK_QUANTILE = 95.0  # percent
 FEW_HELDOUT = 5  # a style with fewer held-out pieces is also compared with its training excerpts
@@ -385,7 +385,7 @@ def measure_music_quality(model: Transformer, params, data_dir: str, *, samples:
                           train_excerpts: int = TRAIN_EXCERPTS, temperature: float = TEMPERATURE,
                           top_p: float = TOP_P, seed: int = 0, styles: str = "all", player: bool = True,
                           walks: int = 0, window: int | None = None, copy_context: int = COPY_CONTEXT,
-                          copy_weight: float = COPY_WEIGHT, style_guidance: float = STYLE_GUIDANCE) -> dict:
+                          copy_weight: float = COPY_WEIGHT, style_guidance: float | None = STYLE_GUIDANCE) -> dict:
     """The music-quality report (module docstring): unconditioned samples'
     figures at the top level, `player` (the walk's; None when off or the
     model cannot be played) and `per_style` (None with styles="none"; {} and
@@ -393,7 +393,8 @@ def measure_music_quality(model: Transformer, params, data_dir: str, *, samples:
     walks: player sessions (0: as many as samples). copy_context, copy_weight:
     the samples' copy of what followed the same context before (sample/copying.py;
     not the player's walks: the player steers). style_guidance: the samples
-    asked for a style lean into it (sample/guidance.py). Values are rounded, NaN as None."""
+    asked for a style lean into it by this weight (sample/guidance.py; None:
+    each style's own, guidance.weight_for). Values are rounded, NaN as None."""
     if styles not in ("all", "none"):
         raise ValueError(f"styles must be 'all' or 'none', got {styles!r}")
     if samples < 1 or events < 1:
@@ -416,16 +417,27 @@ def measure_music_quality(model: Transformer, params, data_dir: str, *, samples:
             if not style_ids:
                 style_note = "no piece of the data has a style"
 
-    # two sampler calls: the unconditioned rows, then `samples` rows per style (guided)
+    # the unconditioned rows in one sampler call, then `samples` rows per style (guided): one call per weight
     rows = sample_rows(model, params, jax.random.fold_in(key, 0), np.full(samples, NO_STYLE, np.int32), events,
                        temperature, top_p, window, copy_context, copy_weight)
-    if style_ids:
-        rows += sample_rows(model, params, jax.random.fold_in(key, 2), np.repeat(np.array(style_ids, np.int32), samples),
-                            events, temperature, top_p, window, copy_context, copy_weight, style_guidance)
+    weights = {s: guidance.weight_for(s) if style_guidance is None else guidance.check_weight(style_guidance)
+               for s in style_ids}
+    styled: dict[int, list[TokenSequence]] = {}
+    for i, weight in enumerate(sorted(set(weights.values()))):
+        group = [s for s in style_ids if weights[s] == weight]
+        group_key = jax.random.fold_in(key, 2) if i == 0 else jax.random.fold_in(jax.random.fold_in(key, 2), i)
+        got = sample_rows(model, params, group_key,
+                          np.repeat(np.array(group, np.int32), samples), events, temperature, top_p, window,
+                          copy_context, copy_weight, weight)
+        for j, s in enumerate(group):
+            styled[s] = got[j * samples:(j + 1) * samples]
+    for s in style_ids:
+        rows += styled[s]
 
     result: dict[str, Any] = {
         "temperature": temperature, "top_p": top_p, "events": events, "seed": seed, "window": window,
-        "copy_context": copy_context, "copy_weight": copy_weight, "style_guidance": style_guidance,
+        "copy_context": copy_context, "copy_weight": copy_weight,
+        "style_guidance": {STYLES[s]: w for s, w in weights.items()} if weights else style_guidance,
         "pieces": {"heldout": len(held.pieces), "train": len(train.pieces)},
     }
     sets = _block(rows[:samples], held.of_style(None), train.of_style(None), heldout_excerpts, train_excerpts,
