@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -168,6 +169,27 @@ def test_rounded_is_json():
     out = mq.rounded({"a": np.float64(np.nan), "b": [np.float32(0.123456), np.int64(3)], "c": np.bool_(True)})
     assert out == {"a": None, "b": [0.1235, 3], "c": True}
     json.dumps(out, allow_nan=False)
+
+
+def test_each_style_sampled_at_its_weight_and_put_back_in_its_place():
+    """sample_styles: the styles of one weight share a sampler call (the lowest
+    weight's with the key itself), and each style gets its own rows back."""
+    model, params = model_and_params(small_config(max_len=64), seed=1)
+    chorale, classical, fiddle = (STYLES.index(name) for name in ("chorale", "classical", "fiddle"))
+    key, args = jax.random.key(4), (2, 16, 0.8, 0.9, None)
+    got = mq.sample_styles(model, params, key, {chorale: 2.0, classical: 1.0, fiddle: 2.0}, *args)
+    alone = mq.sample_rows(model, params, key, np.array([classical] * 2), 16, 0.8, 0.9, None, 0, 0.0, 1.0)
+    paired = mq.sample_rows(model, params, jax.random.fold_in(key, 1), np.array([chorale, chorale, fiddle, fiddle]),
+                            16, 0.8, 0.9, None, 0, 0.0, 2.0)
+    ids = lambda rows: [r.ids.tolist() for r in rows]  # noqa: E731
+    assert ids(got[classical]) == ids(alone)
+    assert ids(got[chorale]) == ids(paired[:2]) and ids(got[fiddle]) == ids(paired[2:])
+    assert ids(got[chorale]) != ids(got[fiddle])
+    # one weight for every style: the one call of the lowest weight, with the key itself
+    same = mq.sample_styles(model, params, jax.random.fold_in(key, 1), {chorale: 2.0, fiddle: 2.0}, *args)
+    assert ids(same[chorale]) == ids(paired[:2]) and ids(same[fiddle]) == ids(paired[2:])
+    with pytest.raises(ValueError, match="style_guidance"):
+        mq.measure_music_quality(model, params, "/nonexistent", style_guidance=-1.0)
 
 
 def test_the_report_from_a_tiny_model(styled_prepared):

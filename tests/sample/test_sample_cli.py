@@ -75,3 +75,17 @@ def test_sample_cli_style(tmp_path):
     bare = _sample(tmp_path, "--config.model.num_styles=0", "--style=fiddle", "--num_events=8")
     assert bare.returncode != 0 and "this run was trained without styles" in bare.stderr, bare.stderr[-2000:]
     assert "random-init" in bare.stdout  # refused once the model says it takes no style
+
+
+def test_sample_cli_default_guidance_is_the_styles_own(tmp_path):
+    """Asked for a style and no --style_guidance, a sample leans into it by the
+    style's own weight (sample/guidance.py WEIGHTS): classical's is 1, one row
+    per sample; at 2 each row runs twice and the music differs."""
+    def sampled(*flags: str) -> bytes:
+        res = _sample(tmp_path, "--num_events=24", "--seed=3", "--style=classical", *flags)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return (tmp_path / "x.mid").read_bytes()
+
+    default = sampled()
+    assert default == sampled("--style_guidance=1")
+    assert default != sampled("--style_guidance=2")

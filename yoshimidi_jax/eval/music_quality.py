@@ -295,6 +295,25 @@ def sample_rows(model: Transformer, params, key: jax.Array, styles: np.ndarray, 
     return [music_tokens(s.ids, s.times, model.vocab) for s in seqs]
 
 
+def sample_styles(model: Transformer, params, key: jax.Array, weights: dict[int, float], samples: int,
+                  events: int, temperature: float, top_p: float, window: int | None, copy_context: int = 0,
+                  copy_weight: float = 0.0) -> dict[int, list[TokenSequence]]:
+    """`samples` rows asked for each style of `weights` (style -> its guidance
+    weight) -> style -> its rows. The styles of one weight share a sampler
+    call, in `weights`' order; the calls go by weight, lowest first, the first
+    with `key` itself (so one weight for all is the one call it always was),
+    the i-th with fold_in(key, i)."""
+    out: dict[int, list[TokenSequence]] = {}
+    for i, weight in enumerate(sorted(set(weights.values()))):
+        group = [s for s, w in weights.items() if w == weight]
+        got = sample_rows(model, params, key if i == 0 else jax.random.fold_in(key, i),
+                          np.repeat(np.array(group, np.int32), samples), events, temperature, top_p, window,
+                          copy_context, copy_weight, weight)
+        for j, s in enumerate(group):
+            out[s] = got[j * samples:(j + 1) * samples]
+    return out
+
+
 def walk_rows(model: Transformer, params, key: jax.Array, walks: int, events: int, temperature: float,
               top_p: float, window: int | None, seed: int) -> list[TokenSequence]:
     """`walks` player-like sessions through the play API (play/walk.py scripts,
@@ -399,6 +418,8 @@ def measure_music_quality(model: Transformer, params, data_dir: str, *, samples:
         raise ValueError(f"styles must be 'all' or 'none', got {styles!r}")
     if samples < 1 or events < 1:
         raise ValueError(f"samples and events must be >= 1, got {samples} and {events}")
+    if style_guidance is not None:
+        guidance.check_weight(style_guidance)
     vocab = model.vocab
     held, train = Split.read(data_dir, "eval", vocab), Split.read(data_dir, "train", vocab)
     if not held.pieces or not train.pieces:
@@ -417,20 +438,13 @@ def measure_music_quality(model: Transformer, params, data_dir: str, *, samples:
             if not style_ids:
                 style_note = "no piece of the data has a style"
 
-    # the unconditioned rows in one sampler call, then `samples` rows per style (guided): one call per weight
-    rows = sample_rows(model, params, jax.random.fold_in(key, 0), np.full(samples, NO_STYLE, np.int32), events,
-                       temperature, top_p, window, copy_context, copy_weight)
     weights = {s: guidance.weight_for(s) if style_guidance is None else guidance.check_weight(style_guidance)
                for s in style_ids}
-    styled: dict[int, list[TokenSequence]] = {}
-    for i, weight in enumerate(sorted(set(weights.values()))):
-        group = [s for s in style_ids if weights[s] == weight]
-        group_key = jax.random.fold_in(key, 2) if i == 0 else jax.random.fold_in(jax.random.fold_in(key, 2), i)
-        got = sample_rows(model, params, group_key,
-                          np.repeat(np.array(group, np.int32), samples), events, temperature, top_p, window,
-                          copy_context, copy_weight, weight)
-        for j, s in enumerate(group):
-            styled[s] = got[j * samples:(j + 1) * samples]
+    # the unconditioned rows in one sampler call, then `samples` rows per style (guided: one call per weight)
+    rows = sample_rows(model, params, jax.random.fold_in(key, 0), np.full(samples, NO_STYLE, np.int32), events,
+                       temperature, top_p, window, copy_context, copy_weight)
+    styled = sample_styles(model, params, jax.random.fold_in(key, 2), weights, samples, events, temperature, top_p,
+                           window, copy_context, copy_weight)
     for s in style_ids:
         rows += styled[s]
 
