@@ -167,7 +167,7 @@ def main(argv: list[str]) -> None:
         style=style,
         copy_context=0 if controls else FLAGS.copy_context,
         copy_weight=FLAGS.copy_weight,
-        style_guidance=guidance.weight_for(style) if FLAGS.style_guidance is None else FLAGS.style_guidance,
+        style_guidance=guidance.weight_for(style, FLAGS.style_guidance),
     )
     used = controls[: int(np.asarray(out.forced[0]).sum())]
     _write_and_report(restored, seqs[0], used, complete=False, seconds=time.perf_counter() - t0, style=style)

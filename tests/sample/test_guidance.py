@@ -38,6 +38,9 @@ def test_each_style_has_its_own_default_weight():
     assert weight_for(STYLES.index("renaissance")) == 3.5 and weight_for(STYLES.index("classical")) == 1.0
     assert weight_for(STYLES.index("fiddle")) == weight_for(STYLES.index("chorale")) == 2.0
     assert set(WEIGHTS) == set(STYLES) and all(check_weight(w) == w for w in WEIGHTS.values())
+    assert weight_for(STYLES.index("classical"), 2.5) == 2.5  # a weight given is every style's
+    with pytest.raises(ValueError, match="style_guidance"):
+        weight_for(STYLES.index("fiddle"), -1.0)
 
 
 @pytest.fixture(scope="module")

@@ -438,8 +438,7 @@ def measure_music_quality(model: Transformer, params, data_dir: str, *, samples:
             if not style_ids:
                 style_note = "no piece of the data has a style"
 
-    weights = {s: guidance.weight_for(s) if style_guidance is None else guidance.check_weight(style_guidance)
-               for s in style_ids}
+    weights = {s: guidance.weight_for(s, style_guidance) for s in style_ids}
     # the unconditioned rows in one sampler call, then `samples` rows per style (guided: one call per weight)
     rows = sample_rows(model, params, jax.random.fold_in(key, 0), np.full(samples, NO_STYLE, np.int32), events,
                        temperature, top_p, window, copy_context, copy_weight)

@@ -37,9 +37,12 @@ WEIGHT = 2.0  # a style not in WEIGHTS
 WEIGHTS = {"fiddle": 2.0, "chorale": 2.0, "renaissance": 3.5, "classical": 1.0}
 
 
-def weight_for(style: int) -> float:
-    """The guidance weight a sample asked for `style` (tokens/styles.py) gets by
-    default: its entry in WEIGHTS; 1 (none) where no style is asked."""
+def weight_for(style: int, given: float | None = None) -> float:
+    """The guidance weight a sample asked for `style` (tokens/styles.py) gets:
+    `given` (checked) where one is given, else its entry in WEIGHTS; 1 (none)
+    where no style is asked."""
+    if given is not None:
+        return check_weight(given)
     if style == NO_STYLE:
         return 1.0
     return WEIGHTS.get(STYLES[style], WEIGHT) if 0 <= style < len(STYLES) else WEIGHT
