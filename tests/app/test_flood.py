@@ -6,13 +6,16 @@ cache refills run outside every batch (refills_in_press stays 0)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.app.conftest import Client
+from tests.app.conftest import REPO, Client
 
 FLAGS = ("--max_sessions=4", "--messages_per_s=60", "--burst=120", "--flood_close_after=500",
          "--flood_cooldown_s=600")
@@ -93,6 +96,9 @@ def test_a_flooder_is_closed_with_its_reason_while_a_neighbour_plays(flood_serve
         # the model, JAX and the programs live outside the collector's scans (a full collection of
         # them stopped the event loop for ~210 ms under a flood)
         assert stats["gc_frozen"] > 100_000, stats["gc_frozen"]
+        # the event loop and the decode threads take Python's lock in turns of 2 ms, not Python's 5
+        # (experiments/serve.py --gil_switch_ms: a player's p99 under a flood 24-33 -> 18-22 ms)
+        assert stats["gil_switch_ms"] == 2.0, stats["gil_switch_ms"]
         assert stats["counters"]["rate_limited"] > 500
         # the flooder's ~120 presses filled its cache several times: every refill ran outside the batches
         assert stats["refills_ahead"] >= 2, stats
@@ -141,3 +147,15 @@ def test_a_short_flood_is_not_closed(flood_server):
         c.ping()
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("value", ["0", "1000", "-2"])
+def test_a_gil_switch_interval_out_of_range_is_a_usage_error(value):
+    """--gil_switch_ms outside (0, 1000) stops the server before it restores
+    anything, with an error that names the flag and the range."""
+    proc = subprocess.run([sys.executable, "-m", "experiments.serve", "--config=configs/tiny.py", "--port=0",
+                           f"--gil_switch_ms={value}"], cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    assert "--gil_switch_ms" in proc.stderr and "between 0 and 1000 ms" in proc.stderr, proc.stderr[-2000:]
+    assert "serving" not in proc.stdout and "restored" not in proc.stdout, proc.stdout

@@ -40,6 +40,7 @@ import logging
 import mimetypes
 import os
 import secrets
+import sys
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -165,7 +166,9 @@ class Hub:
                 "refills_in_press": sum(p.refills_in_batch for p in self.players),
                 "kv_bytes_per_session": self.players[0].kv_bytes_per_slot,
                 # objects out of the garbage collector's reach (experiments/serve.py freeze_heap)
-                "gc_frozen": gc.get_freeze_count()}
+                "gc_frozen": gc.get_freeze_count(),
+                # how long a thread may hold Python's lock (experiments/serve.py --gil_switch_ms)
+                "gil_switch_ms": round(sys.getswitchinterval() * 1000.0, 3)}
 
     def hello(self, session: Session) -> dict:
         o = self.options
