@@ -18,8 +18,11 @@ benchmarks.serve_latency does: a random-init tiny model if --workdir does not
 exist), opens its page in headless Chromium (Playwright) and presses single
 letter keys (keyboard.down, held 0.6 of the period, then keyboard.up) at --rate
 presses per second, open loop; first with the page as the only session, then
-while --others other sessions (plain websocket clients, serve_latency.play)
-each press 5 keys per second.
+while --others other sessions (plain websocket clients, serve_latency.play,
+in a process of their own) each press 5 keys per second. --others_nice=19
+runs that process at the lowest CPU priority: the other sessions stand in
+for players on other machines, whose own CPU costs the server's machine
+nothing (the server still decodes every one of their presses).
 
 Every figure is taken in the page, on its own clock (performance.now()): the
 page times each note it starts (sound.js, `Sound.times`, always on):
@@ -61,9 +64,7 @@ import random
 import shutil
 import time
 
-from websockets.exceptions import ConnectionClosed
-
-from benchmarks.serve_latency import REPO, pct, play, start_server
+from benchmarks.serve_latency import REPO, pct, start_players, start_server, stop_players
 
 # the letters of the page's middle row and the black keys above it (keys.js KEY_OFFSETS)
 LETTERS = "awsedftgyhujk"
@@ -192,7 +193,7 @@ async def run(args) -> dict:
         proc, url = start_server(args.workdir, max_sessions=args.others + 2,
                                  extra=["--warmup_background=false", *args.server_flag])
     rng = random.Random(0)
-    others: list[asyncio.Task] = []
+    others = None  # the other sessions' process
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(
@@ -204,20 +205,18 @@ async def run(args) -> dict:
                 out = await measure(page, args.presses, args.rate, rng, "1")
 
                 lat_o: list[float] = []
-                srv_o: list[float] = []
+                nice_o = None
                 if args.others:
-                    opened = [asyncio.Event() for _ in range(args.others)]
-                    hold = asyncio.Event()
-                    seconds = 10 * (args.presses / args.rate + 30)  # longer than the page needs: cancelled after
-                    others = [asyncio.create_task(play(url, seconds, 5.0, random.Random(1 + i), lat_o, srv_o,
-                                                       opened[i], hold)) for i in range(args.others)]
-                    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), timeout=120)
-                    hold.set()
-                    await asyncio.sleep(2.0)  # every other session pressing
+                    # the other sessions in a process of their own (at --others_nice), as play()s; the page
+                    # measured once every one of them is pressing
+                    others = await asyncio.to_thread(start_players, url, args.others, 1, args.others_nice)
+                    await asyncio.sleep(2.0)
                     out.update(await measure(page, args.presses, args.rate, rng, "50"))
-                    failed = [t for t in others if t.done() and t.exception() is not None]
-                    if failed:
-                        raise RuntimeError(f"another session failed: {failed[0].exception()!r}")
+                    seen = await asyncio.to_thread(stop_players, others)
+                    others = None
+                    if seen["failed"]:
+                        raise RuntimeError(f"another session failed: {seen['failed'][0]}")
+                    lat_o, nice_o = seen["latencies_ms"], seen["nice"]
                 info = await page.evaluate("({sound: window.yoshimidi.sound, hello: window.yoshimidi.hello,"
                                            " window: Number(document.getElementById('chord-window').value),"
                                            " baseLatency: window.yoshimidiSound.ctx.baseLatency,"
@@ -229,13 +228,9 @@ async def run(args) -> dict:
             finally:
                 await browser.close()
     finally:
-        # the other sessions are stopped mid-play: their sockets' readers end with the connection, unheard
-        loop = asyncio.get_running_loop()
-        loop.set_exception_handler(lambda lp, ctx: None if isinstance(ctx.get("exception"), ConnectionClosed)
-                                   else lp.default_exception_handler(ctx))
-        for t in others:
-            t.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        if others is not None:
+            others.kill()
+            others.wait(timeout=30)
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
@@ -249,6 +244,7 @@ async def run(args) -> dict:
         out["site_bytes"] = sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(args.site) for n in ns)
     return {
         "benchmark": "page_latency", "page_engine": args.engine, "socket": args.socket if args.engine == "server" else None, "presses": args.presses, "others": args.others,
+        "others_nice": nice_o,  # the other sessions' process's niceness, as it read it
         "presses_per_s": args.rate, "chord_window_ms": info["window"],
         "engine": info["sound"]["engine"], "instrument": info["sound"]["instrument"],
         "model": {"name": model.get("name"), "step": model.get("step")},
@@ -269,6 +265,9 @@ def main() -> None:
     parser.add_argument("--site", default=None, help="an exported site (experiments.export --page) for --engine=local")
     parser.add_argument("--presses", type=int, default=200, help="timed presses per phase")
     parser.add_argument("--others", type=int, default=50, help="other sessions in the second phase (0: none)")
+    parser.add_argument("--others_nice", type=int, default=0,
+                        help="the other sessions' nice increment (19: they stand in for clients on other "
+                             "machines, whose own CPU costs the server's machine nothing)")
     parser.add_argument("--rate", type=float, default=5.0, help="the page's presses per second")
     parser.add_argument("--chord_window_ms", type=int, default=None,
                         help="the page's join window (its slider, 0..40; default: the page's own, 25)")

@@ -198,6 +198,50 @@ async def flood(url: str, seconds: float, seed: int) -> dict:
     return seen
 
 
+async def players(url: str, n: int, seed: int) -> dict:
+    """n sessions pressing 5 keys per second each (play), as one process: says
+    "open" on stdout once every session is connected, plays until its stdin
+    ends, then -> their round trips and the server's times (ms)."""
+    latencies: list[float] = []
+    server_ms: list[float] = []
+    opened = [asyncio.Event() for _ in range(n)]
+    hold = asyncio.Event()
+    tasks = [asyncio.create_task(play(url, 36_000.0, 5.0, random.Random(seed + i), latencies, server_ms, opened[i],
+                                      hold)) for i in range(n)]
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), timeout=120)
+    print("open", flush=True)
+    hold.set()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
+    failed = [repr(t.exception()) for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    # stopped mid-play: their sockets' readers end with the connection, unheard
+    asyncio.get_running_loop().set_exception_handler(
+        lambda lp, ctx: None if isinstance(ctx.get("exception"), websockets.ConnectionClosed)
+        else lp.default_exception_handler(ctx))
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"latencies_ms": latencies, "server_ms": server_ms, "failed": failed, "nice": os.nice(0)}
+
+
+def start_players(url: str, n: int, seed: int, nice: int = 0) -> subprocess.Popen:
+    """`players` in its own process (at nice `nice`), returned once every
+    session is open; close its stdin to stop it, then read its JSON line."""
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.serve_latency", f"--players={url}",
+                             f"--sessions={n}", f"--seed={seed}"], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO},
+                            preexec_fn=(lambda: os.nice(nice)) if nice else None)
+    line = proc.stdout.readline()
+    if line.strip() != "open":
+        proc.kill()
+        raise RuntimeError(f"the {n} other sessions did not open (exit {proc.wait()}): {line!r}")
+    return proc
+
+
+def stop_players(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate(input="", timeout=120)
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def flooder_main(url: str, seconds: float, seed: int) -> None:
     print(json.dumps(asyncio.run(flood(url, seconds, seed))), flush=True)
 
@@ -333,6 +377,9 @@ async def run(args) -> dict:
         "kv_mb_per_session": round(stats1["kv_bytes_per_session"] / 2**20, 3),
         "jobs_per_batch_50": round((stats1["jobs"] - stats0["jobs"]) / max(1, stats1["batches"] - stats0["batches"]), 2),
         "decode_busy_50": round((stats1["decode_busy_s"] - stats0["decode_busy_s"]) / wall, 3),
+        # the refill threads' share (cores) and count: cache refills beside the batches, on the same CPU
+        "refill_busy_50": round((stats1["refill_s"] - stats0["refill_s"]) / wall, 3),
+        "refills_per_s_50": round((stats1["refills_ahead"] - stats0["refills_ahead"]) / wall, 1),
         "server_flags": args.server_flag, "goal": {"p99_ms_1": 10, "p99_ms_50": 30},
     }
 
@@ -343,16 +390,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--server_flag", action="append", default=[],
-                        help="a flag for experiments.serve, e.g. --server_flag=--single_threaded_xla=false")
+                        help="a flag for experiments.serve, e.g. --server_flag=--gil_switch_ms=1")
     parser.add_argument("--flood", type=int, default=0, help="N: one player beside N flooding clients")
     parser.add_argument("--flooder_nice", type=int, default=0,
                         help="the flooders' nice increment (19: they stand in for clients on other machines)")
     parser.add_argument("--startup", action="store_true", help="first start and restart -> first press")
     parser.add_argument("--flooder", help=argparse.SUPPRESS)  # (internal) be one flooding client of this URL
+    parser.add_argument("--players", help=argparse.SUPPRESS)  # (internal) be --sessions players of this URL
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flooder:
         flooder_main(args.flooder, args.seconds, args.seed)
+    elif args.players:
+        print(json.dumps(asyncio.run(players(args.players, args.sessions, args.seed))), flush=True)
     elif args.startup:
         print(json.dumps(asyncio.run(run_startup(args))))
     elif args.flood:
