@@ -239,7 +239,11 @@ def start_players(url: str, n: int, seed: int, nice: int = 0) -> subprocess.Pope
 
 def stop_players(proc: subprocess.Popen) -> dict:
     out, _ = proc.communicate(input="", timeout=120)
-    return json.loads(out.strip().splitlines()[-1])
+    lines = out.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the other sessions' process ended with exit code {proc.returncode} "
+                           f"and {'no result' if not lines else repr(lines[-1][:200])}")
+    return json.loads(lines[-1])
 
 
 def flooder_main(url: str, seconds: float, seed: int) -> None:
@@ -342,7 +346,11 @@ async def run(args) -> dict:
                              extra=["--warmup_background=false", *args.server_flag])
     try:
         lat1, srv1 = [], []
+        stats_a = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        t_alone0 = time.perf_counter()
         await play(url, args.seconds, 5.0, random.Random(0), lat1, srv1)
+        stats_b = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        wall_1 = time.perf_counter() - t_alone0
         lat1 = lat1[5:]  # the first presses warm the connection
         rss_idle = rss_mb(proc.pid)
         lat_n, srv_n = [], []
@@ -380,6 +388,11 @@ async def run(args) -> dict:
         # the refill threads' share (cores) and count: cache refills beside the batches, on the same CPU
         "refill_busy_50": round((stats1["refill_s"] - stats0["refill_s"]) / wall, 3),
         "refills_per_s_50": round((stats1["refills_ahead"] - stats0["refills_ahead"]) / wall, 1),
+        # presses that waited for their own session's refill (begun after the press before them)
+        "refill_waits_50": stats1["refill_waits"] - stats0["refill_waits"],
+        # the calls made only to keep the weights in the CPU's caches (--keep_warm_ms): a core's share
+        "keep_warm_busy_1": round((stats_b.get("keep_warm_s", 0) - stats_a.get("keep_warm_s", 0)) / wall_1, 3),
+        "keep_warm_busy_50": round((stats1.get("keep_warm_s", 0) - stats0.get("keep_warm_s", 0)) / wall, 3),
         "server_flags": args.server_flag, "goal": {"p99_ms_1": 10, "p99_ms_50": 30},
     }
 

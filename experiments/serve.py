@@ -66,6 +66,9 @@ flags.DEFINE_string("compile_cache", None, "jax's persistent compilation cache: 
 flags.DEFINE_float("gil_switch_ms", 2.0, "how long a thread may hold Python's lock before another may take it "
                    "(sys.setswitchinterval; Python's own 5 ms): the event loop and the decode threads take turns "
                    "sooner, a player's p99 under a flood 24-33 -> 18-22 ms (benchmarks/RESULTS.md)")
+flags.DEFINE_float("keep_warm_ms", 5.0, "while someone has pressed in the last 10 s, a decode thread with no "
+                   "program run for this long calls the model once, so its weights stay in the CPU's caches "
+                   "between a lone player's presses (0: never; benchmarks/RESULTS.md)")
 flags.DEFINE_bool("warmup", True, "compile the batch shapes ahead of the presses (else the first presses compile)")
 flags.DEFINE_bool("warmup_background", True, "serve once the first press's shape is compiled and compile the "
                   "others in a background thread (false: every shape before serving)")
@@ -92,6 +95,8 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)  # orbax's restore chatter; the server prints what matters
     if FLAGS.workdir is None and FLAGS.config is None:
         raise app.UsageError("give --workdir=runs/NAME (a trained run) or --config=configs/tiny.py (random init)")
+    if not 0.0 <= FLAGS.keep_warm_ms <= 1000.0:
+        raise app.UsageError(f"--keep_warm_ms={FLAGS.keep_warm_ms}: give a time between 0 (never) and 1000 ms")
     try:
         settings = PlaySettings(temperature=FLAGS.temperature, top_p=FLAGS.top_p, strict=FLAGS.strict,
                                 pitch_lo=FLAGS.pitch_lo, pitch_hi=FLAGS.pitch_hi)
@@ -100,7 +105,8 @@ def main(argv: list[str]) -> None:
                                 flood_close_after=FLAGS.flood_close_after,
                                 flood_cooldown_s=FLAGS.flood_cooldown_s, seed=FLAGS.seed,
                                 settings=settings, style=style_id(FLAGS.style),
-                                allowed_origins=tuple(FLAGS.allow_origin), hosts=(FLAGS.host,))
+                                allowed_origins=tuple(FLAGS.allow_origin), hosts=(FLAGS.host,),
+                                keep_warm_ms=FLAGS.keep_warm_ms)
     except StyleError as e:
         raise app.UsageError(f"--style: {e}") from None
     except (ControlError, ValueError) as e:

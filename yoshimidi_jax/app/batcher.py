@@ -17,12 +17,21 @@ cache nearly full (ahead of time); a job of that session that comes while
 its refill is under way waits for it, and only that job: a press never waits
 for another session's refill (BatchPlayer.refills_in_batch, counted in
 /api/stats as refills_in_press, stays 0).
+
+Keeping warm: while someone has pressed in the last few seconds (and not
+many: under load the batches themselves keep the weights warm), a decode
+thread that waited `KeepWarm.interval_s` for a job with no program run by any
+decode thread meanwhile runs one small call (BatchPlayer.keep_warm), so the
+weights stay in the CPU's caches between a lone player's presses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
@@ -36,6 +45,45 @@ log = logging.getLogger("yoshimidi.serve")
 REFILL_AHEAD_TOKENS = JOB_TOKENS
 
 
+@dataclasses.dataclass
+class KeepWarm:
+    """When the decode threads call the model only to keep its weights in the
+    CPU's caches: while someone has pressed in the last `while_s` seconds and
+    fewer than `max_presses_per_s` presses came in the last second (more keep
+    the weights warm themselves), once no decode thread ran a program for
+    `interval_s`. Shared by every decode thread (the weights are too), so one
+    call serves them all. interval_s 0: never."""
+
+    interval_s: float = 0.0
+    while_s: float = 10.0
+    max_presses_per_s: int = 20
+    last_program: float = -math.inf  # time.monotonic() at the end of any decode thread's last program
+    presses: collections.deque = dataclasses.field(default_factory=collections.deque)  # the last presses' times
+    calls: int = 0
+    busy_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.interval_s >= 0 and self.while_s >= 0 and self.max_presses_per_s >= 1):
+            raise ValueError(f"keep-warm interval_s={self.interval_s!r}, while_s={self.while_s!r} must be >= 0 "
+                             f"and max_presses_per_s={self.max_presses_per_s!r} >= 1")
+        self.presses = collections.deque(self.presses, maxlen=self.max_presses_per_s)
+
+    def pressed(self, now: float) -> None:
+        """A batch of presses was decoded at `now`."""
+        self.last_program = now
+        self.presses.append(now)
+
+    def wait_s(self, now: float) -> float | None:
+        """How long a decode thread may wait for a job before a call is due
+        (None: as long as it takes; nobody is playing, many are, or it is off)."""
+        presses = self.presses
+        if self.interval_s <= 0 or not presses or now - presses[-1] > self.while_s:
+            return None
+        if len(presses) == presses.maxlen and now - presses[0] < 1.0:  # busy: the batches keep it warm
+            return None
+        return max(0.0, self.last_program + self.interval_s - now)
+
+
 class _Refilled:
     """The refill thread's answer, queued to the decode thread."""
 
@@ -44,8 +92,9 @@ class _Refilled:
 
 
 class Batcher:
-    def __init__(self, player: BatchPlayer):
+    def __init__(self, player: BatchPlayer, warm: KeepWarm | None = None):
         self.player = player
+        self.warm = KeepWarm() if warm is None else warm
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._refill_queue: queue.SimpleQueue = queue.SimpleQueue()
         self.batches = 0
@@ -76,7 +125,12 @@ class Batcher:
     # -- the decode thread ---------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
+            wait = self.warm.wait_s(time.monotonic())
+            try:
+                first = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._keep_warm()
+                continue
             if first is None:
                 return
             items = [first]
@@ -149,12 +203,29 @@ class Batcher:
                 for job, future, loop in plays:
                     self._settle(future, loop, lambda job=job: self.player.run([job])[0])
                 return
+            self.warm.pressed(time.monotonic())
             for (_, future, loop), result in zip(plays, results):
                 loop.call_soon_threadsafe(_set, future, result, None)
             # answered: the caches now nearly full begin their refill, ahead of their next press
             for job, _, _ in plays:
                 if job.slot not in self._refilling and self.player.needs_room(job.slot, REFILL_AHEAD_TOKENS):
                     self._begin_refill(job.slot)
+
+    def _keep_warm(self) -> None:
+        """One keep-warm call, unless another decode thread ran a program meanwhile."""
+        if self.warm.wait_s(time.monotonic()) != 0.0:
+            return
+        t0 = time.perf_counter()
+        try:
+            ran = self.player.keep_warm()
+        except Exception:  # noqa: BLE001  a press would fail the same way and say so; stop warming
+            log.exception("the keep-warm call failed: no more of them")
+            self.warm.interval_s = 0.0
+            return
+        self.warm.last_program = time.monotonic()
+        if ran:
+            self.warm.calls += 1
+            self.warm.busy_s += time.perf_counter() - t0
 
     @staticmethod
     def _settle(future, loop, fn) -> None:

@@ -55,7 +55,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from yoshimidi_jax.app import hosts, protocol
 from yoshimidi_jax.app.protocol import (AddMsg, PingMsg, PressMsg, ProtocolError, RecordMsg, ReleaseMsg, ResetMsg,
                                         SettingsMsg)
-from yoshimidi_jax.app.batcher import Batcher
+from yoshimidi_jax.app.batcher import Batcher, KeepWarm
 from yoshimidi_jax.app.rate_limit import FloodMemory, bucket_for
 from yoshimidi_jax.app.session import Session
 from yoshimidi_jax.play.batch import BatchPlayer, FlushJob
@@ -88,6 +88,7 @@ class ServerOptions:
     style: int = NO_STYLE  # a new session's style (tokens/styles.py); a reset may change it
     allowed_origins: tuple[str, ...] = ()  # more origins (scheme://host:port) besides the page's own
     hosts: tuple[str, ...] = ()  # names the Host header may carry besides loopback's (--host)
+    keep_warm_ms: float = 5.0  # while someone plays, a decode thread idle this long calls the model (0: never)
 
     def __post_init__(self) -> None:
         for name in ("max_sessions", "idle_timeout_s", "messages_per_s", "burst", "flood_close_after"):
@@ -95,6 +96,8 @@ class ServerOptions:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be > 0")
         if not self.flood_cooldown_s >= 0:
             raise ValueError(f"flood_cooldown_s={self.flood_cooldown_s!r} must be >= 0")
+        if not 0 <= self.keep_warm_ms <= 1000:
+            raise ValueError(f"keep_warm_ms={self.keep_warm_ms!r} must be between 0 (off) and 1000")
 
 
 def origin_allowed(headers, extra: tuple[str, ...] = ()) -> bool:
@@ -148,7 +151,8 @@ class Hub:
         self.flood_memory = FloodMemory(options.flood_cooldown_s)  # addresses closed for flooding lately
         self.opened = 0
         self.boot = secrets.token_hex(3)  # session ids differ across restarts
-        self.batchers = [Batcher(p) for p in players]  # one decode thread per shard
+        self.keep_warm = KeepWarm(options.keep_warm_ms / 1000.0)  # shared: one call warms every thread's weights
+        self.batchers = [Batcher(p, self.keep_warm) for p in players]  # one decode thread per shard
         self._base_key = jax.random.key(options.seed)
 
     def info(self) -> dict:
@@ -164,6 +168,9 @@ class Hub:
                 # for no other session's refill (refills_in_press: refills inside a batch, 0 when all is well)
                 "refill_s": round(sum(b.refill_s for b in bs), 3), "refill_waits": sum(b.refill_waits for b in bs),
                 "refills_in_press": sum(p.refills_in_batch for p in self.players),
+                # calls made only to keep the weights in the CPU's caches while someone plays (--keep_warm_ms)
+                "keep_warm_ms": self.options.keep_warm_ms, "keep_warm_calls": self.keep_warm.calls,
+                "keep_warm_s": round(self.keep_warm.busy_s, 3),
                 "kv_bytes_per_session": self.players[0].kv_bytes_per_slot,
                 # objects out of the garbage collector's reach (experiments/serve.py freeze_heap)
                 "gc_frozen": gc.get_freeze_count(),

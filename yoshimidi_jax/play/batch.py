@@ -154,6 +154,7 @@ class BatchPlayer:
         self.unfed: list[int | None] = [None] * num_slots
         self.generation = [0] * num_slots  # bumped by each open: a refill begun before it is stale
         self.refills_in_batch = 0  # refills that ran inside run() (the Batcher refills outside it)
+        self.last_pitch_range: tuple[int, int] | None = None  # the pitch range of the last batch decoded
 
     def _batch_fn(self, pitch_range: tuple[int, int]):
         return self.programs.batch_fn(pitch_range)
@@ -391,7 +392,26 @@ class BatchPlayer:
                 b_temp[r], b_top_p[r], b_strict[r] = row.settings.temperature, row.settings.top_p, row.settings.strict
         out, self.pool = self._batch_fn(pitch_range)(self.params, self.pool, b_slots, b_ids, b_times, b_n, b_keys,
                                                      jnp.int32(b_keys.max()), b_temp, b_top_p, b_strict)
+        self.last_pitch_range = pitch_range
         return np.asarray(out)[: len(rows)]
+
+    def keep_warm(self) -> bool:
+        """Runs the smallest batch program of the last pitch range decoded on the
+        scratch slot alone (its row is the padding rows', its notes thrown away;
+        no session's state changes) -> whether it ran (False before any batch).
+        Between a lone player's presses the CPU's caches lose the weights: a
+        press 200 ms after the last costs ~2.5x one right after it
+        (benchmarks/RESULTS.md); a call every few ms keeps them."""
+        if self.last_pitch_range is None:
+            return False
+        n_rows, width = self.row_buckets[0], FORCED_BUCKETS[0]
+        one = np.ones(n_rows, np.int32)  # one note sampled (the press's sampling warms too), none stepped
+        out, self.pool = self._batch_fn(self.last_pitch_range)(
+            self.params, self.pool, np.full(n_rows, self.scratch, np.int32), np.zeros((n_rows, 1, width), np.int32),
+            np.zeros((n_rows, 1, width), np.float32), np.zeros(n_rows, np.int32), one, jnp.int32(1),
+            np.ones(n_rows, np.float32), np.ones(n_rows, np.float32), np.zeros(n_rows, bool))
+        jax.block_until_ready(out)
+        return True
 
     def warmup_shapes(self) -> list[tuple[int, int]]:
         """Every (rows, forced length) a batch may take, smallest first."""
