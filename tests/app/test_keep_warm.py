@@ -19,7 +19,7 @@ from tests.app.conftest import REPO
 from tests.model.helpers import model_and_params, small_config
 from yoshimidi_jax.app.batcher import Batcher, KeepWarm
 from yoshimidi_jax.play.batch import BatchPlayer, OpenJob, PressJob
-from yoshimidi_jax.play.press import Press
+from yoshimidi_jax.play.press import PlaySettings, Press
 
 CACHE = 96
 
@@ -132,3 +132,17 @@ def test_a_keep_warm_interval_out_of_range_is_a_usage_error():
     assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr[-2000:])
     assert "--keep_warm_ms=-1" in proc.stderr and "between 0 (never) and 1000 ms" in proc.stderr, proc.stderr[-2000:]
     assert "serving" not in proc.stdout and "restored" not in proc.stdout, proc.stdout
+
+
+def test_keep_warm_compiles_nothing(model_params):
+    """The call runs the smallest shape the player has run: here 2 rows (two
+    sessions pressed at once) in a pitch range of their own, never 1 row."""
+    bp = BatchPlayer(*model_params, num_slots=2, cache_len=CACHE)
+    settings = PlaySettings(pitch_lo=30, pitch_hi=90)  # a batch program no other test compiled
+    for slot in (0, 1):
+        bp.open(slot, jax.random.key(slot))
+    bp.run([PressJob(0, Press(0.0, 80, 1), settings), PressJob(1, Press(0.0, 80, 1), settings)])
+    program = bp.programs.batch_fn((30, 90))
+    assert program._cache_size() == 1
+    assert bp.keep_warm()
+    assert program._cache_size() == 1  # (2 rows, 8 forced): no new shape

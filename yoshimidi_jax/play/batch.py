@@ -155,6 +155,7 @@ class BatchPlayer:
         self.generation = [0] * num_slots  # bumped by each open: a refill begun before it is stale
         self.refills_in_batch = 0  # refills that ran inside run() (the Batcher refills outside it)
         self.last_pitch_range: tuple[int, int] | None = None  # the pitch range of the last batch decoded
+        self._shapes_run: dict[tuple[int, int], set[tuple[int, int]]] = {}  # pitch range -> (rows, width) run
 
     def _batch_fn(self, pitch_range: tuple[int, int]):
         return self.programs.batch_fn(pitch_range)
@@ -393,18 +394,21 @@ class BatchPlayer:
         out, self.pool = self._batch_fn(pitch_range)(self.params, self.pool, b_slots, b_ids, b_times, b_n, b_keys,
                                                      jnp.int32(b_keys.max()), b_temp, b_top_p, b_strict)
         self.last_pitch_range = pitch_range
+        self._shapes_run.setdefault(pitch_range, set()).add((n_rows, width))
         return np.asarray(out)[: len(rows)]
 
     def keep_warm(self) -> bool:
-        """Runs the smallest batch program of the last pitch range decoded on the
-        scratch slot alone (its row is the padding rows', its notes thrown away;
-        no session's state changes) -> whether it ran (False before any batch).
+        """Runs the smallest batch program run so far in the last pitch range
+        decoded (so nothing compiles here), on the scratch slot alone (its row
+        is the padding rows', its notes are thrown away; no session's state
+        changes) -> whether it ran (False before any batch).
         Between a lone player's presses the CPU's caches lose the weights: a
         press 200 ms after the last costs ~2.5x one right after it
         (benchmarks/RESULTS.md); a call every few ms keeps them."""
         if self.last_pitch_range is None:
             return False
-        n_rows, width = self.row_buckets[0], FORCED_BUCKETS[0]
+        # the smallest shape this player ran (compiled, then): never a compile on the decode thread
+        n_rows, width = min(self._shapes_run[self.last_pitch_range], key=lambda shape: shape[0] * shape[1])
         one = np.ones(n_rows, np.int32)  # one note sampled (the press's sampling warms too), none stepped
         out, self.pool = self._batch_fn(self.last_pitch_range)(
             self.params, self.pool, np.full(n_rows, self.scratch, np.int32), np.zeros((n_rows, 1, width), np.int32),
