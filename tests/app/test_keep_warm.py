@@ -40,6 +40,8 @@ def test_a_call_is_due_only_while_a_few_play():
         warm.pressed(111.0 + i * 0.04)
     assert warm.wait_s(111.8) is None
     assert warm.wait_s(112.05) == 0.0  # the oldest of the 20 over a second ago: 19 a second
+    warm.pressed(112.1, jobs=20)  # one batch of 20 presses: as busy
+    assert warm.wait_s(112.2) is None
     off = KeepWarm(interval_s=0.0)
     off.pressed(100.0)
     assert off.wait_s(100.1) is None

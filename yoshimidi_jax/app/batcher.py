@@ -68,10 +68,10 @@ class KeepWarm:
                              f"and max_presses_per_s={self.max_presses_per_s!r} >= 1")
         self.presses = collections.deque(self.presses, maxlen=self.max_presses_per_s)
 
-    def pressed(self, now: float) -> None:
-        """A batch of presses was decoded at `now`."""
+    def pressed(self, now: float, jobs: int = 1) -> None:
+        """A batch of `jobs` presses (or joins, or release flushes) was decoded at `now`."""
         self.last_program = now
-        self.presses.append(now)
+        self.presses.extend([now] * min(jobs, self.max_presses_per_s))
 
     def wait_s(self, now: float) -> float | None:
         """How long a decode thread may wait for a job before a call is due
@@ -203,7 +203,7 @@ class Batcher:
                 for job, future, loop in plays:
                     self._settle(future, loop, lambda job=job: self.player.run([job])[0])
                 return
-            self.warm.pressed(time.monotonic())
+            self.warm.pressed(time.monotonic(), len(plays))
             for (_, future, loop), result in zip(plays, results):
                 loop.call_soon_threadsafe(_set, future, result, None)
             # answered: the caches now nearly full begin their refill, ahead of their next press
