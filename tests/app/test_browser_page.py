@@ -114,6 +114,9 @@ def test_a_chord_typed_key_by_key_sounds_at_once_and_is_one_press(routed):
     press of three notes: one press message, two adds, each answered as
     joined to the same press."""
     p = routed(relay=False)  # the page's own socket: the relay would add its round trips to every key
+    # the soundfont set up first: while it loads, the page's main thread is busy with it (CI once saw a
+    # note started 47 ms after its answer as the font came up mid-chord)
+    p.wait("window.yoshimidi.sound && window.yoshimidi.sound.fontState === 'ready'", 60)
     p.set_range("chord-window", 40)
     keys, spread = "adg", 0.010  # C4 E4 G4; with the key events' own round trips, ~30 ms from first to last
     outcome = []
