@@ -89,6 +89,11 @@ def start_server(workdir: str | None, max_sessions: int, extra: list[str],
     raise RuntimeError(f"the server did not start: {' '.join(cmd)}")
 
 
+def server_stats(url: str) -> dict:
+    """The server's /api/stats."""
+    return json.loads(urllib.request.urlopen(url + "/api/stats").read())
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -258,7 +263,7 @@ async def run_flood(args) -> dict:
         alone, alone_srv = [], []
         await play(url, args.seconds, 5.0, random.Random(0), alone, alone_srv)
         alone = alone[5:]  # the first presses warm the connection
-        stats0 = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        stats0 = server_stats(url)
         # --flooder_nice: the flooders at a lower CPU priority, as clients on other machines would cost
         # the server's machine nothing (on 2 cores, 3 flooders at full priority take most of the CPU)
         flooders = [subprocess.Popen([sys.executable, "-m", "benchmarks.serve_latency", f"--flooder={url}",
@@ -272,7 +277,7 @@ async def run_flood(args) -> dict:
         await play(url, args.seconds, 5.0, random.Random(1), during, during_srv)
         server_cores = (cpu_s(proc.pid) - cpu0) / (time.perf_counter() - t_flood0)
         seen = [json.loads(f.communicate(timeout=120)[0].strip().splitlines()[-1]) for f in flooders]
-        stats1 = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        stats1 = server_stats(url)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -346,10 +351,10 @@ async def run(args) -> dict:
                              extra=["--warmup_background=false", *args.server_flag])
     try:
         lat1, srv1 = [], []
-        stats_a = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        stats_a = server_stats(url)
         t_alone0 = time.perf_counter()
         await play(url, args.seconds, 5.0, random.Random(0), lat1, srv1)
-        stats_b = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        stats_b = server_stats(url)
         wall_1 = time.perf_counter() - t_alone0
         lat1 = lat1[5:]  # the first presses warm the connection
         rss_idle = rss_mb(proc.pid)
@@ -363,9 +368,9 @@ async def run(args) -> dict:
         await asyncio.sleep(args.seconds / 2)
         rss_busy = rss_mb(proc.pid)
         t_busy0 = time.perf_counter()
-        stats0 = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        stats0 = server_stats(url)
         await asyncio.gather(*tasks)
-        stats1 = json.loads(urllib.request.urlopen(url + "/api/stats").read())
+        stats1 = server_stats(url)
         wall = time.perf_counter() - t_busy0
     finally:
         proc.terminate()
@@ -391,8 +396,8 @@ async def run(args) -> dict:
         # presses that waited for their own session's refill (begun after the press before them)
         "refill_waits_50": stats1["refill_waits"] - stats0["refill_waits"],
         # the calls made only to keep the weights in the CPU's caches (--keep_warm_ms): a core's share
-        "keep_warm_busy_1": round((stats_b.get("keep_warm_s", 0) - stats_a.get("keep_warm_s", 0)) / wall_1, 3),
-        "keep_warm_busy_50": round((stats1.get("keep_warm_s", 0) - stats0.get("keep_warm_s", 0)) / wall, 3),
+        "keep_warm_busy_1": round((stats_b["keep_warm_s"] - stats_a["keep_warm_s"]) / wall_1, 3),
+        "keep_warm_busy_50": round((stats1["keep_warm_s"] - stats0["keep_warm_s"]) / wall, 3),
         "server_flags": args.server_flag, "goal": {"p99_ms_1": 10, "p99_ms_50": 30},
     }
 

@@ -58,7 +58,7 @@ class KeepWarm:
     while_s: float = 10.0
     max_presses_per_s: int = 20
     last_program: float = -math.inf  # time.monotonic() at the end of any decode thread's last program
-    presses: collections.deque = dataclasses.field(default_factory=collections.deque)  # the last presses' times
+    presses: collections.deque = dataclasses.field(init=False, repr=False)  # the last presses' times
     calls: int = 0
     busy_s: float = 0.0
 
@@ -66,7 +66,7 @@ class KeepWarm:
         if not (self.interval_s >= 0 and self.while_s >= 0 and self.max_presses_per_s >= 1):
             raise ValueError(f"keep-warm interval_s={self.interval_s!r}, while_s={self.while_s!r} must be >= 0 "
                              f"and max_presses_per_s={self.max_presses_per_s!r} >= 1")
-        self.presses = collections.deque(self.presses, maxlen=self.max_presses_per_s)
+        self.presses = collections.deque(maxlen=self.max_presses_per_s)
 
     def pressed(self, now: float, jobs: int = 1) -> None:
         """A batch of `jobs` presses (or joins, or release flushes) was decoded at `now`."""

@@ -409,11 +409,9 @@ class BatchPlayer:
             return False
         # the smallest shape this player ran (compiled, then): never a compile on the decode thread
         n_rows, width = min(self._shapes_run[self.last_pitch_range], key=lambda shape: shape[0] * shape[1])
-        one = np.ones(n_rows, np.int32)  # one note sampled (the press's sampling warms too), none stepped
-        out, self.pool = self._batch_fn(self.last_pitch_range)(
-            self.params, self.pool, np.full(n_rows, self.scratch, np.int32), np.zeros((n_rows, 1, width), np.int32),
-            np.zeros((n_rows, 1, width), np.float32), np.zeros(n_rows, np.int32), one, jnp.int32(1),
-            np.ones(n_rows, np.float32), np.ones(n_rows, np.float32), np.zeros(n_rows, bool))
+        # one note sampled on the scratch row (the press's sampling warms too), none stepped
+        args = _idle_batch_args(np.full(n_rows, self.scratch, np.int32), width, num_keys=1)
+        out, self.pool = self._batch_fn(self.last_pitch_range)(self.params, self.pool, *args)
         jax.block_until_ready(out)
         return True
 
@@ -434,11 +432,7 @@ class BatchPlayer:
         for n_rows, width in self.warmup_shapes() if shapes is None else shapes:
             b_slots = np.full(n_rows, self.scratch, np.int32)
             b_slots[0] = slot
-            n = np.zeros(n_rows, np.int32)
-            zeros = np.zeros((n_rows, 1, width))
-            _, pool = batch(self.params, pool, b_slots, zeros.astype(np.int32), zeros.astype(np.float32), n, n,
-                            jnp.int32(1), np.ones(n_rows, np.float32), np.ones(n_rows, np.float32),
-                            np.zeros(n_rows, bool))
+            _, pool = batch(self.params, pool, *_idle_batch_args(b_slots, width, num_keys=0))
         if refill:
             half = self.cache_len // 2
             ids, times = np.zeros((1, half), np.int32), np.zeros((1, half), np.float32)
@@ -446,6 +440,17 @@ class BatchPlayer:
             pool = p.set_row(pool, jnp.int32(slot), p.refill_row(self.params, p.get_row(pool, jnp.int32(slot)),
                                                                   ids, times))
         jax.block_until_ready(pool)
+
+
+def _idle_batch_args(slots: np.ndarray, width: int, num_keys: int) -> tuple:
+    """A batch program's arguments after (params, pool) for rows that feed
+    nothing (forced width `width`) and sample num_keys notes each, at
+    temperature 1 and top-p 1, not strict: warm-up and keep-warm calls."""
+    n_rows = len(slots)
+    zeros = np.zeros((n_rows, 1, width))
+    return (slots, zeros.astype(np.int32), zeros.astype(np.float32), np.zeros(n_rows, np.int32),
+            np.full(n_rows, num_keys, np.int32), jnp.int32(1), np.ones(n_rows, np.float32),
+            np.ones(n_rows, np.float32), np.zeros(n_rows, bool))
 
 
 JOB_TOKENS = FORCED_BUCKETS[-1] + MAX_NOTES + 1  # the most tokens one job may add to a cache
