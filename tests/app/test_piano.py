@@ -51,22 +51,33 @@ def level(p: Page) -> float:
     return p.page.evaluate(f"{SOUND}.level()")
 
 
-def loudest(p: Page, seconds: float) -> float:
-    """The highest output RMS seen over `seconds` (polled in the page)."""
+def loudest(p: Page, seconds: float, until: float | None = None) -> float:
+    """The highest output RMS seen over `seconds` (polled in the page); with
+    `until`, it stops as soon as the level passed that."""
     return p.page.evaluate(
-        """async (ms) => { let m = 0; const end = performance.now() + ms;
-           while (performance.now() < end) { m = Math.max(m, window.yoshimidiSound.level());
-             await new Promise((r) => setTimeout(r, 15)); } return m; }""", seconds * 1000)
+        """async ([ms, until]) => { let m = 0; const end = performance.now() + ms;
+           while (performance.now() < end && !(until !== null && m > until)) {
+             m = Math.max(m, window.yoshimidiSound.level());
+             await new Promise((r) => setTimeout(r, 15)); } return m; }""", [seconds * 1000, until])
 
 
-def hold(p: Page, key: str, seconds: float = 0.4) -> tuple[list[dict], float]:
+# A note is heard when the output's RMS passes this; before a key, it is 0. On a
+# loaded machine (a fresh-clone CI run) the audio thread may render a note's
+# attack late: HEARD_WITHIN_S is how long a held key's note may take to be heard.
+HEARD = 3e-3
+HEARD_WITHIN_S = 3.0
+
+
+def hold(p: Page, key: str, seconds: float = 0.4, until: float | None = None) -> tuple[list[dict], float]:
     """Holds `key` down (a real key event) until the model's notes came and
-    for `seconds` after; returns the notes and the loudest output meanwhile."""
+    for `seconds` after (with `until`: until the output's level passed it,
+    for at most HEARD_WITHIN_S); returns the notes and the loudest output
+    meanwhile."""
     before = p.y("notesReceived")
     p.page.keyboard.down(key)
     p.wait("n => window.yoshimidi.notesReceived > n", 60, arg=before)
     notes = p.y("lastNotes")
-    peak = loudest(p, seconds)
+    peak = loudest(p, seconds if until is None else HEARD_WITHIN_S, until)
     p.page.keyboard.up(key)
     return notes, peak
 
@@ -91,14 +102,14 @@ def test_the_font_loads_and_a_key_plays_the_models_note_from_it(page):
     quiet = loudest(p, 0.2)
     own_before = p.page.evaluate(f"{SOUND}.own.scheduled")
     seen_before = s["fontNotesSeen"]
-    notes, peak = hold(p, "a")
+    notes, peak = hold(p, "a", until=HEARD)
     assert len(notes) == 1 and notes[0]["key"] == 60, notes
     # The synthesizer itself reports the note-on of the model's pitch and velocity.
     p.wait("n => window.yoshimidi.sound.fontNotesSeen > n", 5, arg=seen_before)
     last = p.y("sound")["lastFontNote"]
     assert last["pitch"] == notes[0]["pitch"] and last["velocity"] == notes[0]["velocity"], (last, notes)
     assert p.page.evaluate(f"{SOUND}.own.scheduled") == own_before, "the own synth played too"
-    assert quiet < 1e-4 and peak > 3e-3, (quiet, peak)  # real audio out of the graph
+    assert quiet < 1e-4 and peak > HEARD, (quiet, peak)  # real audio out of the graph
     assert p.y("audioState") == "running"
 
     # Two notes of one pitch: a short one (its note-off timed in the worklet)
@@ -136,12 +147,12 @@ def test_instrument_choice_sets_the_program_and_volume_sets_the_gain(page):
     # a pitch in the middle of the range.
     for key in "sdfg":
         seen = p.y("sound")["fontNotesSeen"]
-        notes, peak = hold(p, key, 0.3)
+        notes, peak = hold(p, key, until=HEARD)
         p.wait("n => window.yoshimidi.sound.fontNotesSeen > n", 5, arg=seen)
         if 36 <= notes[0]["pitch"] <= 96:
             break
     assert 36 <= notes[0]["pitch"] <= 96, notes
-    assert p.y("sound")["lastFontNote"]["pitch"] == notes[0]["pitch"] and peak > 3e-3, (notes, peak)
+    assert p.y("sound")["lastFontNote"]["pitch"] == notes[0]["pitch"] and peak > HEARD, (notes, peak)
 
     # Volume: the slider sets the output gain (a squared curve), shown beside it.
     assert abs(p.y("sound")["gain"] - 0.64) < 1e-3  # the default, 80 %
@@ -159,9 +170,9 @@ def test_instrument_choice_sets_the_program_and_volume_sets_the_gain(page):
     s = p.y("sound")
     assert s["engine"] == "synth" and p.page.text_content("#sound") == "own synth"
     font_before, own_before = s["fontScheduled"], p.page.evaluate(f"{SOUND}.own.scheduled")
-    _, peak = hold(p, "f", 0.3)
+    _, peak = hold(p, "f", until=HEARD)
     assert p.y("sound")["fontScheduled"] == font_before
-    assert p.page.evaluate(f"{SOUND}.own.scheduled") == own_before + 1 and peak > 3e-3
+    assert p.page.evaluate(f"{SOUND}.own.scheduled") == own_before + 1 and peak > HEARD
     # The choice is kept for the next visit.
     assert "synth" in p.page.evaluate("localStorage.getItem('yoshimidi.sound')")
     assert p.page_errors() == [], p.log
@@ -178,8 +189,8 @@ def test_without_the_font_the_page_plays_its_own_synth_and_says_so(page):
     assert p.page.eval_on_selector("#instrument", "e => e.value") == "synth"
     assert p.page.eval_on_selector("#instrument option[value=piano]", "o => o.disabled")
     before = p.y("scheduledVoices")
-    notes, peak = hold(p, "g", 0.3)
-    assert len(notes) == 1 and p.y("scheduledVoices") == before + 1 and peak > 3e-3, (notes, peak)
+    notes, peak = hold(p, "g", until=HEARD)
+    assert len(notes) == 1 and p.y("scheduledVoices") == before + 1 and peak > HEARD, (notes, peak)
     assert p.page_errors() == [], p.log
 
 
