@@ -26,6 +26,7 @@ from tests.app.test_browser import Page, browser  # noqa: F401  (browser: the mo
 
 OPEN = "window.yoshimidi.connection === 'open' && window.yoshimidi.hello !== null"
 TIMES = "window.yoshimidiSound.times"  # sound.js: every note started, with its key's keydown time
+LATE_MS = 15  # a note started this long after its answer arrived waited for something (the chord window is 40)
 LIT_END = "rgb(245, 158, 91)"  # #f59e5b, the lit keys' gradient (style.css)
 
 
@@ -138,13 +139,18 @@ def test_a_chord_typed_key_by_key_sounds_at_once_and_is_one_press(routed):
         # no key waits: its message leaves in its own key event, before the next key is down
         for this, following in zip(times, times[1:]):
             assert this["sent"] < following["down"], times
-        # nothing waits for the answer's arrival either: the note is handed to the audio graph at once
-        for t in times:
-            assert t["started"] - t["arrived"] < 15, times
         first_sound, first_answer = times[0]["started"] - downs[0], times[0]["arrived"] - downs[0]
+        waited = max(t["started"] - t["arrived"] for t in times)
         outcome.append({"sound_ms": round(first_sound, 1), "answer_ms": round(first_answer, 1),
-                        "last_key_ms": round(downs[-1] - downs[0], 1),
+                        "last_key_ms": round(downs[-1] - downs[0], 1), "waited_ms": round(waited, 1),
                         "server_ms": replies[0].get("server_ms") if replies else None})
+        # nothing waits for the answer's arrival either: the note is handed to the audio graph in the
+        # answer's own handler (`arrived` is stamped at its top, `started` in it), well inside the 40 ms
+        # window a waiting page would add. The handler is synchronous, so only the OS can stretch it: a
+        # loaded CI machine once preempted the page for 15.4 ms inside it. Such a try is tried again; a
+        # page that waits is late in every try (the end of the loop fails it).
+        if waited >= LATE_MS:
+            continue
         # the first note sounds before the last key is down wherever its answer came first: the page
         # handles events in order, so an answer handled before the last key's own handler (its `sent`;
         # its `down` is when the event was made, which a loaded machine hands over later) started its
@@ -171,6 +177,8 @@ def test_a_chord_typed_key_by_key_sounds_at_once_and_is_one_press(routed):
             assert pitches == sorted(pitches) and len(set(pitches)) == 3, pitches
         break
     else:
+        late = [o for o in outcome if o["waited_ms"] >= LATE_MS]
+        assert len(late) < len(outcome), f"every try started a note {LATE_MS} ms or more after its answer: {outcome}"
         # every try left the window: a loaded machine's key events (Playwright's round trips) came slower
         pytest.skip(f"the machine never typed the chord within the 40 ms join window in 8 tries: {outcome}")
     print("zero-wait chord:", outcome)
