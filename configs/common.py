@@ -47,6 +47,11 @@ def base_config(
     # training only: a longer piece gives each epoch a random crop of this many
     # tokens, so a few long pieces do not outweigh many short ones (0: whole pieces)
     c.data.max_piece_tokens = 1024
+    # how each stream reads ahead (grain.ReadOptions; never changes a batch, may
+    # change on resume): threads making pieces, pieces made ahead. More threads
+    # help only where a piece waits on storage (many cores, remote shards)
+    c.data.read_threads = 2
+    c.data.prefetch_pieces = 32
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 10_000  # optimizer micro-steps

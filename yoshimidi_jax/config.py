@@ -85,6 +85,11 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
     crop = d.get("max_piece_tokens", 0)
     if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0:
         errors.append(f"data.max_piece_tokens={crop!r}: an integer >= 0 (0: whole pieces)")
+    for name in ("read_threads", "prefetch_pieces"):
+        value = d.get(name, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            errors.append(f"data.{name}={value!r}: an integer >= 0 (0: read in the training thread, "
+                          "nothing ahead)")
     vocab, records = model_vocab(m), Vocab()
     if not isinstance(m.time_shifts, int) or not 0 <= m.time_shifts <= 1000:
         errors.append(f"model.time_shifts={m.time_shifts!r}: an integer in [0, 1000] (0: continuous time)")
@@ -130,7 +135,9 @@ ADDED_FIELDS = {"data.streams": 0, "model.rope_base": 10_000.0, "model.norm": "r
                 "model.control_bias_scale": 1.0, "model.activation": "gelu", "model.attention_block": 0,
                 "model.attention": "blocks", "model.time_shifts": 0, "model.time_shift_s": 0.01,
                 "model.sounding_input": False, "model.note_age_input": False, "model.age_edges_scale": 1.0, "model.num_styles": 0, "data.p_drop_style": 0.0,
-                "data.max_piece_tokens": 0}
+                "data.max_piece_tokens": 0,
+                # how the data is read ahead: never changed a batch, so any value reproduces an older run
+                "data.read_threads": 2, "data.prefetch_pieces": 32}
 
 
 def load_config(path: str) -> ml_collections.ConfigDict:

@@ -90,6 +90,8 @@ def test_non_finite_loss_stops_with_step_and_batch(tmp_path, train_data):
         ("data.p_drop_control_press", 1.5, "probability"),
         ("data.p_drop_control_sequence", -0.1, "probability"),
         ("data.max_piece_tokens", -1, "an integer >= 0"),
+        ("data.read_threads", -1, "an integer >= 0"),
+        ("data.prefetch_pieces", -4, "an integer >= 0"),
         ("data.path", "/nonexistent/data", "run `python -m experiments.prepare"),
     ],
 )
@@ -133,20 +135,27 @@ def test_resume_refuses_a_changed_model(tmp_path, train_data):
 
 def test_a_run_saved_with_retired_fields_resumes(tmp_path, train_data):
     """config.json of runs made before model.dropout / model.num_velocity_bins
-    were removed still resumes; a genuinely changed field is still refused."""
+    were removed, or before data.streams / data.read_threads /
+    data.prefetch_pieces were added, still resumes (how the data is read ahead
+    may change on resume: it never changes a batch); a genuinely changed field
+    is still refused."""
     workdir = str(tmp_path / "run")
     train(small_config(train_data, steps=4), workdir)
     path = os.path.join(workdir, "config.json")
     saved = json.load(open(path))
     assert "dropout" not in saved["model"] and saved["data"]["streams"] == 0
     saved["model"].update(dropout=0.0, num_velocity_bins=32)
-    del saved["data"]["streams"]  # added later
+    for added_later in ("streams", "read_threads", "prefetch_pieces"):
+        del saved["data"][added_later]
     with open(path, "w") as f:
         json.dump(saved, f)
-    train(small_config(train_data, steps=6), workdir)
+    cfg = small_config(train_data, steps=6)
+    cfg.data.read_threads, cfg.data.prefetch_pieces = 0, 0
+    train(cfg, workdir)
     again = json.load(open(path))
     assert again["model"].keys() == saved["model"].keys() - {"dropout", "num_velocity_bins"}
     assert again["data"]["streams"] == 0
+    assert (again["data"]["read_threads"], again["data"]["prefetch_pieces"]) == (0, 0)
     saved["model"]["mlp_ratio"] = 2
     with open(path, "w") as f:
         json.dump(saved, f)

@@ -69,6 +69,13 @@ class BatchSpec:
     # the vocabulary the batches are written in: with time_shifts > 0, time as
     # TIME_SHIFT tokens (tokens/time_shifts.py) instead of the records' TIME positions
     vocab: Vocab = Vocab()
+    # how a stream reads ahead (grain.ReadOptions), which never changes a batch:
+    # threads making pieces, and pieces made ahead of the packer. Grain's own
+    # defaults (16 threads, 500 pieces) suit slow remote reads; here a piece is
+    # numpy work on local records, and 500 pieces ahead per stream (train and
+    # eval) held the GIL and the cores for most of a short CPU run
+    read_threads: int = 2
+    prefetch_pieces: int = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +181,8 @@ def piece_dataset(
 def stream_batches(paths: Sequence[str], spec: BatchSpec, rows: int, stream: int = 0,
                    num_streams: int = 1) -> grain.IterDataset:
     """One stream's records, packed into windows, `rows` windows a batch."""
-    ds = piece_dataset(paths, spec, stream, num_streams).to_iter_dataset()
+    ds = piece_dataset(paths, spec, stream, num_streams).to_iter_dataset(
+        grain.ReadOptions(num_threads=spec.read_threads, prefetch_buffer_size=spec.prefetch_pieces))
     length = spec.seq_len + 1
     ds = grain.experimental.ConcatThenSplitIterDataset(
         ds, length_struct=dict.fromkeys(PIECE_FEATURES, length), split_full_length_features=True

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 # fields a resumed run may change; any other change would break exact resume
 # (train.steps may grow: the cosine runs over train.decay_steps, fixed at the first start)
-RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.log_every", "train.sample_events")
+RESUMABLE_CHANGES = ("train.steps", "train.progress", "train.log_every", "train.sample_events",
+                     "data.read_threads", "data.prefetch_pieces")
 
 
 class NonFiniteError(FloatingPointError):
@@ -49,10 +50,13 @@ class TrainResult:
 
 
 def control_fields(cfg: ml_collections.ConfigDict) -> dict:
-    """BatchSpec fields that the config sets (controls, augmentation, how time is written)."""
+    """BatchSpec fields that the config sets (controls, augmentation, how time is written, how the
+    data is read ahead)."""
     names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "p_drop_style",
              "augment_velocity")
-    return {**{name: cfg.data[name] for name in names}, "vocab": model_vocab(cfg.model)}
+    return {**{name: cfg.data[name] for name in names}, "vocab": model_vocab(cfg.model),
+            "read_threads": cfg.data.get("read_threads", BatchSpec.read_threads),
+            "prefetch_pieces": cfg.data.get("prefetch_pieces", BatchSpec.prefetch_pieces)}
 
 
 def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:
