@@ -8,7 +8,7 @@ import pytest
 
 from yoshimidi_jax.midi import read_midi
 from yoshimidi_jax.sample.tracker import track_tokens
-from yoshimidi_jax.tokens import Vocab, encode
+from yoshimidi_jax.tokens import BOS, Vocab, encode
 from yoshimidi_jax.tokens.sounding import (ages_at_cut, ages_before, ages_from_slots, pack, sounding_ages,
                                           sounding_at_cut, sounding_before, unpack)
 from yoshimidi_jax.tokens.styles import NO_STYLE, STYLES, StyleError, style_id, style_of_path
@@ -93,6 +93,40 @@ def test_pack_round_trip():
     x = np.random.default_rng(0).random((5, 128)) > 0.5
     assert pack(x).shape == (5, 4) and pack(x).dtype == np.int32
     np.testing.assert_array_equal(unpack(pack(x)), x)
+    # bit i of word w is pitch 32 w + i (what the model's features read)
+    for pitch in (0, 31, 32, 60, 127):
+        one = np.zeros(128, bool)
+        one[pitch] = True
+        want = np.zeros(4, np.uint32)
+        want[pitch // 32] = 1 << (pitch % 32)
+        np.testing.assert_array_equal(pack(one), want.view(np.int32))
+
+
+def _sounding_by_hand(ids: np.ndarray) -> np.ndarray:
+    """The rule token by token: a NOTE_ON starts its pitch, a NOTE_OFF stops it."""
+    out, now = np.zeros((len(ids), 128), bool), np.zeros(128, bool)
+    for k, t in enumerate(ids):
+        out[k] = now
+        if VOCAB.is_note_on(t):
+            now[t - VOCAB.note_on] = True
+        elif VOCAB.is_note_off(t):
+            now[t - VOCAB.note_off] = False
+    return out
+
+
+def test_sounding_before_is_the_rule_token_by_token(few_midi_files):
+    """On whole real pieces, and on random streams of a few pitches (struck
+    again while sounding, released twice or never struck, notes left on at
+    the end, a NOTE_ON as the last token)."""
+    for path in few_midi_files:
+        ids = encode(read_midi(path).events).ids
+        np.testing.assert_array_equal(sounding_before(ids), _sounding_by_hand(ids), err_msg=path)
+    rng = np.random.default_rng(0)
+    pool = np.concatenate([VOCAB.note_on + np.arange(60, 64), VOCAB.note_off + np.arange(60, 64), [BOS, 4]])
+    for n in rng.integers(1, 200, 200):
+        ids = rng.choice(pool, n)
+        np.testing.assert_array_equal(sounding_before(ids), _sounding_by_hand(ids), err_msg=str(ids))
+    assert sounding_before(np.array([VOCAB.note_on + 60])).shape == (1, 128)
 
 
 def test_styles_by_name_and_folder():
