@@ -82,14 +82,11 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int = 1, check_dat
     for name in ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "p_drop_style"):
         if not 0.0 <= d[name] <= 1.0:
             errors.append(f"data.{name}={d[name]!r}: a probability in [0, 1]")
-    crop = d.get("max_piece_tokens", 0)
-    if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0:
-        errors.append(f"data.max_piece_tokens={crop!r}: an integer >= 0 (0: whole pieces)")
-    for name in ("read_threads", "prefetch_pieces"):
+    for name, zero in (("max_piece_tokens", "whole pieces"), ("read_threads", "read in the training thread"),
+                       ("prefetch_pieces", "nothing made ahead")):
         value = d.get(name, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            errors.append(f"data.{name}={value!r}: an integer >= 0 (0: read in the training thread, "
-                          "nothing ahead)")
+            errors.append(f"data.{name}={value!r}: an integer >= 0 (0: {zero})")
     vocab, records = model_vocab(m), Vocab()
     if not isinstance(m.time_shifts, int) or not 0 <= m.time_shifts <= 1000:
         errors.append(f"model.time_shifts={m.time_shifts!r}: an integer in [0, 1000] (0: continuous time)")

@@ -53,10 +53,8 @@ def control_fields(cfg: ml_collections.ConfigDict) -> dict:
     """BatchSpec fields that the config sets (controls, augmentation, how time is written, how the
     data is read ahead)."""
     names = ("p_drop_control_sequence", "p_drop_control_press", "p_drop_control_attribute", "p_drop_style",
-             "augment_velocity")
-    return {**{name: cfg.data[name] for name in names}, "vocab": model_vocab(cfg.model),
-            "read_threads": cfg.data.get("read_threads", BatchSpec.read_threads),
-            "prefetch_pieces": cfg.data.get("prefetch_pieces", BatchSpec.prefetch_pieces)}
+             "augment_velocity", "read_threads", "prefetch_pieces")
+    return {**{name: cfg.data[name] for name in names}, "vocab": model_vocab(cfg.model)}
 
 
 def batch_spec(cfg: ml_collections.ConfigDict, split: str) -> BatchSpec:
