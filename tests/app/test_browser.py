@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 
 import pytest
@@ -145,7 +146,10 @@ def test_keys_pressed_together_are_one_chord(live):
             # the reply may come before the last key's own press if the window closed early: wait a moment
             time.sleep(0.2)
             after = live.y()
-            sent = [t["sent"] for t in live.page.evaluate(f"n => {times}.since(n)", n_times)]
+            entries = live.page.evaluate(f"n => {times}.since(n)", n_times)
+            assert len(entries) == 3 and all(e["down"] is not None and e["sent"] is not None for e in entries), (
+                f"each note keeps its press's timing, however late its answer: {entries}")
+            sent = [e["sent"] for e in entries]
             spreads.append(round(max(sent) - min(sent), 1))
             if spreads[-1] > 40:  # a loaded machine typed the keys slower than the window: again
                 continue
@@ -160,6 +164,40 @@ def test_keys_pressed_together_are_one_chord(live):
             pytest.skip(f"the machine never typed three keys within 40 ms (first to last key sent, ms): {spreads}")
     finally:
         live.set_range("chord-window", 25)
+
+
+def test_an_answer_later_than_the_route_wait_still_sounds_as_long_as_its_key(live):
+    """A press whose answer comes after ROUTE_WAIT_MS (app.js: 10 s; here the
+    server is stopped, as one compiling on a loaded machine is slow): its
+    channel in the socket's worker goes back, but the press is kept, so the
+    late note still has its key's timing and sounds until the key goes up
+    (not the brief note of a key already up)."""
+    sound, times = "window.yoshimidiSound", "window.yoshimidiSound.times"
+    held = f"p => [...{sound}.fontVoices].filter(v => v.pitch === p && !v.released).length"
+    if not live.y("soundRouted"):  # the page's sound starts with a first key
+        live.play("a")
+        live.wait("window.yoshimidi.soundRouted", 30)
+    n_times = live.page.evaluate(f"{times}.count")
+    before = live.y("notesReceived")
+    pid = live.server.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        live.page.keyboard.down("j")
+        assert live.page.evaluate(f"{sound}.routesLent.size") == 1, "the press was lent a channel of the worker"
+        live.wait(f"{sound}.routesLent.size === 0", 30)  # given back after 10 s unanswered
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        live.wait("n => window.yoshimidi.notesReceived >= n", 60, arg=before + 1)
+        [entry] = live.page.evaluate(f"n => {times}.since(n)", n_times)
+        assert entry["down"] is not None and entry["sent"] is not None, entry
+        assert entry["arrived"] - entry["sent"] > 10_000 and not entry["routed"], entry
+        time.sleep(0.5)  # longer than a brief note (BRIEF_S, 0.15 s)
+        assert live.page.evaluate(held, entry["pitch"]) == 1, "the late note sounds while its key is down"
+    finally:
+        live.page.keyboard.up("j")
+    assert live.page.evaluate(held, entry["pitch"]) == 0, "... and stops when it goes up"
+    assert live.y("errors") == [] and live.page_errors() == []
 
 
 def test_shift_plays_hard(live):

@@ -301,12 +301,13 @@ setInterval(() => {
 
 // A press the server dropped (over its rate: the one "rate" error names no
 // press) is never answered: after ROUTE_WAIT_MS its sound route goes back,
-// so routing never runs out of channels. (Longer than a first press takes
-// while a server still compiles: its answer would then play here.)
+// so routing never runs out of channels. The press itself is kept: an answer
+// that is only slow (a server still compiling, a loaded machine) then plays
+// here, with its key's timing, held as long as its key is.
 const ROUTE_WAIT_MS = 10000;
 setInterval(() => {
   const now = performance.now();
-  for (const [id, info] of [...inflight]) if (info.route && now - info.sent > ROUTE_WAIT_MS) forget(id);
+  for (const [id, info] of inflight) if (info.route && now - info.sent > ROUTE_WAIT_MS) returnRoute(id, info);
 }, 1000);
 
 // ---------------------------------------------------------------- messages in
@@ -561,10 +562,15 @@ function keyUp(pitch) {
 function forget(id) {
   const info = inflight.get(id);
   inflight.delete(id);
-  if (info && info.route) {
-    synth.returnRoute(info.route);
-    if (ws && typeof ws.unroute === "function") ws.unroute(id);
-  }
+  if (info) returnRoute(id, info);
+}
+
+// The channel lent to press `id` goes back; the socket's worker no longer starts its notes.
+function returnRoute(id, info) {
+  if (!info.route) return;
+  synth.returnRoute(info.route);
+  info.route = null;
+  if (ws && typeof ws.unroute === "function") ws.unroute(id);
 }
 
 // The session is gone: what is in flight will never be answered.
