@@ -230,7 +230,9 @@ def test_pedalled_recording_keeps_the_durations(midi_page, tmp_path):
     press_t = p.press_of(60)["t"]
     key_up, pedal_up = p.page.evaluate("[window.keyUps.KeyA, window.keyUps.Space]")
     key_s, pedal_s = (key_up - press_t) / 1000, (pedal_up - press_t) / 1000
-    assert abs(pedalled - pedal_s) < 0.1, (
+    # the page stamps press and release with the key events' own times (app.js eventTime): equal to the
+    # recording's tick (~0.5 ms), however late a loaded machine hands the events to the page
+    assert abs(pedalled - pedal_s) < 0.005, (
         f"the pedalled note lasts {pedalled:.3f} s in the recording: its key was down {key_s:.3f} s, "
         f"the pedal came up after {pedal_s:.3f} s")
     assert plain < 0.6, f"the note played without the pedal lasts {plain:.3f} s"

@@ -504,6 +504,16 @@ function dynamics() {
   return Number($("dynamics").value) || 80;
 }
 
+// When the player did it: the time stamp of the key event being handled
+// (window.event: the keyboard, pointer or MIDI event; under the pedal, the
+// pedal's own), else now. A page busy drawing may handle an event late; the
+// press, the chord window, the release and the recording keep the player's time.
+function eventTime() {
+  const now = performance.now();
+  const ev = window.event;
+  return ev && ev.timeStamp > 0 && ev.timeStamp <= now ? ev.timeStamp : now;
+}
+
 function keyDown(pitch, velocity) {
   synth.ensure();
   if (!Number.isInteger(pitch) || pitch < 0 || pitch > 127 || held.has(pitch)) return;
@@ -515,12 +525,8 @@ function keyDown(pitch, velocity) {
       toast("not connected: the model cannot answer yet", "warn");
     }
   }
-  const t = performance.now();
+  const t = eventTime();
   lastPressAt = t;
-  // the key event's own time stamp (window.event: the keyboard, pointer or MIDI
-  // event being handled), for the key -> sound timing (sound.js, NoteTimes)
-  const ev = window.event;
-  const down = ev && ev.timeStamp > 0 ? ev.timeStamp : t;
   const vel = Math.max(1, Math.min(127, Math.round(velocity)));
   const id = nextId++;
   const join = joinable !== null && t - joinable.t <= chordWindowMs() && joinable.keys.length < maxKeys;
@@ -537,7 +543,7 @@ function keyDown(pitch, velocity) {
     const sent = performance.now();
     if (join) Y.addsSent += 1;
     else Y.pressesSent += 1;
-    inflight.set(id, { t, sent, keys: [pitch], down: new Map([[pitch, down]]), route });
+    inflight.set(id, { t, sent, keys: [pitch], down: new Map([[pitch, t]]), route });  // down: for sound.js's NoteTimes
     if (inflight.size > 500) forget(inflight.keys().next().value);
     setText("presses", String(Y.pressesSent));
   } else {
@@ -551,7 +557,7 @@ function keyUp(pitch) {
   if (!h) return;
   held.delete(pitch);
   screen.setHeld(pitch, false);
-  const t = performance.now();
+  const t = eventTime();
   for (const v of h.voices) voices.noteOff(v);
   for (const n of h.rollNotes) if (n.end === null) n.end = t;
   if (joinable && joinable.keys.includes(pitch)) joinable = null;  // its release closes the press
