@@ -97,7 +97,7 @@ class ServerOptions:
         if not self.flood_cooldown_s >= 0:
             raise ValueError(f"flood_cooldown_s={self.flood_cooldown_s!r} must be >= 0")
         if not 0 <= self.keep_warm_ms <= 1000:
-            raise ValueError(f"keep_warm_ms={self.keep_warm_ms!r} must be between 0 (off) and 1000")
+            raise ValueError(f"keep_warm_ms={self.keep_warm_ms!r} must be a time between 0 (never) and 1000 ms")
 
 
 def origin_allowed(headers, extra: tuple[str, ...] = ()) -> bool:
