@@ -559,7 +559,7 @@ function keyUp(pitch) {
   screen.setHeld(pitch, false);
   const t = eventTime();
   for (const v of h.voices) voices.noteOff(v);
-  for (const n of h.rollNotes) if (n.end === null) n.end = t;
+  for (const n of h.rollNotes) if (n.end === null) n.end = Math.max(t, n.start);  // (a key let go just before its answer was handled)
   if (joinable && joinable.keys.includes(pitch)) joinable = null;  // its release closes the press
   send({ type: "release", keys: [pitch], t: stamp(t) });
 }
