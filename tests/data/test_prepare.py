@@ -151,6 +151,36 @@ def test_resilient_map_survives_a_dying_worker():
     assert out == [(-7, "worker_crash") if x == 7 else x * 10 for x in range(40)]
 
 
+def _refuse_to_unpickle():
+    raise TypeError("this result cannot be read back")
+
+
+class _Unreadable:
+    """A result the parent cannot unpickle: pebble's pool breaks as a whole
+    on it (its message thread ends), as on a worker that dies the moment it
+    takes a task; the futures it holds are never resolved."""
+
+    def __reduce__(self):
+        return (_refuse_to_unpickle, ())
+
+
+def _unreadable_on_five(x: int):
+    return _Unreadable() if x == 5 else x * 10
+
+
+def _failed_saying(x: int, reason: str, detail: str) -> tuple[int, str, str]:
+    return -x, reason, detail
+
+
+def test_resilient_map_replaces_a_broken_pool_and_finds_the_item():
+    started = time.monotonic()
+    out = list(resilient_map(_unreadable_on_five, list(range(40)), _failed_saying, workers=2, chunk_size=3))
+    assert [o if isinstance(o, int) else o[:2] for o in out] == [(-5, "worker_crash") if x == 5 else x * 10
+                                                                  for x in range(40)]
+    assert "the worker pool broke while it ran alone" in out[5][2], out[5]
+    assert time.monotonic() - started < 60
+
+
 def _hang_on_five(x: int) -> int:
     if x == 5:
         time.sleep(60)  # a parser stuck in a loop

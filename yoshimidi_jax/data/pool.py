@@ -6,7 +6,9 @@ parser can loop for minutes on one. pebble replaces a worker that dies and
 kills one that runs past its task's timeout; here a batch that failed that way
 is run again one item per task, so the culprit is found and reported
 (`on_failure(item, reason, detail)`, reason "worker_crash" or "timeout") while
-the rest of the work goes on.
+the rest of the work goes on. A pool that breaks as a whole (pebble's race
+with a worker dying the moment it takes a task) is replaced, and what it held
+runs again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import concurrent.futures as cf
 import functools
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 import pebble
@@ -24,6 +27,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 WINDOW_PER_WORKER = 8  # batches in flight per worker: results are held until read in order
+POLL_S = 0.25  # a wait for a result asks this often whether the pool still runs
 
 
 def chunked(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -47,6 +51,35 @@ def _why(error: BaseException, timeout_s: float | None) -> tuple[str, str]:
     return "worker_crash", f"worker process died: {error}"
 
 
+class PoolBroken(Exception):
+    """pebble's pool stopped working: futures it still holds will never resolve."""
+
+
+def _new_pool(workers: int, initializer: Callable[[], None] | None) -> pebble.ProcessPool:
+    return pebble.ProcessPool(max_workers=workers, context=_context(), initializer=initializer)
+
+
+def _result(pool: pebble.ProcessPool, future: cf.Future):
+    """future.result(), or PoolBroken where the pool broke before it resolved.
+
+    A worker that dies the moment it takes a task (before the pool has read
+    its acknowledgement) can make pebble 5.1 declare the whole pool broken
+    ("All workers expired"): its manager threads end and the futures in
+    flight are never resolved (newer pebble resolves them with
+    BrokenProcessPool). Waiting in POLL_S steps and
+    asking whether the pool still runs turns either into PoolBroken."""
+    while True:
+        try:
+            return future.result(timeout=POLL_S)
+        except BrokenProcessPool as e:
+            raise PoolBroken(str(e) or type(e).__name__) from e
+        except cf.TimeoutError:
+            if future.done():
+                raise  # the task ran past its own timeout
+            if not pool.active:
+                raise PoolBroken("its manager threads stopped") from None
+
+
 def map_batches(
     fn: Callable[[Sequence[T]], Sequence[R]],
     batches: Sequence[Sequence[T]],
@@ -61,45 +94,79 @@ def map_batches(
 
     A batch gets `timeout_s` per item. A batch whose worker dies or runs past
     its time is run again one item per task (each with `timeout_s`); an item
-    that fails alone yields on_failure(item, reason, detail). workers <= 0 runs
+    that fails alone yields on_failure(item, reason, detail). Where the pool
+    itself breaks (PoolBroken), a new one takes over, and every item then in
+    flight runs again alone, one at a time: one that breaks the new pool too
+    yields on_failure(item, "worker_crash", ...). workers <= 0 runs
     everything in this process (for debugging: no isolation, no timeouts)."""
     if workers <= 0:
         for batch in batches:
             yield from fn(batch)
         return
-    pool = pebble.ProcessPool(max_workers=min(workers, max(1, len(batches))), context=_context(),
-                              initializer=initializer)
+    n_workers = min(workers, max(1, len(batches)))
+    pool = _new_pool(n_workers, initializer)
 
     def submit(batch: Sequence[T]) -> cf.Future:
-        return pool.schedule(fn, (batch,), timeout=None if timeout_s is None else timeout_s * len(batch))
+        try:
+            return pool.schedule(fn, (batch,), timeout=None if timeout_s is None else timeout_s * len(batch))
+        except RuntimeError as e:  # the pool broke since the last result was read
+            broken: cf.Future = cf.Future()
+            broken.set_exception(BrokenProcessPool(str(e)))
+            return broken
+
+    todo = iter(batches)
+    # [batch, future or None (not submitted yet)], in input order; the first
+    # `alone` run one at a time (after a broken pool: one that breaks it again is the culprit)
+    pending: collections.deque[list] = collections.deque()
+    alone = 0
+
+    def top_up() -> None:
+        if alone:
+            if pending[0][1] is None:
+                pending[0][1] = submit(pending[0][0])
+            return
+        while len(pending) < WINDOW_PER_WORKER * workers:
+            batch = next(todo, None)
+            if batch is None:
+                return
+            pending.append([batch, submit(batch)])
 
     finished = False
     try:
-        todo = iter(batches)
-        in_flight: collections.deque = collections.deque()
-        for batch in todo:
-            in_flight.append((batch, submit(batch)))
-            if len(in_flight) >= WINDOW_PER_WORKER * workers:
-                break
-        while in_flight:
-            batch, future = in_flight.popleft()
-            nxt = next(todo, None)
-            if nxt is not None:
-                in_flight.append((nxt, submit(nxt)))
+        top_up()
+        while pending:
+            batch, future = pending[0]
             try:
-                results = future.result()
+                results = _result(pool, future)
+            except PoolBroken as broken:
+                pool.stop()
+                pool.join()
+                pool = _new_pool(n_workers, initializer)
+                if alone:  # it ran alone: it broke the pool
+                    pending.popleft()
+                    alone -= 1
+                    results = [on_failure(batch[0], "worker_crash", f"the worker pool broke while it ran alone: {broken}")]
+                else:  # which item did it is not known: each in flight runs again, alone
+                    items = [item for b, _ in pending for item in b]
+                    pending = collections.deque([[item], None] for item in items)
+                    alone = len(pending)
+                    top_up()
+                    continue
             except (pebble.ProcessExpired, cf.TimeoutError) as error:
+                pending.popleft()
+                if alone:
+                    alone -= 1
                 if len(batch) == 1:
                     results = [on_failure(batch[0], *_why(error, timeout_s))]
                 else:  # find the culprit: each item alone, in the same pool
-                    alone = [(item, submit([item])) for item in batch]
-                    results = []
-                    for item, f in alone:
-                        try:
-                            results.extend(f.result())
-                        except (pebble.ProcessExpired, cf.TimeoutError) as e:
-                            results.append(on_failure(item, *_why(e, timeout_s)))
+                    pending.extendleft(reversed([[[item], submit([item])] for item in batch]))
+                    continue
+            else:
+                pending.popleft()
+                if alone:
+                    alone -= 1
             yield from results
+            top_up()
         finished = True
     finally:
         if finished:
