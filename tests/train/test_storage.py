@@ -134,6 +134,12 @@ def test_s3_outage_mid_run(s3, tmp_path, caplog):
     m.push_files()  # coalesced with the one still queued
     assert m.flush(timeout_s=2) is False
     assert m.failures > 0 and m.pending == 2
+    # the loop's next checkpoint (logs, then the step): these logs are a new upload behind the step, not
+    # coalesced with the one ahead of it, which has already run when the step's marker goes up
+    m.push_files()  # coalesced: still last in the queue
+    m.push_checkpoint(15)
+    m.push_files()
+    assert m.pending == 4
     assert "127.0.0.1" in (m.last_error or "")
     before.pop("metrics.jsonl")
     after = _tree(local)

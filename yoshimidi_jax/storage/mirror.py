@@ -100,7 +100,9 @@ class WorkdirMirror:
             if self._closing.is_set():
                 log.warning("WorkdirMirror is closed; not uploading %s", task.what)
                 return
-            if any(t.key == task.key for t in self._queue):
+            # coalesced only with the same upload last in the queue: an upload always runs after
+            # everything queued before it (logs pushed before a checkpoint reach the remote before its marker)
+            if self._queue and self._queue[-1].key == task.key:
                 return
             self._queue.append(task)
             self._cond.notify_all()

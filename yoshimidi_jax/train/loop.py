@@ -196,8 +196,10 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, sample_writer: SampleWri
         if remote:
             checkpoints.wait()  # every process: orbax finishes a step together
         if mirror is not None:
-            mirror.push_checkpoint(step)
+            # the logs first: a step committed on the remote then always has its metrics up to it there
+            # (a kill between the two would otherwise resume from it with steps missing from metrics.jsonl)
             mirror.push_files()
+            mirror.push_checkpoint(step)
 
     bar = tqdm(total=cfg.train.steps, initial=start, desc="train", unit="step",
                disable=not cfg.train.progress or p_index != 0)
