@@ -61,6 +61,72 @@ def loudest(p: Page, seconds: float, until: float | None = None) -> float:
              await new Promise((r) => setTimeout(r, 15)); } return m; }""", [seconds * 1000, until])
 
 
+# An AudioWorklet on the page's output computing the same RMS as Sound.level()
+# (the last 2048 samples, channels averaged, as an AnalyserNode downmixes) after
+# every 128-sample block on the audio thread, keeping the highest: a busy main
+# thread polling level() can miss a note's attack, this cannot.
+METER = """
+class PeakMeter extends AudioWorkletProcessor {
+  constructor() {
+    super();
+    this.squares = new Float64Array(16);
+    this.i = 0;
+    this.peak = 0;
+    this.port.onmessage = (e) => {
+      if (e.data === "reset") this.peak = 0;
+      else this.port.postMessage(this.peak);
+    };
+  }
+  process(inputs) {
+    const chans = inputs[0];
+    let q = 0;
+    if (chans.length) {
+      for (let j = 0; j < chans[0].length; j++) {
+        let x = 0;
+        for (const c of chans) x += c[j];
+        x /= chans.length;
+        q += x * x;
+      }
+    }
+    this.squares[this.i] = q;
+    this.i = (this.i + 1) % this.squares.length;
+    let total = 0;
+    for (const v of this.squares) total += v;
+    this.peak = Math.max(this.peak, Math.sqrt(total / 2048));
+    return true;
+  }
+}
+registerProcessor("test-peak-meter", PeakMeter);
+"""
+
+
+def start_meter(p: Page) -> None:
+    """(Re)starts the peak meter on the page's output at 0."""
+    p.page.evaluate("""async (code) => {
+        const s = window.yoshimidiSound;
+        s.ensure();
+        if (!s.testMeter) {
+          const url = URL.createObjectURL(new Blob([code], { type: "application/javascript" }));
+          await s.ctx.audioWorklet.addModule(url);
+          s.testMeter = new AudioWorkletNode(s.ctx, "test-peak-meter");
+          s.master.connect(s.testMeter);
+          s.testMeter.connect(s.ctx.destination);  // (silent: rendered only when pulled by the output)
+        }
+        s.testMeter.port.postMessage("reset"); }""", METER)
+
+
+def metered_peak(p: Page, seconds: float, until: float) -> float:
+    """The highest RMS the meter saw since start_meter; waits up to `seconds`
+    for it to pass `until`."""
+    return p.page.evaluate(
+        """async ([ms, until]) => { const m = window.yoshimidiSound.testMeter; const end = performance.now() + ms;
+           const read = () => new Promise((r) => { m.port.onmessage = (e) => r(e.data); m.port.postMessage("read"); });
+           let peak = await read();
+           while (performance.now() < end && !(peak > until)) {
+             await new Promise((r) => setTimeout(r, 15)); peak = await read(); }
+           return peak; }""", [seconds * 1000, until])
+
+
 # A note is heard when the output's RMS passes this; before a key, it is 0. On a
 # loaded machine (a fresh-clone CI run) the audio thread may render a note's
 # attack late: HEARD_WITHIN_S is how long a held key's note may take to be heard.
@@ -74,10 +140,12 @@ def hold(p: Page, key: str, seconds: float = 0.4, until: float | None = None) ->
     for at most HEARD_WITHIN_S); returns the notes and the loudest output
     meanwhile."""
     before = p.y("notesReceived")
+    if until is not None:
+        start_meter(p)
     p.page.keyboard.down(key)
     p.wait("n => window.yoshimidi.notesReceived > n", 60, arg=before)
     notes = p.y("lastNotes")
-    peak = loudest(p, seconds if until is None else HEARD_WITHIN_S, until)
+    peak = loudest(p, seconds) if until is None else metered_peak(p, HEARD_WITHIN_S, until)
     p.page.keyboard.up(key)
     return notes, peak
 
