@@ -425,7 +425,7 @@ function onNotes(msg, route = null) {
     if (endS !== null) dur = Math.max(0.03, endS - startS);
     else if (!owned) dur = BRIEF_S;
     const routed = route !== null && startS === 0 && route.pitches.includes(pitch);
-    const voice = voices.noteOn(pitch, vel, { delay: startS, duration: dur, down: info?.down.get(n.key),
+    const voice = voices.noteOn(pitch, vel, { delay: startS, duration: dur, down: info?.t,
                                               sent: info?.sent, arrived, modelMs: msg.server_ms,
                                               ...(routed ? { started: route.started, channel: route.channel } : {}) });
     const t0 = arrived + startS * 1000;
@@ -543,7 +543,7 @@ function keyDown(pitch, velocity) {
     const sent = performance.now();
     if (join) Y.addsSent += 1;
     else Y.pressesSent += 1;
-    inflight.set(id, { t, sent, keys: [pitch], down: new Map([[pitch, t]]), route });  // down: for sound.js's NoteTimes
+    inflight.set(id, { t, sent, route });  // t: its key's event time (sound.js's NoteTimes `down`)
     if (inflight.size > 500) forget(inflight.keys().next().value);
     setText("presses", String(Y.pressesSent));
   } else {
